@@ -1,0 +1,172 @@
+"""The data-plane steps as the CLI, DVC stages and Prefect tasks all call them.
+
+Each takes explicit locations and config (resolved at the edge) and returns plain data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+
+from features.build import compute_features, make_labels
+from features.config import FeaturesConfig, ValidationConfig
+from features.errors import DataError, SourceError
+from features.ingest import Source, ingest_bars, quarantine, raw_files_of, read_source
+from features.schema import interval_ns, normalize_interval, normalize_symbol
+from features.sources import binance
+from features.store import BarStore
+from features.validation import ValidationReport, validate_bars
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Progress = Callable[[Iterable[T], str], Iterable[T]]
+
+
+def _no_progress(items: Iterable[T], _description: str) -> Iterable[T]:
+    return items
+
+
+def ingest_source(
+    source: str,
+    path: Path,
+    *,
+    store_root: Path,
+    quarantine_root: Path,
+    gx_root: Path | None,
+    validation: ValidationConfig,
+    now: pd.Timestamp,
+    symbol: str | None = None,
+    interval: str | None = None,
+    venue: str | None = None,
+    preset: str | None = None,
+    since: str | None = None,
+    progress: Progress[Path] = _no_progress,
+) -> dict[str, Any]:
+    """Read, validate and merge one source; a parse failure is quarantined like a failed batch.
+
+    Raises:
+        SourceError: the source cannot be read (the raw files are quarantined).
+        ValidationFailed: the batch failed validation (quarantined, nothing merged).
+    """
+    store = BarStore(store_root)
+    if source == "ccxt":
+        bars = _fetch_ccxt(str(path), store, symbol=symbol, interval=interval, since=since, now=now)
+        raw: tuple[Path, ...] = ()
+    else:
+        typed: Source = source  # type: ignore[assignment]
+        raw = raw_files_of(typed, path)
+        try:
+            if typed == "binance-dump":
+                frames = [binance.read_dump(p, symbol=symbol, interval=interval) for p in progress(binance.dump_files(path), "reading")]
+                bars = pd.concat(frames, ignore_index=True)
+            else:
+                bars = read_source(typed, path, symbol=symbol, interval=interval, preset=preset, venue=venue)
+        except SourceError as exc:
+            quarantine(None, reason=str(exc), quarantine_root=quarantine_root, label=str(path), raw_files=raw, now=now)
+            raise
+    result = ingest_bars(bars, store=store, config=validation, now=now, quarantine_root=quarantine_root,
+                         gx_root=gx_root, label=str(path), raw_files=raw)  # fmt: skip
+    return result.to_dict()
+
+
+def _fetch_ccxt(
+    exchange_id: str, store: BarStore, *, symbol: str | None, interval: str | None, since: str | None, now: pd.Timestamp
+) -> pd.DataFrame:
+    from features.sources import ccxt_source  # noqa: PLC0415
+
+    if not symbol or not interval:
+        raise SourceError("--source ccxt needs --symbol (the ccxt market, e.g. BTC/USDT) and --interval")
+    interval = normalize_interval(interval)
+    if since is None:
+        try:
+            last = store.read(exchange_id, normalize_symbol(symbol), interval)["timestamp"].iloc[-1]
+            start = last + pd.Timedelta(interval_ns(interval), unit="ns")
+        except DataError:
+            raise SourceError(f"no {exchange_id} {symbol} {interval} bars stored yet: give --since") from None
+    else:
+        start = pd.Timestamp(since, tz="UTC")
+    step = interval_ns(interval)
+    until = pd.Timestamp(now.value // step * step, tz="UTC")  # the open bar is never stored
+    exchange = ccxt_source.make_exchange(exchange_id)
+    return ccxt_source.fetch_incremental(exchange, market=symbol, interval=interval, since=start, until=until)
+
+
+def validate_store(
+    store_root: Path,
+    *,
+    config: ValidationConfig,
+    gx_root: Path | None,
+    now: pd.Timestamp,
+    symbol: str | None = None,
+    interval: str | None = None,
+    venue: str | None = None,
+) -> list[ValidationReport]:
+    """Re-validate stored series (all, or those matching the filters)."""
+    store = BarStore(store_root)
+    keys = [
+        k for k in store.series()
+        if (symbol is None or k.symbol == normalize_symbol(symbol))
+        and (interval is None or k.interval == normalize_interval(interval))
+        and (venue is None or k.venue == venue.lower())
+    ]  # fmt: skip
+    if not keys:
+        raise DataError(f"no stored series match (symbol={symbol}, interval={interval}, venue={venue}); run `mmops ingest`")
+    bars = pd.concat([store.read(k.venue, k.symbol, k.interval) for k in keys], ignore_index=True)
+    return validate_bars(bars, config=config, now=now, gx_root=gx_root)
+
+
+def resolve_venue(store: BarStore, symbol: str, interval: str, venue: str | None) -> str:
+    """The venue of ``symbol``/``interval`` when only one venue has it."""
+    if venue:
+        return venue.lower()
+    venues = sorted({k.venue for k in store.series() if k.symbol == normalize_symbol(symbol) and k.interval == interval})
+    if len(venues) != 1:
+        found = ", ".join(venues) or "none"
+        raise DataError(f"{symbol} {interval}: give --venue (stored venues: {found})")
+    return venues[0]
+
+
+def build_features(
+    store_root: Path,
+    *,
+    features_root: Path,
+    config: FeaturesConfig,
+    symbol: str,
+    interval: str,
+    venue: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    out: Path | None = None,
+) -> dict[str, Any]:
+    """Compute and write the feature frame (and the label frame beside it) for one series."""
+    store = BarStore(store_root)
+    interval = normalize_interval(interval)
+    symbol = normalize_symbol(symbol)
+    venue = resolve_venue(store, symbol, interval, venue)
+    end_ts = _utc(end) if end else None
+    bars = store.read(venue, symbol, interval, end=end_ts)
+    frame = compute_features(bars, config, start=_utc(start) if start else None, end=end_ts)
+    labels = make_labels(bars, horizon=config.label_horizon).loc[frame.index]
+    target = out or features_root / f"venue={venue}" / f"{symbol}-{interval}.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(target)
+    labels_path = target.with_name(target.stem + ".labels.parquet")
+    labels.to_parquet(labels_path)
+    return {
+        "series": f"{venue}:{symbol}:{interval}",
+        "rows": len(frame),
+        "columns": frame.shape[1],
+        "start": frame.index[0].isoformat() if len(frame) else None,
+        "end": frame.index[-1].isoformat() if len(frame) else None,
+        "features": str(target),
+        "labels": str(labels_path),
+    }
+
+
+def _utc(value: str) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")

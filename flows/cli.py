@@ -1,0 +1,173 @@
+"""The ``mmops`` command line: parse options, resolve locations, call the library, report.
+
+Every command prints a human summary, or exactly one JSON document on stdout with ``--json``.
+Failures exit non-zero with a one-line reason on stderr. Heavy libraries (Great Expectations,
+TensorFlow, MLflow, Prefect) are imported inside the commands that need them, so the data
+commands start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import pandas as pd
+import typer
+from rich.console import Console
+
+from features.errors import MmopsError
+from flows.params import Params, load_params
+from flows.settings import Locations, locations
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="MLOps for ML-driven crypto market making.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect the validated bar store.")
+app.add_typer(data_app, name="data")
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
+SymbolOpt = Annotated[str | None, typer.Option("--symbol", help="e.g. BTCUSDT")]
+IntervalOpt = Annotated[str | None, typer.Option("--interval", help="e.g. 1m, 1h, 1d")]
+VenueOpt = Annotated[str | None, typer.Option("--venue", help="e.g. binance, kraken")]
+
+
+def reported(func: F) -> F:
+    """Turn mmops errors into a one-line reason on stderr and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MmopsError as exc:
+            err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit(payload: dict[str, Any], *, as_json: bool, human: str) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    else:
+        Console().print(human, highlight=False)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("-v", "--verbose", help="log INFO to stderr")] = False) -> None:
+    from rich.logging import RichHandler  # noqa: PLC0415
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False)],
+    )
+
+
+def _track(items: Iterable[T], description: str) -> Iterable[T]:
+    from rich.progress import track  # noqa: PLC0415
+
+    return track(list(items), description=description, console=err)
+
+
+def _no_progress(items: Iterable[T], _description: str) -> Iterable[T]:
+    return items
+
+
+def context() -> tuple[Locations, Params]:
+    where = locations()
+    return where, load_params(where.params_file)
+
+
+@app.command()
+@reported
+def ingest(
+    source: Annotated[str, typer.Option("--source", help="binance-dump | file | ccxt")],
+    path: Annotated[str, typer.Option("--path", help="file or directory; for ccxt the exchange id (e.g. binance)")],
+    symbol: SymbolOpt = None,
+    interval: IntervalOpt = None,
+    venue: VenueOpt = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="freqtrade | kraken (for --source file)")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ccxt: first bar (default: after the last stored)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Read a source into canonical bars, validate them, and merge them into the store."""
+    from features.pipeline import ingest_source  # noqa: PLC0415
+
+    where, params = context()
+    result = ingest_source(
+        source, Path(path), store_root=where.bars, quarantine_root=where.quarantine, gx_root=where.gx_root,
+        validation=params.validation, now=pd.Timestamp.now(tz="UTC"), symbol=symbol, interval=interval,
+        venue=venue, preset=preset, since=since, progress=_no_progress if as_json else _track,
+    )  # fmt: skip
+    lines = [
+        f"{s['series']}: {s['rows_in']} rows in, {s['rows_added']} added, {s['rows_replaced']} replaced, "
+        f"{s['rows_total']} stored; {s['gap_count']} gaps" + ("" if s["months_written"] else " (unchanged)")
+        for s in result["series"]
+    ]
+    emit(result, as_json=as_json, human="\n".join(lines))
+
+
+@app.command()
+@reported
+def validate(symbol: SymbolOpt = None, interval: IntervalOpt = None, venue: VenueOpt = None, as_json: JsonOpt = False) -> None:
+    """Re-run the data-quality suite on stored series and rebuild Data Docs."""
+    from features.pipeline import validate_store  # noqa: PLC0415
+
+    where, params = context()
+    reports = validate_store(where.bars, config=params.validation, gx_root=where.gx_root, symbol=symbol,
+                             interval=interval, venue=venue, now=pd.Timestamp.now(tz="UTC"))  # fmt: skip
+    payload = {
+        "success": all(r.success for r in reports),
+        "data_docs": str(where.gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"),
+        "series": [{"series": r.series, "rows": r.rows, "success": r.success, "findings": [str(f) for f in r.findings],
+                    "gap_count": r.gaps.count, "longest_gap_bars": r.gaps.longest_bars} for r in reports],
+    }  # fmt: skip
+    emit(payload, as_json=as_json, human="\n".join(r.summary() for r in reports) + f"\nData Docs: {payload['data_docs']}")
+    if not payload["success"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+@reported
+def features(
+    symbol: Annotated[str, typer.Option("--symbol")],
+    interval: Annotated[str, typer.Option("--interval")],
+    venue: VenueOpt = None,
+    start: Annotated[str | None, typer.Option("--start", help="first row written (history before warms up)")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="use only data at or before this time")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="feature Parquet (default under data/features)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compute rolling-window features (and, beside them, labels) for one series."""
+    from features.pipeline import build_features  # noqa: PLC0415
+
+    where, params = context()
+    result = build_features(where.bars, features_root=where.features, config=params.features, venue=venue,
+                            symbol=symbol, interval=interval, start=start, end=end, out=out)  # fmt: skip
+    emit(result, as_json=as_json, human=f"{result['rows']} rows x {result['columns']} features -> {result['features']}")
+
+
+@data_app.command("info")
+@reported
+def data_info(as_json: JsonOpt = False) -> None:
+    """Per series: rows, first and last bar, gap count and longest gap."""
+    from features.store import BarStore  # noqa: PLC0415
+
+    where = locations()
+    infos = [i.to_dict() for i in BarStore(where.bars).info()]
+    human = "\n".join(
+        f"{i['venue']}:{i['symbol']}:{i['interval']}  {i['rows']} rows  {i['start']} .. {i['end']}  "
+        f"{i['gap_count']} gaps (longest {i['longest_gap_bars']} bars)"
+        for i in infos
+    )
+    emit({"series": infos}, as_json=as_json, human=human or f"the store at {where.bars} is empty")
+
+
+def run() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,65 @@
+"""Runtime locations, from the environment with local defaults (never from params.yaml).
+
+``MMOPS_HOME`` (default: the current directory) is the root of ``data/``, ``reports/`` and the
+MLflow/Optuna stores, so several isolated homes can coexist. ``MMOPS_SOURCE_DATA`` is where raw
+exchange files are looked up (default: ``../shared/data`` beside the repository when present).
+``MMOPS_PARAMS`` overrides the params file (default: ``$MMOPS_HOME/params.yaml`` if present,
+else the repository's).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Locations:
+    home: Path
+    source_data: Path
+    params_file: Path
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def bars(self) -> Path:
+        return self.data / "bars"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.data / "quarantine"
+
+    @property
+    def features(self) -> Path:
+        return self.data / "features"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def gx_root(self) -> Path:
+        """Great Expectations project: validation results and Data Docs HTML."""
+        return self.reports / "data_quality"
+
+
+def locations() -> Locations:
+    """Resolve locations from the environment now (call at the edge, not at import)."""
+    home = Path(os.environ.get("MMOPS_HOME") or Path.cwd()).resolve()
+    source = os.environ.get("MMOPS_SOURCE_DATA")
+    if source:
+        source_data = Path(source).resolve()
+    else:
+        candidates = [REPO_ROOT.parent / "shared" / "data", home.parent / "shared" / "data"]
+        source_data = next((c for c in candidates if c.is_dir()), candidates[0])
+    params = os.environ.get("MMOPS_PARAMS")
+    if params:
+        params_file = Path(params).resolve()
+    else:
+        params_file = home / "params.yaml" if (home / "params.yaml").is_file() else REPO_ROOT / "params.yaml"
+    return Locations(home=home, source_data=source_data, params_file=params_file)
