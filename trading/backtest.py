@@ -184,13 +184,30 @@ def engine_params(
 
 def allocate_outputs(n: int, latency_bars: int) -> tuple[StepArrays, TradeArrays, np.ndarray]:
     """Zeroed output arrays for ``n`` bars and the in-flight order ring."""
-    steps = StepArrays(*(np.zeros(n) for _ in range(2)), *(np.zeros(n, dtype=np.int64) for _ in range(7)))
+
+    def ints(size: int) -> np.ndarray:
+        return np.zeros(size, dtype=np.int64)
+
+    steps = StepArrays(
+        cash=np.zeros(n),
+        equity=np.zeros(n),
+        inventory=ints(n),
+        bid=ints(n),
+        ask=ints(n),
+        bid_lots=ints(n),
+        ask_lots=ints(n),
+        status=ints(n),
+        reasons=ints(n),
+    )
     m = 3 * n
     trades = TradeArrays(
-        *(np.zeros(m, dtype=np.int64) for _ in range(4)),
-        np.zeros(m),
-        np.zeros(m, dtype=np.int64),
-        np.zeros(m),
+        bar=ints(m),
+        side=ints(m),
+        price=ints(m),
+        lots=ints(m),
+        fee=np.zeros(m),
+        maker=ints(m),
+        ref_mid=np.zeros(m),
     )
     ring = np.full((latency_bars + 2, 6), -1, dtype=np.int64)
     return steps, trades, ring
