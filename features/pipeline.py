@@ -151,7 +151,7 @@ def build_features(
     bars = store.read(venue, symbol, interval, end=end_ts)
     frame = compute_features(bars, config, start=_utc(start) if start else None, end=end_ts)
     labels = make_labels(bars, horizon=config.label_horizon).loc[frame.index]
-    target = out or features_root / f"venue={venue}" / f"{symbol}-{interval}.parquet"
+    target = out or features_root / f"{venue}-{symbol}-{interval}.parquet"
     target.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(target)
     labels_path = target.with_name(target.stem + ".labels.parquet")

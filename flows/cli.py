@@ -20,7 +20,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from features.errors import MmopsError
+from features.errors import ConfigError, MmopsError
 from flows.params import Params, load_params
 from flows.settings import Locations, locations
 
@@ -87,8 +87,10 @@ def context() -> tuple[Locations, Params]:
 @app.command()
 @reported
 def ingest(
-    source: Annotated[str, typer.Option("--source", help="binance-dump | file | ccxt")],
-    path: Annotated[str, typer.Option("--path", help="file or directory; for ccxt the exchange id (e.g. binance)")],
+    source: Annotated[str | None, typer.Option("--source", help="binance-dump | file | ccxt")] = None,
+    path: Annotated[str | None, typer.Option("--path", help="file or directory; for ccxt the exchange id")] = None,
+    all_datasets: Annotated[bool, typer.Option("--all", help="every dataset in params.yaml, under --root")] = False,
+    root: Annotated[Path | None, typer.Option("--root", help="with --all: where datasets live (MMOPS_SOURCE_DATA)")] = None,
     symbol: SymbolOpt = None,
     interval: IntervalOpt = None,
     venue: VenueOpt = None,
@@ -100,11 +102,21 @@ def ingest(
     from features.pipeline import ingest_source  # noqa: PLC0415
 
     where, params = context()
-    result = ingest_source(
-        source, Path(path), store_root=where.bars, quarantine_root=where.quarantine, gx_root=where.gx_root,
-        validation=params.validation, now=pd.Timestamp.now(tz="UTC"), symbol=symbol, interval=interval,
-        venue=venue, preset=preset, since=since, progress=_no_progress if as_json else _track,
-    )  # fmt: skip
+    if all_datasets:
+        jobs = [(d.source, (root or where.source_data) / d.path, d.symbol, d.interval, d.venue, d.preset)
+                for d in params.data.datasets]  # fmt: skip
+    elif source and path:
+        jobs = [(source, Path(path), symbol, interval, venue, preset)]
+    else:
+        raise ConfigError("give --source and --path, or --all")
+    series: list[dict[str, Any]] = []
+    for src, src_path, sym, ivl, ven, pre in jobs:
+        series += ingest_source(
+            src, src_path, store_root=where.bars, quarantine_root=where.quarantine, gx_root=where.gx_root,
+            validation=params.validation, now=pd.Timestamp.now(tz="UTC"), symbol=sym, interval=ivl, venue=ven,
+            preset=pre, since=since, progress=_no_progress if as_json else _track,
+        )["series"]  # fmt: skip
+    result = {"series": series}
     lines = [
         f"{s['series']}: {s['rows_in']} rows in, {s['rows_added']} added, {s['rows_replaced']} replaced, "
         f"{s['rows_total']} stored; {s['gap_count']} gaps" + ("" if s["months_written"] else " (unchanged)")
@@ -167,6 +179,28 @@ def data_info(as_json: JsonOpt = False) -> None:
         for i in infos
     )
     emit({"series": infos}, as_json=as_json, human=human or f"the store at {where.bars} is empty")
+
+
+@data_app.command("seed")
+@reported
+def data_seed(
+    root: Annotated[Path | None, typer.Option("--root", help="source data (default MMOPS_SOURCE_DATA)")] = None,
+) -> None:
+    """Copy the params.yaml datasets from the source-data root into data/raw (what data.dvc tracks)."""
+    import shutil  # noqa: PLC0415
+
+    where, params = context()
+    source_root = root or where.source_data
+    for dataset in params.data.datasets:
+        src, dst = source_root / dataset.path, where.data / "raw" / dataset.path
+        if not src.exists():
+            raise ConfigError(f"{src}: missing; set MMOPS_SOURCE_DATA to the shared data folder")
+        files = sorted(p for p in src.iterdir() if p.is_file()) if src.is_dir() else [src]
+        for file in files:  # plain copies: the shared folder is read-only, the workspace must not be
+            target = dst / file.name if src.is_dir() else dst
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, target)
+        Console().print(f"{src} -> {dst}")
 
 
 def run() -> None:  # pragma: no cover - console entry point

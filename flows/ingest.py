@@ -1,0 +1,54 @@
+"""Prefect flows of the data plane: ingest -> validate -> features. Thin wrappers, no logic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, task
+
+from features.config import DatasetConfig
+from features.pipeline import build_features, ingest_source
+from flows.params import Params, load_params
+from flows.settings import Locations, locations
+
+
+@task(retries=2, retry_delay_seconds=10)  # reads files or a venue: the outside world
+def ingest_dataset(dataset: DatasetConfig, where: Locations, params: Params, source_root: Path) -> dict[str, Any]:
+    return ingest_source(
+        dataset.source, source_root / dataset.path, store_root=where.bars, quarantine_root=where.quarantine,
+        gx_root=where.gx_root, validation=params.validation, now=pd.Timestamp.now(tz="UTC"), symbol=dataset.symbol,
+        interval=dataset.interval, venue=dataset.venue, preset=dataset.preset,
+    )  # fmt: skip
+
+
+@task
+def features_for(dataset: DatasetConfig, where: Locations, params: Params) -> dict[str, Any]:
+    return build_features(where.bars, features_root=where.features, config=params.features, venue=dataset.venue,
+                          symbol=dataset.symbol, interval=dataset.interval)  # fmt: skip
+
+
+@flow(name="ingest", log_prints=True)
+def ingest_flow(source_root: str | None = None) -> list[dict[str, Any]]:
+    """Ingest and validate every dataset in ``params.yaml``; a failing batch fails the flow."""
+    where = locations()
+    params = load_params(where.params_file)
+    root = Path(source_root) if source_root else where.source_data
+    return [ingest_dataset(d, where, params, root) for d in params.data.datasets]
+
+
+@flow(name="features", log_prints=True)
+def features_flow() -> list[dict[str, Any]]:
+    """Rebuild the feature and label frames of every dataset."""
+    where = locations()
+    params = load_params(where.params_file)
+    return [features_for(d, where, params) for d in params.data.datasets]
+
+
+@flow(name="nightly", log_prints=True)
+def nightly_flow(source_root: str | None = None) -> dict[str, Any]:
+    """The nightly retrain. Today: ingest -> validate -> features; training lands next."""
+    ingested = ingest_flow(source_root)
+    built = features_flow()
+    return {"ingested": ingested, "features": built}
