@@ -199,7 +199,7 @@ def allocate_outputs(n: int, latency_bars: int) -> tuple[StepArrays, TradeArrays
         status=ints(n),
         reasons=ints(n),
     )
-    m = 3 * n
+    m = 2 * n + latency_bars + 2  # two maker fills a bar, and flattens only after a latched kill
     trades = TradeArrays(
         bar=ints(m),
         side=ints(m),

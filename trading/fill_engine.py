@@ -81,7 +81,8 @@ class StepArrays(NamedTuple):
 
 
 class TradeArrays(NamedTuple):
-    """Fill records, capacity 3 per bar (two maker fills and one flatten)."""
+    """Fill records. Capacity ``2n + latency_bars + 2``: at most two maker fills a bar, and a
+    flatten needs inventory, which after a latched kill only fills arriving within the latency add."""
 
     bar: Any  # int64 bar index
     side: Any  # int64 +1 buy, -1 sell
@@ -92,7 +93,7 @@ class TradeArrays(NamedTuple):
     ref_mid: Any  # float64 ticks, the mid when the order was decided
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _book(
     tr: TradeArrays,
     k: int,
@@ -118,7 +119,7 @@ def _book(
     return -side * notional - fee, fee
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _fill_lots(crossed: bool, lots: int, room: int, flow: float, ep: EngineParams) -> int:
     """Lots filled on one side: the order, cut by the inventory room and the flow cap."""
     if not crossed or lots <= 0 or room <= 0:
@@ -129,12 +130,12 @@ def _fill_lots(crossed: bool, lots: int, room: int, flow: float, ep: EngineParam
     return max(q, 0)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _ewma_update(var: float, x2: float, alpha: float) -> float:
     return var + alpha * (x2 - var)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _new_quotes(
     i: int, inv: int, status: int, var_q: float, bars: BarArrays, qp: QuoteParams, ep: EngineParams
 ) -> tuple[int, int, int, int]:
@@ -164,7 +165,7 @@ def _new_quotes(
     return bid, ask, bl if ok_bid else 0, al if ok_ask else 0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _maker_fills(
     i: int,
     bid: int,
@@ -195,7 +196,7 @@ def _maker_fills(
     return cash, inv, bl - qb, al - qa, k
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def run_kernel(
     bars: BarArrays,
     qp: QuoteParams,
@@ -213,7 +214,7 @@ def run_kernel(
         rp: risk thresholds.
         ep: engine settings.
         out: per-bar outputs, length n.
-        tr: fill records, capacity 3n.
+        tr: fill records, capacity ``2n + latency_bars + 2``.
         ring: int64 array (latency_bars + 2, 6) of orders in flight: arrival bar (-1 empty), bid,
             ask, bid lots, ask lots, reference mid.
 
@@ -228,8 +229,10 @@ def run_kernel(
     ref = 0.0
     var_q = var_f = var_s = 0.36 * float(bars.high[0] - bars.low[0]) ** 2 + 1.0  # Parkinson, ticks^2
     reasons = status = until = 0
+    s = 0  # ring slot of bar i (i % slots, kept as a counter: integer division is slow)
+    t = (1 + ep.latency_bars) % slots  # ring slot of bar i + 1 + latency
+    refresh = 0  # i % refresh_bars
     for i in range(n):
-        s = i % slots
         if ring[s, 0] == i:  # orders in flight arrive: cancel/replace the live ones
             bid, ask, bl, al, ref = ring[s, 1], ring[s, 2], ring[s, 3], ring[s, 4], float(ring[s, 5])
             ring[s, 0] = -1
@@ -278,7 +281,6 @@ def run_kernel(
             )
             placed += (nbl > 0) + (nal > 0)
             lots_quoted += nbl + nal
-            t = (i + 1 + ep.latency_bars) % slots
             ring[t, 0], ring[t, 1], ring[t, 2] = i + 1 + ep.latency_bars, nb, na
             ring[t, 3], ring[t, 4], ring[t, 5] = nbl, nal, close
         out.cash[i] = cash
@@ -286,4 +288,7 @@ def run_kernel(
         out.equity[i] = cash + inv * ep.lot * mark
         out.status[i] = status
         out.reasons[i] = reasons
+        s = s + 1 if s + 1 < slots else 0
+        t = t + 1 if t + 1 < slots else 0
+        refresh = refresh + 1 if refresh + 1 < ep.refresh_bars else 0
     return k, placed, lots_quoted

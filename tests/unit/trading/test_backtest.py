@@ -167,3 +167,14 @@ def test_write_outputs(tmp_path: Path, btc_march: pd.DataFrame) -> None:
     assert metrics["n_trades"] == len(pd.read_parquet(paths["trades"]))
     assert "fee" in pd.read_parquet(paths["trades"]).columns
     assert paths["plot"].stat().st_size > 1000
+
+
+def test_params_sections_file_matches_config_defaults() -> None:
+    import yaml
+
+    path = Path(__file__).resolve().parents[3] / "trading" / "params_sections.yaml"
+    sections = yaml.safe_load(path.read_text())
+    assert set(sections) == {"quote", "risk", "backtest"}
+    assert QuoteConfig(**sections["quote"]) == QuoteConfig()
+    assert RiskConfig(**sections["risk"]) == RiskConfig()
+    assert BacktestConfig(**sections["backtest"]) == BacktestConfig()
