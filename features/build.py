@@ -23,6 +23,7 @@ Labels live in a separate frame (:func:`make_labels`) and never among the featur
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,9 +81,13 @@ class FeatureEngine:
         if len(ts) and (np.any(np.diff(ts) <= 0) or (self._last_ts is not None and ts[0] <= self._last_ts)):
             raise DataError("features need bars in strictly increasing time order, each bar once")
         out = np.empty((len(ts), len(self.names)))
-        kernels.run_kernel(
+        run: Callable[..., None] = kernels.run_kernel  # numba's dispatcher is untyped
+        run(
             ts,
-            *(np.ascontiguousarray(bars[c].to_numpy(dtype=np.float64)) for c in ("open", "high", "low", "close", "volume")),
+            *(
+                np.ascontiguousarray(bars[c].to_numpy(dtype=np.float64))
+                for c in ("open", "high", "low", "close", "volume")
+            ),
             np.ascontiguousarray(bars["taker_buy_volume"].to_numpy(dtype=np.float64, na_value=np.nan)),
             self._windows,
             self._lags,
@@ -100,7 +105,11 @@ class FeatureEngine:
 
 
 def compute_features(
-    bars: pd.DataFrame, config: FeaturesConfig, *, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
+    bars: pd.DataFrame,
+    config: FeaturesConfig,
+    *,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Features of one series. Bars after ``end`` are never read; ``start`` only trims the output
     (history before it still warms the windows up).

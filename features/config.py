@@ -55,13 +55,17 @@ class ValidationConfig(_Section):
     max_missing_fraction: float = Field(
         0.02, ge=0, le=1, description="missing bars / expected bars between first and last; gaps above fail"
     )
-    future_tolerance_s: float = Field(0.0, ge=0, description="how far past 'now' an open time may be, seconds")
+    future_tolerance_s: float = Field(
+        0.0, ge=0, description="how far past 'now' an open time may be, seconds"
+    )
 
 
 class FeaturesConfig(_Section):
     """Rolling-window features and labels. Windows and lags are counted in bars."""
 
-    preset: Literal["auto", "minute", "daily"] = Field("auto", description="auto: daily for >= 1d bars, else minute")
+    preset: Literal["auto", "minute", "daily"] = Field(
+        "auto", description="auto: daily for >= 1d bars, else minute"
+    )
     windows: tuple[int, ...] | None = Field(None, description="overrides the preset's windows")
     return_lags: tuple[int, ...] = Field((1,), description="extra log-return lags besides the windows")
     bollinger_k: float = Field(2.0, gt=0, description="band half-width in standard deviations")

@@ -29,7 +29,7 @@ class SourceError(DataError):
     """A source file or response could not be parsed into canonical bars."""
 
 
-class ValidationFailed(DataError):
+class ValidationFailed(DataError):  # noqa: N818 - reads as the event it reports
     """A batch failed its data-quality suite; it was quarantined, nothing was merged."""
 
     def __init__(self, message: str, *, quarantine_path: str | None = None) -> None:

@@ -128,7 +128,9 @@ def quarantine(
         "label": label,
         "reason": reason,
         "quarantined_at": now.isoformat(),
-        "validation": [{"series": r.series, "summary": r.summary(), "gx_result": r.gx_result} for r in reports or []],
+        "validation": [
+            {"series": r.series, "summary": r.summary(), "gx_result": r.gx_result} for r in reports or []
+        ],
     }
     (target / "validation.json").write_text(json.dumps(payload, indent=1, default=str))
     log.warning("quarantined %s in %s: %s", label, target, reason)

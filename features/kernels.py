@@ -17,7 +17,24 @@ import numba as nb
 import numpy as np
 
 # per-bar inputs kept in the ring buffer (columns of ``buf``)
-Q_R1, Q_R1SQ, Q_MFV, Q_VOL, Q_C, Q_CSQ, Q_TP, Q_TR, Q_TPV, Q_POSMF, Q_NEGMF, Q_FLOW, Q_FLOWOK, Q_LV, Q_LVSQ, Q_LC = range(16)
+(
+    Q_R1,
+    Q_R1SQ,
+    Q_MFV,
+    Q_VOL,
+    Q_C,
+    Q_CSQ,
+    Q_TP,
+    Q_TR,
+    Q_TPV,
+    Q_POSMF,
+    Q_NEGMF,
+    Q_FLOW,
+    Q_FLOWOK,
+    Q_LV,
+    Q_LVSQ,
+    Q_LC,
+) = range(16)
 N_QUANTITIES = 16
 N_SUMMED = 15  # Q_LC is only looked up at lags, never summed
 # features per window, in output order
@@ -65,8 +82,9 @@ def _base_quantities(h: float, lo: float, c: float, v: float, tbv: float, prev_c
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _psar(h: float, lo: float, c: float, count: int, istate: np.ndarray, fs: np.ndarray, step: float,
-          max_af: float) -> float:  # fmt: skip
+def _psar(  # noqa: C901 - Wilder's rules in one piece, to read against the reference
+    h: float, lo: float, c: float, count: int, istate: np.ndarray, fs: np.ndarray, step: float,
+    max_af: float) -> float:  # fmt: skip
     """Parabolic SAR, Wilder's rules as implemented by the ``ta`` library (its reference)."""
     if count == 0:
         istate[I_UPTREND] = 1
@@ -129,11 +147,38 @@ def _window_features(c: float, lc: float, lv: float, w: int, s: np.ndarray, lag_
     out[col + 6] = 2.0 * kc_k * atr / center
     out[col + 7] = (c - (center - kc_k * atr)) / (2.0 * kc_k * atr) if atr > 0.0 else 0.5
     out[col + 8] = atr / c
-    out[col + 9] = s[Q_FLOW] / vol if (s[Q_FLOWOK] == w and vol > 0.0) else (0.0 if s[Q_FLOWOK] == w else np.nan)
+    out[col + 9] = (
+        s[Q_FLOW] / vol if (s[Q_FLOWOK] == w and vol > 0.0) else (0.0 if s[Q_FLOWOK] == w else np.nan)
+    )
     out[col + 10] = lc - math.log(s[Q_TPV] / vol) if vol > 0.0 and s[Q_TPV] > 0.0 else 0.0
     lv_mean = s[Q_LV] / w
     lv_sd = math.sqrt(max(s[Q_LVSQ] / w - lv_mean * lv_mean, 0.0))
     out[col + 11] = (lv - lv_mean) / lv_sd if lv_sd > 1e-12 else 0.0
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _advance_sums(
+    q: np.ndarray, buf: np.ndarray, sums: np.ndarray, windows: np.ndarray, pos: int, seen: int
+) -> None:
+    """Slide every window's running sums by one bar (``q`` enters, the bar ``w`` back leaves)."""
+    cap = buf.shape[0]
+    for k in range(windows.shape[0]):
+        w = windows[k]
+        old = pos - w if pos >= w else pos - w + cap
+        s = sums[k]
+        if seen > w and seen % (w * max(1, _REFRESH_BARS // w)) == 0:  # exact refresh: bounds float drift
+            for j in range(N_SUMMED):
+                s[j] = q[j]
+            for back in range(1, w):
+                row = pos - back if pos >= back else pos - back + cap
+                for j in range(N_SUMMED):
+                    s[j] += buf[row, j]
+        elif seen > w:
+            for j in range(N_SUMMED):
+                s[j] += q[j] - buf[old, j]
+        else:
+            for j in range(N_SUMMED):
+                s[j] += q[j]
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -154,25 +199,11 @@ def run_kernel(ts: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: 
         first = count == 0
         pos = istate[I_POS]
         prev = pos - 1 if pos > 0 else cap - 1
-        tp = _base_quantities(h[i], lo[i], c[i], v[i], tbv[i], buf[prev, Q_C], buf[prev, Q_LC], fstate[F_PREV_TP], first, q)
+        tp = _base_quantities(
+            h[i], lo[i], c[i], v[i], tbv[i], buf[prev, Q_C], buf[prev, Q_LC], fstate[F_PREV_TP], first, q
+        )
         seen = count + 1  # bars including this one
-        for k in range(n_win):
-            w = windows[k]
-            old = pos - w if pos >= w else pos - w + cap
-            s = sums[k]
-            if seen > w and seen % (w * max(1, _REFRESH_BARS // w)) == 0:  # exact refresh: bounds float drift
-                for j in range(N_SUMMED):
-                    s[j] = q[j]
-                for back in range(1, w):
-                    row = pos - back if pos >= back else pos - back + cap
-                    for j in range(N_SUMMED):
-                        s[j] += buf[row, j]
-            elif seen > w:
-                for j in range(N_SUMMED):
-                    s[j] += q[j] - buf[old, j]
-            else:
-                for j in range(N_SUMMED):
-                    s[j] += q[j]
+        _advance_sums(q, buf, sums, windows, pos, seen)
         for j in range(N_QUANTITIES):
             buf[pos, j] = q[j]
         col = 0
@@ -181,7 +212,9 @@ def run_kernel(ts: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: 
             w = windows[k]
             if seen > w:
                 old = pos - w if pos >= w else pos - w + cap
-                _window_features(c[i], q[Q_LC], q[Q_LV], w, sums[k], buf[old, Q_LC], params[0], params[1], row_out, col)
+                _window_features(
+                    c[i], q[Q_LC], q[Q_LV], w, sums[k], buf[old, Q_LC], params[0], params[1], row_out, col
+                )
             else:
                 for j in range(n_wf):
                     row_out[col + j] = np.nan
@@ -195,7 +228,9 @@ def run_kernel(ts: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: 
         out[i, col] = math.log(h[i] / lo[i])
         out[i, col + 1] = (c[i] - sar) / c[i]
         day_frac = (ts[i] % _DAY_NS) / _DAY_NS
-        week_frac = (((ts[i] // _DAY_NS) + 3) % _WEEK_DAYS + day_frac) / _WEEK_DAYS  # 1970-01-01 was a Thursday
+        week_frac = (
+            ((ts[i] // _DAY_NS) + 3) % _WEEK_DAYS + day_frac
+        ) / _WEEK_DAYS  # 1970-01-01 was a Thursday
         out[i, col + 2] = math.sin(2.0 * math.pi * day_frac)
         out[i, col + 3] = math.cos(2.0 * math.pi * day_frac)
         out[i, col + 4] = math.sin(2.0 * math.pi * week_frac)

@@ -61,12 +61,22 @@ def ingest_source(
         raw = raw_files_of(typed, path)
         try:
             if typed == "binance-dump":
-                frames = [binance.read_dump(p, symbol=symbol, interval=interval) for p in progress(binance.dump_files(path), "reading")]
+                frames = [
+                    binance.read_dump(p, symbol=symbol, interval=interval)
+                    for p in progress(binance.dump_files(path), "reading")
+                ]
                 bars = pd.concat(frames, ignore_index=True)
             else:
                 bars = read_source(typed, path, symbol=symbol, interval=interval, preset=preset, venue=venue)
         except SourceError as exc:
-            quarantine(None, reason=str(exc), quarantine_root=quarantine_root, label=str(path), raw_files=raw, now=now)
+            quarantine(
+                None,
+                reason=str(exc),
+                quarantine_root=quarantine_root,
+                label=str(path),
+                raw_files=raw,
+                now=now,
+            )
             raise
     result = ingest_bars(bars, store=store, config=validation, now=now, quarantine_root=quarantine_root,
                          gx_root=gx_root, label=str(path), raw_files=raw)  # fmt: skip
@@ -74,9 +84,15 @@ def ingest_source(
 
 
 def _fetch_ccxt(
-    exchange_id: str, store: BarStore, *, symbol: str | None, interval: str | None, since: str | None, now: pd.Timestamp
+    exchange_id: str,
+    store: BarStore,
+    *,
+    symbol: str | None,
+    interval: str | None,
+    since: str | None,
+    now: pd.Timestamp,
 ) -> pd.DataFrame:
-    from features.sources import ccxt_source  # noqa: PLC0415
+    from features.sources import ccxt_source
 
     if not symbol or not interval:
         raise SourceError("--source ccxt needs --symbol (the ccxt market, e.g. BTC/USDT) and --interval")
@@ -114,7 +130,9 @@ def validate_store(
         and (venue is None or k.venue == venue.lower())
     ]  # fmt: skip
     if not keys:
-        raise DataError(f"no stored series match (symbol={symbol}, interval={interval}, venue={venue}); run `mmops ingest`")
+        raise DataError(
+            f"no stored series match (symbol={symbol}, interval={interval}, venue={venue}); run `mmops ingest`"
+        )
     bars = pd.concat([store.read(k.venue, k.symbol, k.interval) for k in keys], ignore_index=True)
     return validate_bars(bars, config=config, now=now, gx_root=gx_root)
 
@@ -123,7 +141,9 @@ def resolve_venue(store: BarStore, symbol: str, interval: str, venue: str | None
     """The venue of ``symbol``/``interval`` when only one venue has it."""
     if venue:
         return venue.lower()
-    venues = sorted({k.venue for k in store.series() if k.symbol == normalize_symbol(symbol) and k.interval == interval})
+    venues = sorted(
+        {k.venue for k in store.series() if k.symbol == normalize_symbol(symbol) and k.interval == interval}
+    )
     if len(venues) != 1:
         found = ", ".join(venues) or "none"
         raise DataError(f"{symbol} {interval}: give --venue (stored venues: {found})")

@@ -171,16 +171,24 @@ class BarStore:
         months = self.manifest().get(key.path())
         if not months:
             known = ", ".join(str(k) for k in self.series()) or "none"
-            raise DataError(f"no bars for {key} in {self.root}; stored series: {known}. Run `mmops ingest` first.")
+            raise DataError(
+                f"no bars for {key} in {self.root}; stored series: {known}. Run `mmops ingest` first."
+            )
         lo = _utc(start) if start is not None else None
         hi = _utc(end) if end is not None else None
         frames = []
         for month, name in sorted(months.items()):
             month_start = pd.Timestamp(f"{month}-01", tz="UTC")
-            if (hi is not None and month_start > hi) or (lo is not None and month_start + pd.offsets.MonthBegin(1) <= lo):
+            if (hi is not None and month_start > hi) or (
+                lo is not None and month_start + pd.offsets.MonthBegin(1) <= lo
+            ):
                 continue
             frames.append(self._read_file(key, month, name))
-        bars = pd.concat(frames, ignore_index=True) if frames else self._read_file(key, *next(iter(months.items())))[:0]
+        bars = (
+            pd.concat(frames, ignore_index=True)
+            if frames
+            else self._read_file(key, *next(iter(months.items())))[:0]
+        )
         mask = np.ones(len(bars), dtype=bool)
         if lo is not None:
             mask &= (bars[TIMESTAMP] >= lo).to_numpy()
@@ -229,7 +237,9 @@ class BarStore:
                 self._commit(manifest)
             return results
 
-    def _stage_series(self, key: SeriesKey, incoming: pd.DataFrame, manifest: dict[str, dict[str, str]]) -> WriteResult:
+    def _stage_series(
+        self, key: SeriesKey, incoming: pd.DataFrame, manifest: dict[str, dict[str, str]]
+    ) -> WriteResult:
         months = dict(manifest.get(key.path(), {}))
         month_of = incoming[TIMESTAMP].dt.strftime("%Y-%m")
         added = replaced = 0
@@ -247,7 +257,10 @@ class BarStore:
             months[str(month)] = name
             written.append(str(month))
         manifest[key.path()] = dict(sorted(months.items()))
-        total = sum(pq.ParquetFile(self.root / key.path() / f"month={m}" / n).metadata.num_rows for m, n in months.items())
+        total = sum(
+            pq.ParquetFile(self.root / key.path() / f"month={m}" / n).metadata.num_rows
+            for m, n in months.items()
+        )
         return WriteResult(key, len(incoming), added, replaced, total, tuple(written))
 
     def _commit(self, manifest: dict[str, dict[str, str]]) -> None:

@@ -59,7 +59,9 @@ class ValidationReport:
     def summary(self) -> str:
         if self.success:
             return f"{self.series}: {self.rows} rows valid, {self.gaps.count} gaps (longest {self.gaps.longest_bars} bars)"
-        return f"{self.series}: {len(self.findings)} failed checks: " + " | ".join(str(f) for f in self.findings)
+        return f"{self.series}: {len(self.findings)} failed checks: " + " | ".join(
+            str(f) for f in self.findings
+        )
 
 
 def validate_bars(
@@ -107,13 +109,15 @@ def _with_derived(batch: pd.DataFrame, interval: str) -> pd.DataFrame:
     close = frame["close"].where(frame["close"] > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         frame["log_return"] = np.log(close).diff()
-        frame["log_range"] = np.log(frame["high"].where(frame["high"] > 0) / frame["low"].where(frame["low"] > 0))
+        frame["log_range"] = np.log(
+            frame["high"].where(frame["high"] > 0) / frame["low"].where(frame["low"] > 0)
+        )
     return frame
 
 
 def _suite(config: ValidationConfig, now: pd.Timestamp) -> Any:
-    import great_expectations as gx  # noqa: PLC0415 - heavy; only validation needs it
-    import great_expectations.expectations as gxe  # noqa: PLC0415
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
 
     suite = gx.ExpectationSuite(name=SUITE_NAME)
     latest = now + pd.Timedelta(seconds=config.future_tolerance_s)
@@ -125,7 +129,7 @@ def _suite(config: ValidationConfig, now: pd.Timestamp) -> Any:
         gxe.ExpectColumnValuesToBeUnique(column=TIMESTAMP),
         gxe.ExpectColumnValuesToBeIncreasing(column=TIMESTAMP, strictly=True),
         gxe.ExpectColumnValuesToBeBetween(column="ts_offset_ns", min_value=0, max_value=0),
-        gxe.ExpectColumnValuesToBeBetween(column=TIMESTAMP, max_value=latest.isoformat()),
+        gxe.ExpectColumnValuesToBeBetween(column=TIMESTAMP, max_value=latest.to_pydatetime()),
         *[gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, strict_min=True) for c in PRICE_COLUMNS],
         *[gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0) for c in ("volume", "quote_volume", "trades")],
         *[
@@ -141,11 +145,11 @@ def _suite(config: ValidationConfig, now: pd.Timestamp) -> Any:
 
 
 def _context(gx_root: Path | None) -> Any:
-    import great_expectations as gx  # noqa: PLC0415
-    from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: PLC0415
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     if gx_root is None:
-        context = gx.get_context(mode="ephemeral")
+        context: Any = gx.get_context(mode="ephemeral")
     else:
         gx_root.mkdir(parents=True, exist_ok=True)
         context = gx.get_context(mode="file", project_root_dir=str(gx_root))
@@ -153,14 +157,20 @@ def _context(gx_root: Path | None) -> Any:
     return context
 
 
-def _run_suite(context: Any, series: str, frame: pd.DataFrame, *, config: ValidationConfig, now: pd.Timestamp) -> dict[str, Any]:
-    import great_expectations as gx  # noqa: PLC0415
+def _run_suite(
+    context: Any, series: str, frame: pd.DataFrame, *, config: ValidationConfig, now: pd.Timestamp
+) -> dict[str, Any]:
+    import great_expectations as gx
 
     suite = context.suites.add_or_update(_suite(config, now))
     source = context.data_sources.add_or_update_pandas("mmops")
     asset_name = series.replace(":", "_")
-    asset = next((a for a in source.assets if a.name == asset_name), None) or source.add_dataframe_asset(asset_name)
-    batch = next((b for b in asset.batch_definitions if b.name == "batch"), None) or asset.add_batch_definition_whole_dataframe("batch")
+    asset = next((a for a in source.assets if a.name == asset_name), None) or source.add_dataframe_asset(
+        asset_name
+    )
+    batch = next(
+        (b for b in asset.batch_definitions if b.name == "batch"), None
+    ) or asset.add_batch_definition_whole_dataframe("batch")
     definition = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(data=batch, suite=suite, name=f"{asset_name}-bars")
     )
@@ -169,7 +179,11 @@ def _run_suite(context: Any, series: str, frame: pd.DataFrame, *, config: Valida
             name=f"{asset_name}-ingest",
             validation_definitions=[definition],
             actions=[],
-            result_format={"result_format": "SUMMARY", "unexpected_index_column_names": [TIMESTAMP], "partial_unexpected_count": _EXAMPLES},
+            result_format={
+                "result_format": "SUMMARY",
+                "unexpected_index_column_names": [TIMESTAMP],
+                "partial_unexpected_count": _EXAMPLES,
+            },
         )
     )
     run = checkpoint.run(batch_parameters={"dataframe": frame})
@@ -184,13 +198,19 @@ def _findings(result: dict[str, Any]) -> list[Finding]:
         if item["success"]:
             continue
         kwargs = item.get("kwargs", {})
-        column = kwargs.get("column") or ",".join(str(kwargs[k]) for k in ("column_A", "column_B") if k in kwargs)
+        column = kwargs.get("column") or ",".join(
+            str(kwargs[k]) for k in ("column_A", "column_B") if k in kwargs
+        )
         details = item.get("result", {})
         count = details.get("unexpected_count")
-        examples = tuple(_example(row) for row in details.get("partial_unexpected_index_list") or [])[:_EXAMPLES]
+        examples = tuple(_example(row) for row in details.get("partial_unexpected_index_list") or [])[
+            :_EXAMPLES
+        ]
         if not examples and "observed_value" in details:
             examples = (f"observed {details['observed_value']}",)
-        findings.append(Finding(item["expectation_type"], column, int(count) if count is not None else 0, examples))
+        findings.append(
+            Finding(item["expectation_type"], column, int(count) if count is not None else 0, examples)
+        )
     return findings
 
 

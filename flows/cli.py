@@ -24,7 +24,9 @@ from features.errors import ConfigError, MmopsError
 from flows.params import Params, load_params
 from flows.settings import Locations, locations
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="MLOps for ML-driven crypto market making.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="MLOps for ML-driven crypto market making."
+)
 data_app = typer.Typer(no_args_is_help=True, help="Inspect the validated bar store.")
 app.add_typer(data_app, name="data")
 err = Console(stderr=True)
@@ -59,8 +61,10 @@ def emit(payload: dict[str, Any], *, as_json: bool, human: str) -> None:
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("-v", "--verbose", help="log INFO to stderr")] = False) -> None:
-    from rich.logging import RichHandler  # noqa: PLC0415
+def main(
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="log INFO to stderr")] = False,
+) -> None:
+    from rich.logging import RichHandler
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -70,7 +74,7 @@ def main(verbose: Annotated[bool, typer.Option("-v", "--verbose", help="log INFO
 
 
 def _track(items: Iterable[T], description: str) -> Iterable[T]:
-    from rich.progress import track  # noqa: PLC0415
+    from rich.progress import track
 
     return track(list(items), description=description, console=err)
 
@@ -88,20 +92,31 @@ def context() -> tuple[Locations, Params]:
 @reported
 def ingest(
     source: Annotated[str | None, typer.Option("--source", help="binance-dump | file | ccxt")] = None,
-    path: Annotated[str | None, typer.Option("--path", help="file or directory; for ccxt the exchange id")] = None,
-    all_datasets: Annotated[bool, typer.Option("--all", help="every dataset in params.yaml, under --root")] = False,
-    root: Annotated[Path | None, typer.Option("--root", help="with --all: where datasets live (MMOPS_SOURCE_DATA)")] = None,
+    path: Annotated[
+        str | None, typer.Option("--path", help="file or directory; for ccxt the exchange id")
+    ] = None,
+    all_datasets: Annotated[
+        bool, typer.Option("--all", help="every dataset in params.yaml, under --root")
+    ] = False,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="with --all: where datasets live (MMOPS_SOURCE_DATA)")
+    ] = None,
     symbol: SymbolOpt = None,
     interval: IntervalOpt = None,
     venue: VenueOpt = None,
-    preset: Annotated[str | None, typer.Option("--preset", help="freqtrade | kraken (for --source file)")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="ccxt: first bar (default: after the last stored)")] = None,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="freqtrade | kraken (for --source file)")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="ccxt: first bar (default: after the last stored)")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Read a source into canonical bars, validate them, and merge them into the store."""
-    from features.pipeline import ingest_source  # noqa: PLC0415
+    from features.pipeline import ingest_source
 
     where, params = context()
+    jobs: list[tuple[str, Path, str | None, str | None, str | None, str | None]]
     if all_datasets:
         jobs = [(d.source, (root or where.source_data) / d.path, d.symbol, d.interval, d.venue, d.preset)
                 for d in params.data.datasets]  # fmt: skip
@@ -127,9 +142,11 @@ def ingest(
 
 @app.command()
 @reported
-def validate(symbol: SymbolOpt = None, interval: IntervalOpt = None, venue: VenueOpt = None, as_json: JsonOpt = False) -> None:
+def validate(
+    symbol: SymbolOpt = None, interval: IntervalOpt = None, venue: VenueOpt = None, as_json: JsonOpt = False
+) -> None:
     """Re-run the data-quality suite on stored series and rebuild Data Docs."""
-    from features.pipeline import validate_store  # noqa: PLC0415
+    from features.pipeline import validate_store
 
     where, params = context()
     reports = validate_store(where.bars, config=params.validation, gx_root=where.gx_root, symbol=symbol,
@@ -140,7 +157,11 @@ def validate(symbol: SymbolOpt = None, interval: IntervalOpt = None, venue: Venu
         "series": [{"series": r.series, "rows": r.rows, "success": r.success, "findings": [str(f) for f in r.findings],
                     "gap_count": r.gaps.count, "longest_gap_bars": r.gaps.longest_bars} for r in reports],
     }  # fmt: skip
-    emit(payload, as_json=as_json, human="\n".join(r.summary() for r in reports) + f"\nData Docs: {payload['data_docs']}")
+    emit(
+        payload,
+        as_json=as_json,
+        human="\n".join(r.summary() for r in reports) + f"\nData Docs: {payload['data_docs']}",
+    )
     if not payload["success"]:
         raise typer.Exit(1)
 
@@ -151,25 +172,33 @@ def features(
     symbol: Annotated[str, typer.Option("--symbol")],
     interval: Annotated[str, typer.Option("--interval")],
     venue: VenueOpt = None,
-    start: Annotated[str | None, typer.Option("--start", help="first row written (history before warms up)")] = None,
+    start: Annotated[
+        str | None, typer.Option("--start", help="first row written (history before warms up)")
+    ] = None,
     end: Annotated[str | None, typer.Option("--end", help="use only data at or before this time")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="feature Parquet (default under data/features)")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="feature Parquet (default under data/features)")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Compute rolling-window features (and, beside them, labels) for one series."""
-    from features.pipeline import build_features  # noqa: PLC0415
+    from features.pipeline import build_features
 
     where, params = context()
     result = build_features(where.bars, features_root=where.features, config=params.features, venue=venue,
                             symbol=symbol, interval=interval, start=start, end=end, out=out)  # fmt: skip
-    emit(result, as_json=as_json, human=f"{result['rows']} rows x {result['columns']} features -> {result['features']}")
+    emit(
+        result,
+        as_json=as_json,
+        human=f"{result['rows']} rows x {result['columns']} features -> {result['features']}",
+    )
 
 
 @data_app.command("info")
 @reported
 def data_info(as_json: JsonOpt = False) -> None:
     """Per series: rows, first and last bar, gap count and longest gap."""
-    from features.store import BarStore  # noqa: PLC0415
+    from features.store import BarStore
 
     where = locations()
     infos = [i.to_dict() for i in BarStore(where.bars).info()]
@@ -184,10 +213,12 @@ def data_info(as_json: JsonOpt = False) -> None:
 @data_app.command("seed")
 @reported
 def data_seed(
-    root: Annotated[Path | None, typer.Option("--root", help="source data (default MMOPS_SOURCE_DATA)")] = None,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="source data (default MMOPS_SOURCE_DATA)")
+    ] = None,
 ) -> None:
     """Copy the params.yaml datasets from the source-data root into data/raw (what data.dvc tracks)."""
-    import shutil  # noqa: PLC0415
+    import shutil
 
     where, params = context()
     source_root = root or where.source_data

@@ -15,7 +15,9 @@ from flows.settings import Locations, locations
 
 
 @task(retries=2, retry_delay_seconds=10)  # reads files or a venue: the outside world
-def ingest_dataset(dataset: DatasetConfig, where: Locations, params: Params, source_root: Path) -> dict[str, Any]:
+def ingest_dataset(
+    dataset: DatasetConfig, where: Locations, params: Params, source_root: Path
+) -> dict[str, Any]:
     return ingest_source(
         dataset.source, source_root / dataset.path, store_root=where.bars, quarantine_root=where.quarantine,
         gx_root=where.gx_root, validation=params.validation, now=pd.Timestamp.now(tz="UTC"), symbol=dataset.symbol,

@@ -30,7 +30,9 @@ def load_params(path: Path) -> Params:
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: params file not found (set MMOPS_PARAMS or run from the project)") from exc
+        raise ConfigError(
+            f"{path}: params file not found (set MMOPS_PARAMS or run from the project)"
+        ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     try:

@@ -30,7 +30,9 @@ KLINE_COLUMNS = (
     "open_time", "open", "high", "low", "close", "volume", "close_time",
     "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume", "ignore",
 )  # fmt: skip
-_NAME_RE = re.compile(r"^(?P<symbol>[A-Z0-9]+)-(?P<interval>\d+[smhdwM])-(?P<period>\d{4}-\d{2}(?:-\d{2})?)\.zip$")
+_NAME_RE = re.compile(
+    r"^(?P<symbol>[A-Z0-9]+)-(?P<interval>\d+[smhdwM])-(?P<period>\d{4}-\d{2}(?:-\d{2})?)\.zip$"
+)
 # Open times below this are milliseconds (year 2286 in ms); at or above, microseconds.
 _MICROS_THRESHOLD = 10**13
 PUBLIC_DATA_URL = "https://data.binance.vision/data/spot"
@@ -44,7 +46,9 @@ def parse_dump_name(path: Path) -> tuple[str, str]:
     """
     match = _NAME_RE.match(path.name)
     if match is None:
-        raise SourceError(f"{path}: not a Binance kline dump name (expected SYMBOL-INTERVAL-YYYY-MM[-DD].zip)")
+        raise SourceError(
+            f"{path}: not a Binance kline dump name (expected SYMBOL-INTERVAL-YYYY-MM[-DD].zip)"
+        )
     return match.group("symbol"), normalize_interval(match.group("interval"))
 
 
@@ -73,7 +77,9 @@ def read_dump(path: Path, *, symbol: str | None = None, interval: str | None = N
             field, an empty file, or mixed millisecond/microsecond timestamps; the message names
             the file and the row.
     """
-    name_symbol, name_interval = parse_dump_name(path) if symbol is None or interval is None else (symbol, interval)
+    name_symbol, name_interval = (
+        parse_dump_name(path) if symbol is None or interval is None else (symbol, interval)
+    )
     raw = _read_zip_member(path)
     frame = _parse_csv(raw, path)
     frame["timestamp"] = pd.to_datetime(_to_nanoseconds(frame["open_time"].to_numpy(), path), utc=True)
@@ -93,7 +99,9 @@ def _read_zip_member(path: Path) -> bytes:
                 raise SourceError(f"{path}: expected one CSV inside the zip, found {len(members)}")
             return archive.read(members[0])
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
-        raise SourceError(f"{path}: not a readable zip ({exc}); the download is truncated or corrupt") from exc
+        raise SourceError(
+            f"{path}: not a readable zip ({exc}); the download is truncated or corrupt"
+        ) from exc
     except OSError as exc:  # CRC errors and short reads surface as OSError subclasses
         raise SourceError(f"{path}: cannot read the zip member ({exc}); the file is corrupt") from exc
 
@@ -113,10 +121,14 @@ def _parse_csv(raw: bytes, path: Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(KLINE_COLUMNS))
     for column in KLINE_COLUMNS:
         numeric = pd.to_numeric(frame[column], errors="coerce")
-        bad = numeric.isna() & frame[column].str.strip().ne("")
+        bad = numeric.isna() & ~frame[column].str.strip().str.lower().isin(
+            ("", "nan")
+        )  # NaN is validation's job
         if bad.any():
             line = int(np.flatnonzero(bad.to_numpy())[0]) + 1
-            raise SourceError(f"{path}: row {line}, column {column!r}: {frame[column].iloc[line - 1]!r} is not a number")
+            raise SourceError(
+                f"{path}: row {line}, column {column!r}: {frame[column].iloc[line - 1]!r} is not a number"
+            )
         frame[column] = numeric
     return frame
 
@@ -160,7 +172,13 @@ def _get(client: httpx.Client, url: str) -> bytes:
 
 
 def download_dump(
-    symbol: str, interval: str, period: str, dest: Path, *, client: httpx.Client | None = None, market: str = "spot"
+    symbol: str,
+    interval: str,
+    period: str,
+    dest: Path,
+    *,
+    client: httpx.Client | None = None,
+    market: str = "spot",
 ) -> Path:
     """Download one dump into ``dest`` and verify it against its published ``.CHECKSUM``.
 

@@ -25,7 +25,9 @@ class OhlcvExchange(Protocol):
 
     id: str
 
-    def fetch_ohlcv(self, symbol: str, timeframe: str, since: int | None, limit: int | None) -> list[list[Any]]: ...
+    def fetch_ohlcv(
+        self, symbol: str, timeframe: str, since: int | None, limit: int | None
+    ) -> list[list[Any]]: ...
 
 
 def parse_ohlcv(rows: Sequence[Sequence[Any]], *, symbol: str, venue: str, interval: str) -> pd.DataFrame:
@@ -36,7 +38,9 @@ def parse_ohlcv(rows: Sequence[Sequence[Any]], *, symbol: str, venue: str, inter
     """
     for index, row in enumerate(rows):
         if len(row) != 6:
-            raise SourceError(f"{venue} fetch_ohlcv row {index}: expected 6 fields [ms, o, h, l, c, v], got {row!r}")
+            raise SourceError(
+                f"{venue} fetch_ohlcv row {index}: expected 6 fields [ms, o, h, l, c, v], got {row!r}"
+            )
     frame = pd.DataFrame(list(rows), columns=["ms", "open", "high", "low", "close", "volume"])
     try:
         frame = frame.apply(pd.to_numeric, errors="raise")
@@ -48,7 +52,7 @@ def parse_ohlcv(rows: Sequence[Sequence[Any]], *, symbol: str, venue: str, inter
 
 def make_exchange(exchange_id: str) -> OhlcvExchange:
     """A rate-limited ccxt exchange by id (``binance``, ``kraken``, ...)."""
-    import ccxt  # noqa: PLC0415 - heavy, and only live ingestion needs it
+    import ccxt
 
     if exchange_id not in ccxt.exchanges:
         raise SourceError(f"unknown ccxt exchange {exchange_id!r}")
@@ -94,8 +98,10 @@ def fetch_incremental(
     stop=stop_after_attempt(5),
     reraise=True,
 )
-def _fetch_page(exchange: OhlcvExchange, market: str, interval: str, since_ms: int, limit: int) -> list[list[Any]]:
-    import ccxt  # noqa: PLC0415
+def _fetch_page(
+    exchange: OhlcvExchange, market: str, interval: str, since_ms: int, limit: int
+) -> list[list[Any]]:
+    import ccxt
 
     try:
         return exchange.fetch_ohlcv(market, interval, since_ms, limit)

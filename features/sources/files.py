@@ -44,8 +44,17 @@ class FileLayout:
 
 PRESETS: dict[str, FileLayout] = {
     "freqtrade": FileLayout(
-        columns={"timestamp": "date", "open": "open", "high": "high", "low": "low", "close": "close", "volume": "volume"},
-        name_pattern=re.compile(r"^(?P<venue>[a-z0-9]+)_(?P<symbol>[A-Z0-9]+_[A-Z0-9]+)-(?P<interval>\d+[mhdw])"),
+        columns={
+            "timestamp": "date",
+            "open": "open",
+            "high": "high",
+            "low": "low",
+            "close": "close",
+            "volume": "volume",
+        },
+        name_pattern=re.compile(
+            r"^(?P<venue>[a-z0-9]+)_(?P<symbol>[A-Z0-9]+_[A-Z0-9]+)-(?P<interval>\d+[mhdw])"
+        ),
     ),
     "kraken": FileLayout(
         columns={"timestamp": 0, "open": 1, "high": 2, "low": 3, "close": 4, "volume": 5, "trades": 6},
@@ -83,9 +92,15 @@ def read_file(
     if not path.is_file():
         raise SourceError(f"{path}: no such file")
     named = _from_name(path, layout)
-    symbol, venue, interval = symbol or named.get("symbol"), venue or named.get("venue"), interval or named.get("interval")
+    symbol, venue, interval = (
+        symbol or named.get("symbol"),
+        venue or named.get("venue"),
+        interval or named.get("interval"),
+    )
     if not (symbol and venue and interval):
-        raise SourceError(f"{path}: give --symbol, --interval (and a venue) explicitly; the file name does not say")
+        raise SourceError(
+            f"{path}: give --symbol, --interval (and a venue) explicitly; the file name does not say"
+        )
     raw = _load(path, layout)
     if raw.empty:
         raise SourceError(f"{path}: the file has no rows")
@@ -94,12 +109,16 @@ def read_file(
         if target == "timestamp":
             continue
         if source not in raw.columns:
-            raise SourceError(f"{path}: column {source!r} (for {target}) is missing; columns are {list(raw.columns)}")
+            raise SourceError(
+                f"{path}: column {source!r} (for {target}) is missing; columns are {list(raw.columns)}"
+            )
         values = pd.to_numeric(raw[source], errors="coerce")
         bad = values.isna() & raw[source].notna()
         if bad.any():
             row = int(bad.to_numpy().nonzero()[0][0])
-            raise SourceError(f"{path}: row {row + 1}, column {source!r}: {raw[source].iloc[row]!r} is not a number")
+            raise SourceError(
+                f"{path}: row {row + 1}, column {source!r}: {raw[source].iloc[row]!r} is not a number"
+            )
         frame[target] = values.to_numpy()
     return conform(frame, symbol=symbol, venue=venue, interval=interval)
 
@@ -148,7 +167,9 @@ def _timestamps(raw: pd.DataFrame, layout: FileLayout, path: Path) -> pd.Datetim
         numeric = pd.to_numeric(column, errors="raise")
         return pd.DatetimeIndex(pd.to_datetime(numeric.astype("int64"), unit=layout.time_unit, utc=True))
     except (ValueError, TypeError, OverflowError) as exc:
-        raise SourceError(f"{path}: timestamp column {source!r} does not parse as {layout.time_unit} ({exc})") from exc
+        raise SourceError(
+            f"{path}: timestamp column {source!r} does not parse as {layout.time_unit} ({exc})"
+        ) from exc
 
 
 __all__ = ["PRESETS", "VALUE_COLUMNS", "FileLayout", "read_file"]

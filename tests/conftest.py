@@ -1,0 +1,52 @@
+"""Shared fixtures: the real source data, and an isolated MMOPS_HOME per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _source_data() -> Path:
+    return Path(os.environ.get("MMOPS_SOURCE_DATA") or REPO.parent / "shared" / "data")
+
+
+@pytest.fixture(scope="session")
+def source_data() -> Path:
+    path = _source_data()
+    if not (path / "binance-spot-1m").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have the shared data at {path} (set MMOPS_SOURCE_DATA)")
+        pytest.skip(f"shared data not found at {path} (set MMOPS_SOURCE_DATA)")
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source_data: Path) -> Path:
+    """An empty MMOPS_HOME using the repository's params.yaml."""
+    monkeypatch.setenv("MMOPS_HOME", str(tmp_path))
+    monkeypatch.setenv("MMOPS_SOURCE_DATA", str(source_data))
+    monkeypatch.setenv("MMOPS_PARAMS", str(REPO / "params.yaml"))
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def btc_bars(source_data: Path) -> pd.DataFrame:
+    """The 87,840 real BTCUSDT 1m bars of March-April 2026 in the canonical schema."""
+    from features.sources.binance import dump_files, read_dumps
+
+    return read_dumps(dump_files(source_data / "binance-spot-1m"))
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect server for the whole session (each costs 15-20 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
