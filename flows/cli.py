@@ -3,89 +3,34 @@
 Every command prints a human summary, or exactly one JSON document on stdout with ``--json``.
 Failures exit non-zero with a one-line reason on stderr. Heavy libraries (Great Expectations,
 TensorFlow, MLflow, Prefect) are imported inside the commands that need them, so the data
-commands start fast.
+commands start fast. The app and its shared options live in :mod:`flows.cli_common`; the data
+commands are here, the other stages in ``flows/cli_<stage>.py`` (registered at the bottom).
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import logging
-import sys
-from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
 from rich.console import Console
 
-from features.errors import ConfigError, MmopsError
-from flows.params import Params, load_params
-from flows.settings import Locations, locations
-
-app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="MLOps for ML-driven crypto market making."
+from features.errors import ConfigError
+from flows.cli_common import (
+    IntervalOpt,
+    JsonOpt,
+    SymbolOpt,
+    VenueOpt,
+    app,
+    context,
+    data_app,
+    emit,
+    locations,
+    no_progress,
+    reported,
+    track,
 )
-data_app = typer.Typer(no_args_is_help=True, help="Inspect the validated bar store.")
-app.add_typer(data_app, name="data")
-err = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
-SymbolOpt = Annotated[str | None, typer.Option("--symbol", help="e.g. BTCUSDT")]
-IntervalOpt = Annotated[str | None, typer.Option("--interval", help="e.g. 1m, 1h, 1d")]
-VenueOpt = Annotated[str | None, typer.Option("--venue", help="e.g. binance, kraken")]
-
-
-def reported(func: F) -> F:
-    """Turn mmops errors into a one-line reason on stderr and exit status 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except MmopsError as exc:
-            err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
-def emit(payload: dict[str, Any], *, as_json: bool, human: str) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(payload, default=str) + "\n")
-    else:
-        Console().print(human, highlight=False)
-
-
-@app.callback()
-def main(
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="log INFO to stderr")] = False,
-) -> None:
-    from rich.logging import RichHandler
-
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False)],
-    )
-
-
-def _track(items: Iterable[T], description: str) -> Iterable[T]:
-    from rich.progress import track
-
-    return track(list(items), description=description, console=err)
-
-
-def _no_progress(items: Iterable[T], _description: str) -> Iterable[T]:
-    return items
-
-
-def context() -> tuple[Locations, Params]:
-    where = locations()
-    return where, load_params(where.params_file)
 
 
 @app.command()
@@ -129,7 +74,7 @@ def ingest(
         series += ingest_source(
             src, src_path, store_root=where.bars, quarantine_root=where.quarantine, gx_root=where.gx_root,
             validation=params.validation, now=pd.Timestamp.now(tz="UTC"), symbol=sym, interval=ivl, venue=ven,
-            preset=pre, since=since, progress=_no_progress if as_json else _track,
+            preset=pre, since=since, progress=no_progress if as_json else track,
         )["series"]  # fmt: skip
     result = {"series": series}
     lines = [
@@ -234,5 +179,7 @@ def data_seed(
         Console().print(f"{src} -> {dst}")
 
 
-def run() -> None:  # pragma: no cover - console entry point
-    app()
+# The other stages register their commands on import.
+from flows import cli_governance, cli_trading, cli_training  # noqa: E402,F401
+
+__all__ = ["app"]

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from features.config import DataConfig, FeaturesConfig, ValidationConfig
 from features.errors import ConfigError
+from trading.config import BacktestConfig, QuoteConfig, RiskConfig
 
 
 class Params(BaseModel):
@@ -19,6 +20,9 @@ class Params(BaseModel):
     data: DataConfig
     validation: ValidationConfig = ValidationConfig()
     features: FeaturesConfig = FeaturesConfig()
+    quote: QuoteConfig = QuoteConfig()
+    risk: RiskConfig = RiskConfig()
+    backtest: BacktestConfig = BacktestConfig()
 
 
 def load_params(path: Path) -> Params:

@@ -169,12 +169,10 @@ def test_write_outputs(tmp_path: Path, btc_march: pd.DataFrame) -> None:
     assert paths["plot"].stat().st_size > 1000
 
 
-def test_params_sections_file_matches_config_defaults() -> None:
-    import yaml
+def test_params_yaml_trading_sections_load_into_the_configs() -> None:
+    from flows.params import load_params
 
-    path = Path(__file__).resolve().parents[3] / "trading" / "params_sections.yaml"
-    sections = yaml.safe_load(path.read_text())
-    assert set(sections) == {"quote", "risk", "backtest"}
-    assert QuoteConfig(**sections["quote"]) == QuoteConfig()
-    assert RiskConfig(**sections["risk"]) == RiskConfig()
-    assert BacktestConfig(**sections["backtest"]) == BacktestConfig()
+    params = load_params(Path(__file__).resolve().parents[3] / "params.yaml")
+    assert params.quote == QuoteConfig()  # the shipped file states the defaults explicitly
+    assert params.risk == RiskConfig()
+    assert params.backtest == BacktestConfig()

@@ -1,0 +1,3 @@
+"""``mmops`` commands of the governance stage (registered on :data:`flows.cli_common.app`)."""
+
+from __future__ import annotations
