@@ -4,7 +4,10 @@
 MLflow/Optuna stores, so several isolated homes can coexist. ``MMOPS_SOURCE_DATA`` is where raw
 exchange files are looked up (default: ``../shared/data`` beside the repository when present).
 ``MMOPS_PARAMS`` overrides the params file (default: ``$MMOPS_HOME/params.yaml`` if present,
-else the repository's).
+else the repository's). ``MLFLOW_TRACKING_URI`` (default: SQLite ``$MMOPS_HOME/mlflow.db``, artifacts
+under ``$MMOPS_HOME/mlartifacts``) and ``MMOPS_OPTUNA_STORAGE`` (default: SQLite
+``$MMOPS_HOME/optuna.db``; any SQLAlchemy URL, e.g. PostgreSQL, for many workers) select the
+tracking server and the study storage.
 """
 
 from __future__ import annotations
@@ -41,6 +44,29 @@ class Locations:
     @property
     def reports(self) -> Path:
         return self.home / "reports"
+
+    @property
+    def logs(self) -> Path:
+        """Append-only logs: prediction log, registry audit log."""
+        return self.home / "logs"
+
+    @property
+    def models(self) -> Path:
+        """Scratch space for model artifacts before they are logged to MLflow."""
+        return self.home / "models"
+
+    @property
+    def tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        """Where new MLflow experiments store artifacts (used only when we create the experiment)."""
+        return os.environ.get("MMOPS_ARTIFACT_ROOT") or (self.home / "mlartifacts").as_uri()
+
+    @property
+    def optuna_storage(self) -> str:
+        return os.environ.get("MMOPS_OPTUNA_STORAGE") or f"sqlite:///{self.home / 'optuna.db'}"
 
     @property
     def gx_root(self) -> Path:
