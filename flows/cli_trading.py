@@ -1,3 +1,117 @@
-"""``mmops`` commands of the trading stage (registered on :data:`flows.cli_common.app`)."""
+"""``mmops`` commands of the trading stage (registered on :data:`flows.cli_common.app`).
+
+Each command parses options, resolves locations and params, calls one library function in
+``trading/`` and reports; no trading logic lives here.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from features.errors import ConfigError, DataError
+from flows.cli_common import IntervalOpt, JsonOpt, VenueOpt, app, context, emit, reported
+
+
+def _read_signals(path: Path) -> Any:
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(path)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"--signals {path}: file not found") from exc
+    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        raise DataError(
+            f"--signals {path}: not a readable Parquet file ({type(exc).__name__}: {exc})"
+        ) from exc
+    if "timestamp" not in frame.columns and frame.index.name == "timestamp":
+        frame = frame.reset_index()
+    return frame
+
+
+@app.command()
+@reported
+def backtest(
+    symbol: Annotated[str, typer.Option("--symbol", help="e.g. BTCUSDT")],
+    out: Annotated[Path, typer.Option("--out", help="folder for metrics.json, trades/equity Parquet, PNG")],
+    strategy: Annotated[str, typer.Option("--strategy", help="as | model")] = "as",
+    interval: IntervalOpt = None,
+    venue: VenueOpt = None,
+    start: Annotated[str | None, typer.Option("--start", help="first bar (UTC), inclusive")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="last bar (UTC), inclusive")] = None,
+    signals: Annotated[
+        Path | None, typer.Option("--signals", help="Parquet: timestamp + pred_return/pred_vol/prob_up")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Backtest the quoter, risk engine and fill engine on stored bars (params: quote, risk, backtest)."""
+    import pandas as pd
+
+    from features.pipeline import resolve_venue
+    from features.schema import normalize_interval, normalize_symbol
+    from features.store import BarStore
+    from trading.backtest import run_backtest, write_backtest_outputs
+
+    if strategy not in ("as", "model"):
+        raise ConfigError(f"--strategy must be 'as' or 'model', got {strategy!r}")
+    if strategy == "model" and signals is None:
+        raise ConfigError("--strategy model needs --signals FILE (Parquet with timestamp and pred_* columns)")
+    for name, value in (("--start", start), ("--end", end)):
+        if value is not None:
+            try:
+                pd.Timestamp(value)
+            except ValueError as exc:
+                raise ConfigError(f"{name} {value!r}: not a timestamp such as 2026-03-01T00:00") from exc
+    where, params = context()
+    store = BarStore(where.bars)
+    ivl = normalize_interval(interval or "1m")
+    sym = normalize_symbol(symbol)
+    if venue is None and not any(k.symbol == sym and k.interval == ivl for k in store.series()):
+        known = ", ".join(str(k) for k in store.series()) or "none"
+        raise DataError(f"no {sym} {ivl} bars in {where.bars} (stored: {known}); run `mmops ingest` first")
+    ven = resolve_venue(store, sym, ivl, venue)
+    bars = store.read(ven, sym, ivl, start=start, end=end)
+    if len(bars) < 2:
+        raise DataError(f"{ven}:{sym}:{ivl}: {len(bars)} bars between {start} and {end}; need at least 2")
+    sig = _read_signals(signals) if signals is not None and strategy == "model" else None
+    result = run_backtest(
+        bars, quote=params.quote, risk=params.risk, backtest=params.backtest, signals=sig,
+        strategy="model" if strategy == "model" else "as",
+    )  # fmt: skip
+    paths = write_backtest_outputs(result, out)
+    m = result.metrics
+    payload = {"series": f"{ven}:{sym}:{ivl}", "strategy": strategy, "metrics": m.to_dict(),
+               "files": {k: str(v) for k, v in paths.items()}}  # fmt: skip
+    sharpe = "n/a" if m.sharpe is None else f"{m.sharpe:.2f}"
+    human = (
+        f"{payload['series']} {strategy}: {m.bars} bars, PnL {m.pnl:.2f} ({m.pnl_pct:.3f}%), Sharpe {sharpe}, "
+        f"max DD {m.max_drawdown_pct:.3f}%, {m.n_trades} fills, fees {m.fees:.2f}, "
+        f"inventory mean {m.inventory_mean:.1f} std {m.inventory_std:.1f} max {m.inventory_max_abs} lots -> {out}"
+    )
+    emit(payload, as_json=as_json, human=human)
+
+
+@app.command()
+@reported
+def simulate(
+    gamma: Annotated[float, typer.Option("--gamma", help="risk aversion, 1/(dollar*share)")],
+    paths: Annotated[int, typer.Option("--paths", help="simulated paths per strategy")] = 1000,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """The synthetic Avellaneda-Stoikov (2008) experiment: inventory vs symmetric strategy."""
+    from trading.synthetic import run_as_experiment
+
+    if paths < 2 or gamma <= 0:
+        raise ConfigError(f"need --paths >= 2 and --gamma > 0, got paths={paths}, gamma={gamma}")
+    result = run_as_experiment(gamma=gamma, paths=paths, seed=seed).to_dict()
+    lines = [f"A-S experiment, gamma={gamma}, {paths} paths"]
+    for name in ("inventory", "symmetric"):
+        s = result[name]
+        lines.append(
+            f"{name:>9}: profit {s['mean_profit']:.2f} +/- {s['std_profit']:.2f}, final q "
+            f"{s['mean_final_q']:.2f} +/- {s['std_final_q']:.2f}, spread {s['mean_spread']:.2f}"
+        )
+    emit(result, as_json=as_json, human="\n".join(lines))

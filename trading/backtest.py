@@ -107,9 +107,17 @@ def _signal_arrays(bars: pd.DataFrame, signals: pd.DataFrame | None) -> dict[str
     present = [c for c in SIGNAL_COLUMNS if c in signals.columns]
     if not present:
         raise DataError(f"signals: none of the columns {SIGNAL_COLUMNS} present")
-    if signals["timestamp"].duplicated().any():
+    try:
+        stamps = pd.to_datetime(signals["timestamp"], utc=True).astype("datetime64[ns, UTC]")
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"signals: 'timestamp' is not a datetime column ({exc})") from exc
+    if stamps.duplicated().any():
         raise DataError("signals: duplicate timestamps")
-    aligned = bars[["timestamp"]].merge(signals[["timestamp", *present]], on="timestamp", how="left")
+    frame = signals[present].assign(timestamp=stamps.to_numpy())
+    keys = bars[["timestamp"]].assign(
+        timestamp=pd.to_datetime(bars["timestamp"], utc=True).astype("datetime64[ns, UTC]")
+    )
+    aligned = keys.merge(frame, on="timestamp", how="left")
     for c in present:
         out[c] = aligned[c].to_numpy(dtype=np.float64)
     return out
