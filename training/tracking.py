@@ -1,0 +1,214 @@
+"""MLflow tracking: experiments, parent/nested runs, the logged model and its lineage.
+
+One of the two modules that import MLflow (the other is :mod:`training.registry`). The logged
+model is an MLflow pyfunc whose artifact is the self-contained mmops artifact directory
+(``model.json`` + framework model + ``model.onnx``): ``mlflow.pyfunc.load_model`` works for
+anyone, and the serving path unwraps it to the ONNX :class:`training.artifact.Predictor`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+from mlflow.pyfunc import PythonModel
+from mlflow.tracking import MlflowClient
+
+logger = logging.getLogger(__name__)
+
+MODEL_ARTIFACT = "model_dir"  # key of the artifact directory inside the pyfunc model
+LINEAGE_PACKAGES = (
+    "mmops",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "tensorflow",
+    "keras",
+    "onnxruntime",
+    "mlflow",
+    "optuna",
+)
+
+
+def registered_name(symbol: str, interval: str) -> str:
+    """One registered model per series, e.g. ``mmops-BTCUSDT-1m``."""
+    return f"mmops-{symbol}-{interval}"
+
+
+def use_tracking(tracking_uri: str) -> None:
+    """Point MLflow (tracking and registry) at ``tracking_uri``; called at the edge, never on import."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+
+
+def ensure_experiment(name: str, *, artifact_root: str) -> str:
+    """The experiment id of ``name``, created with artifacts under ``artifact_root`` if new."""
+    client = MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    location = f"{artifact_root.rstrip('/')}/{name}"
+    return str(client.create_experiment(name, artifact_location=location))
+
+
+class MmopsPyfunc(PythonModel):  # type: ignore[misc]
+    """pyfunc face of an mmops artifact: rows of features in time order in, one signal per row out.
+
+    The first ``lookback - 1`` rows of a call get NaN (not enough history), as in
+    :meth:`training.models.base.SignalModel.predict`.
+    """
+
+    def load_context(self, context: Any) -> None:
+        from training.artifact import load_predictor
+
+        self.predictor = load_predictor(Path(context.artifacts[MODEL_ARTIFACT]))
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        names = list(self.predictor.info.feature_names)
+        frame = (
+            model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input, columns=names)
+        )
+        return np.asarray(self.predictor.predict_frame(frame[names].to_numpy(np.float32)))
+
+
+def log_signal_model(
+    model_dir: Path,
+    *,
+    registered_name: str,
+    tags: Mapping[str, str],
+    metrics: Mapping[str, float] | None = None,
+    input_example: pd.DataFrame | None = None,
+) -> str:
+    """Log the artifact directory as a pyfunc model in the active run and register a new version.
+
+    Args:
+        model_dir: the directory written by ``SignalModel.save``.
+        registered_name: e.g. ``mmops-BTCUSDT-1m``.
+        tags: set on the new model version (family, task, lineage, ...).
+        metrics: logged on the active run (``{window}_{metric}``) before registering.
+        input_example: a few feature rows; also used to infer the signature.
+
+    Returns:
+        The new version number as a string.
+
+    Raises:
+        RuntimeError: no active MLflow run.
+    """
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("log_signal_model needs an active MLflow run")
+    if metrics:
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+    signature = None
+    if input_example is not None:
+        signature = infer_signature(input_example, np.zeros(len(input_example), dtype=np.float64))
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=MmopsPyfunc(),
+        artifacts={MODEL_ARTIFACT: str(model_dir)},
+        signature=signature,
+        input_example=input_example,
+        registered_model_name=registered_name,
+        pip_requirements=[f"mmops=={_version('mmops')}", f"onnxruntime=={_version('onnxruntime')}"],
+    )
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    for key, value in {**tags, "mmops.run_id": run.info.run_id}.items():
+        client.set_model_version_tag(registered_name, version, key, str(value))
+    logger.info("registered %s version %s", registered_name, version)
+    return version
+
+
+@contextmanager
+def parent_run(experiment_id: str, *, run_name: str, tags: Mapping[str, str]) -> Iterator[str]:
+    """A parent run (one per study); trials log nested runs inside it. Yields the run id."""
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
+        yield run.info.run_id
+
+
+def log_trial(
+    parent_run_id: str,
+    *,
+    experiment_id: str,
+    number: int,
+    params: Mapping[str, Any],
+    fold_scores: list[float],
+    value: float | None,
+    state: str,
+) -> None:
+    """One nested run per Optuna trial: its parameters, per-fold scores and the objective value."""
+    client = MlflowClient()
+    run = client.create_run(
+        experiment_id,
+        run_name=f"trial-{number}",
+        tags={"mlflow.parentRunId": parent_run_id, "optuna.trial": str(number), "optuna.state": state},
+    )
+    run_id = run.info.run_id
+    for key, val in params.items():
+        client.log_param(run_id, key, val)
+    for fold, score in enumerate(fold_scores):
+        client.log_metric(run_id, "fold_score", float(score), step=fold)
+    if value is not None and np.isfinite(value):
+        client.log_metric(run_id, "objective", float(value))
+    client.set_terminated(run_id, status="FINISHED" if state == "COMPLETE" else "KILLED")
+
+
+def log_artifacts(paths: Mapping[str, Path]) -> None:
+    """Log files into the active run, each under the folder given by its key."""
+    for folder, path in paths.items():
+        if path.exists():
+            mlflow.log_artifact(str(path), artifact_path=folder)
+
+
+def log_params_flat(params: Mapping[str, Any], *, prefix: str = "") -> None:
+    flat = {f"{prefix}{k}": v for k, v in params.items()}
+    mlflow.log_params(
+        {k: (json.dumps(v) if isinstance(v, list | dict | tuple) else v) for k, v in flat.items()}
+    )
+
+
+def lineage_tags(*, repo: Path, params_doc: Mapping[str, Any], data_hash: str) -> dict[str, str]:
+    """Tags that let anyone reproduce a version: data hash, git commit, params hash, packages."""
+    return {
+        "lineage.git_commit": _git_commit(repo),
+        "lineage.dvc_data_hash": data_hash,
+        "lineage.params_hash": params_hash(params_doc),
+        "lineage.packages": json.dumps({p: _version(p) for p in LINEAGE_PACKAGES}, separators=(",", ":")),
+    }
+
+
+def params_hash(params_doc: Mapping[str, Any]) -> str:
+    canonical = json.dumps(params_doc, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _git_commit(repo: Path) -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, check=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "absent"
