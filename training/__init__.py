@@ -1,0 +1,1 @@
+"""Training: model zoo, artifacts and their fast inference path (see ``training.models``)."""
