@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
+import numpy.typing as npt
 
 from features.errors import DataError
 from training.artifact import ArtifactInfo, sliding_windows
@@ -161,8 +162,9 @@ class LSTMModel(SignalModel):
         else:
             self.model_ = core
 
-    def _windows(self, X: FloatArray) -> Any:
-        return sliding_windows(X.astype(np.float32), self.lookback)
+    def _windows(self, X: npt.NDArray[Any]) -> Any:
+        # One float32 copy of X at most (none when it already is float32); windows are views of it.
+        return sliding_windows(np.asarray(X, dtype=np.float32), self.lookback)
 
     def _scale_target(self, y: FloatArray) -> FloatArray:
         if self.task == "classifier":
