@@ -115,3 +115,52 @@ def simulate(
             f"{s['mean_final_q']:.2f} +/- {s['std_final_q']:.2f}, spread {s['mean_spread']:.2f}"
         )
     emit(result, as_json=as_json, human="\n".join(lines))
+
+
+@app.command()
+@reported
+def calibrate(
+    ticks: Annotated[
+        Path, typer.Option("--ticks", help="a capture .gz or a folder of them (grouped by instrument)")
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="folder for calibration.json and intensity.png")
+    ] = None,
+    window_s: Annotated[
+        float, typer.Option("--window-s", help="quote lifetime / bar length, seconds")
+    ] = 60.0,
+    stride_s: Annotated[float, typer.Option("--stride-s", help="spacing of the fit windows, seconds")] = 1.0,
+    delta: Annotated[
+        list[int] | None,
+        typer.Option("--delta", help="comparison distance in ticks (repeat); default 1..3000"),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit lambda(delta) = A exp(-kappa delta) on tick captures; compare bar and tick fills."""
+    import json
+
+    from trading.calibration import calibrate as run_calibration
+    from trading.calibration import plot_intensity
+    from trading.ticks import group_tick_files, read_ticks
+
+    _where, params = context()
+    results = [
+        run_calibration(name, read_ticks(files), window_s=window_s, stride_s=stride_s,
+                        haircut_ticks=params.backtest.queue_haircut_ticks, delta_ticks=delta)
+        for name, files in group_tick_files(ticks).items()
+    ]  # fmt: skip
+    payload: dict[str, Any] = {"instruments": {c.instrument: c.to_dict() for c in results}}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        plot = plot_intensity(
+            {f"{c.instrument} ({ref})": fit for c in results for ref, fit in c.fits.items()},
+            out / "intensity.png",
+        )
+        payload["files"] = {"calibration": str(out / "calibration.json"), "plot": str(plot)}
+        (out / "calibration.json").write_text(json.dumps(payload, indent=2, default=str))
+    human = "\n\n".join(
+        "\n".join([f"{c.instrument} ({c.trades} trades, {c.duration_s:.0f} s, tick {c.tick_size:g})"]
+                  + [f"  {f.summary()}" for f in c.fits.values()] + [c.bar_vs_tick.table()])
+        for c in results
+    )  # fmt: skip
+    emit(payload, as_json=as_json, human=human)

@@ -120,6 +120,15 @@ def _book(
 
 
 @njit(cache=True, error_model="numpy")
+def bar_crosses(low: int, high: int, bid: int, ask: int, haircut: int) -> tuple[bool, bool]:
+    """The bar fill rule: did the bar trade through the bid / the ask by ``haircut`` ticks?
+
+    The one definition the kernel and the tick calibration (:mod:`trading.calibration`) share.
+    """
+    return low <= bid - haircut, high >= ask + haircut
+
+
+@njit(cache=True, error_model="numpy")
 def _fill_lots(crossed: bool, lots: int, room: int, flow: float, ep: EngineParams) -> int:
     """Lots filled on one side: the order, cut by the inventory room and the flow cap."""
     if not crossed or lots <= 0 or room <= 0:
@@ -181,8 +190,9 @@ def _maker_fills(
     ep: EngineParams,
 ) -> tuple[float, int, int, int, int]:
     """Fill the live quotes against bar ``i``; returns (cash, inventory, bid lots, ask lots, k)."""
-    qb = _fill_lots(bars.low[i] <= bid - ep.haircut_ticks, bl, ep.max_position - inv, bars.sell_flow[i], ep)
-    qa = _fill_lots(bars.high[i] >= ask + ep.haircut_ticks, al, ep.max_position + inv, bars.buy_flow[i], ep)
+    hit_bid, hit_ask = bar_crosses(bars.low[i], bars.high[i], bid, ask, ep.haircut_ticks)
+    qb = _fill_lots(hit_bid, bl, ep.max_position - inv, bars.sell_flow[i], ep)
+    qa = _fill_lots(hit_ask, al, ep.max_position + inv, bars.buy_flow[i], ep)
     if qb > 0:
         dc, _f = _book(tr, k, i, 1, bid, qb, ep.maker_fee, 1, ref, ep)
         cash += dc

@@ -113,3 +113,17 @@ def test_simulate_prints_both_strategies(mmops: CliRunner) -> None:
         assert keys <= set(payload[name])
     assert payload["inventory"]["std_final_q"] < payload["symmetric"]["std_final_q"]
     assert mmops.invoke(app, ["simulate", "--gamma", "0"]).exit_code == 1
+
+
+def test_calibrate_reports_fit_and_bar_vs_tick(mmops: CliRunner, source_data: Path, tmp_path: Path) -> None:
+    capture = source_data / "ticks" / "spot_ethusdt_20240808.gz"
+    res = mmops.invoke(app, ["calibrate", "--ticks", str(capture), "--out", str(tmp_path), "--delta", "1",
+                             "--delta", "100", "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    (cal,) = json.loads(res.stdout)["instruments"].values()
+    assert cal["symbol"] == "ETHUSDT" and cal["fits"]["mid"]["kappa_per_tick"] > 0
+    assert cal["bar_vs_tick"]["delta_ticks"] == [1, 100]
+    assert json.loads((tmp_path / "calibration.json").read_text())["instruments"].keys() == {"spot_ethusdt"}
+    assert (tmp_path / "intensity.png").exists()
+    bad = mmops.invoke(app, ["calibrate", "--ticks", str(tmp_path / "nothing-here")])
+    assert bad.exit_code == 1 and "no such file" in bad.stderr
