@@ -9,7 +9,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from features.config import DataConfig, FeaturesConfig, ValidationConfig
 from features.errors import ConfigError
+from serving.config import ServeConfig
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig
+from training.config import EvaluateConfig, ModelsConfig, SplitConfig, TuneConfig
+from training.gate import GateConfig
 
 
 class Params(BaseModel):
@@ -23,6 +26,12 @@ class Params(BaseModel):
     quote: QuoteConfig = QuoteConfig()
     risk: RiskConfig = RiskConfig()
     backtest: BacktestConfig = BacktestConfig()
+    gate: GateConfig = GateConfig()
+    serve: ServeConfig = ServeConfig()
+    split: SplitConfig = SplitConfig()
+    tune: TuneConfig = TuneConfig()
+    models: ModelsConfig = ModelsConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
 
 
 def load_params(path: Path) -> Params:

@@ -62,7 +62,7 @@ def ensure_experiment(name: str, *, artifact_root: str) -> str:
     return str(client.create_experiment(name, artifact_location=location))
 
 
-class MmopsPyfunc(PythonModel):  # type: ignore[misc]
+class MmopsPyfunc(PythonModel):
     """pyfunc face of an mmops artifact: rows of features in time order in, one signal per row out.
 
     The first ``lookback - 1`` rows of a call get NaN (not enough history), as in
@@ -166,11 +166,33 @@ def log_trial(
     client.set_terminated(run_id, status="FINISHED" if state == "COMPLETE" else "KILLED")
 
 
-def log_artifacts(paths: Mapping[str, Path]) -> None:
-    """Log files into the active run, each under the folder given by its key."""
-    for folder, path in paths.items():
+def log_artifacts(files: list[tuple[str, Path]]) -> None:
+    """Log files into the active run, each under its folder."""
+    for folder, path in files:
         if path.exists():
             mlflow.log_artifact(str(path), artifact_path=folder)
+
+
+def log_metrics(metrics: Mapping[str, float]) -> None:
+    """Log the finite metrics of a mapping into the active run (NaN = undefined, left out)."""
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+
+
+def set_run_tags(tags: Mapping[str, str]) -> None:
+    mlflow.set_tags(dict(tags))
+
+
+def register_from_run(
+    run_id: str, model_dir: Path, *, registered_name: str, input_example: pd.DataFrame
+) -> str:
+    """Log ``model_dir`` into the finished run ``run_id`` and register it; the run's ``mmops.*`` and
+    ``lineage.*`` tags are copied onto the new version. Returns the version number."""
+    run = MlflowClient().get_run(run_id)
+    tags = {k: v for k, v in run.data.tags.items() if k.startswith(("mmops.", "lineage."))}
+    with mlflow.start_run(run_id=run_id):
+        return log_signal_model(
+            model_dir, registered_name=registered_name, tags=tags, input_example=input_example
+        )
 
 
 def log_params_flat(params: Mapping[str, Any], *, prefix: str = "") -> None:
@@ -212,3 +234,35 @@ def _version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "absent"
+
+
+def download_model(model_uri: str, *, dest: Path) -> tuple[Path, dict[str, str]]:
+    """Fetch a logged model (``models:/name/3``, ``models:/name@champion``, ``runs:/id/model``) and
+    return the mmops artifact directory inside it and the version's tags (empty for run URIs).
+
+    Raises:
+        DataError: the URI does not resolve, or holds no mmops artifact.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from features.errors import DataError
+
+    tags: dict[str, str] = {}
+    try:
+        if model_uri.startswith("models:/"):
+            name, _, ref = model_uri.removeprefix("models:/").partition("@")
+            client = MlflowClient()
+            if ref:
+                version = client.get_model_version_by_alias(name, ref)
+            else:
+                name, _, number = model_uri.removeprefix("models:/").partition("/")
+                version = client.get_model_version(name, number)
+            tags = dict(version.tags)
+            model_uri = f"models:/{name}/{version.version}"
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dest)))
+    except MlflowException as exc:
+        raise DataError(f"{model_uri}: cannot load the model ({exc.message})") from exc
+    found = sorted(local.rglob("model.json"))
+    if not found:
+        raise DataError(f"{model_uri}: no mmops artifact (model.json) in the logged model")
+    return found[0].parent, tags

@@ -1,0 +1,262 @@
+"""Tune -> refit -> evaluate -> log -> register, for one family or for all of them.
+
+The steps the CLI, the DVC stages and the Prefect retrain flow share. MLflow is reached only
+through :mod:`training.tracking`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from features.config import FeaturesConfig
+from features.errors import DataError
+from trading.config import BacktestConfig, QuoteConfig, RiskConfig
+from training import plots, tracking
+from training.config import EvaluateConfig, ModelsConfig, SplitConfig, Task, TuneConfig
+from training.dataset import Dataset, build_dataset, predict_rows
+from training.evaluate import WindowReport, evaluate_window, statistical_metrics
+from training.splits import plan_splits
+from training.tune import TuneJob, best_params, fit_window, open_study, run_trials, study_name, trial_value
+
+logger = logging.getLogger(__name__)
+WINDOWS = ("backtest", "forward")
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """Where runs, studies and scratch artifacts go, and the lineage of this checkout."""
+
+    tracking_uri: str
+    artifact_root: str
+    optuna_storage: str
+    scratch: Path
+    repo: Path
+    dvc_data_hash: str
+    params_doc: Mapping[str, Any] = field(repr=False)
+
+
+@dataclass
+class Candidate:
+    """A refitted, evaluated model of one family, logged in its parent run, maybe registered."""
+
+    family: str
+    task: Task
+    study: str
+    run_id: str
+    model_dir: Path
+    metrics: dict[str, float]
+    best_params: dict[str, Any]
+    trials: int
+    best_value: float
+    version: str | None = None
+
+    def score(self, objective: str) -> float:
+        """Selection score on the backtest window (higher is better); NaN sorts last."""
+        if objective == "sharpe":
+            return self.metrics.get("backtest_sharpe", math.nan)
+        key = "backtest_mae" if self.task == "regressor" else "backtest_log_loss"
+        return -self.metrics.get(key, math.nan)
+
+    def summary(self) -> dict[str, Any]:
+        keys = [f"{w}_{m}" for w in WINDOWS for m in ("mae", "rmse", "accuracy", "sharpe", "pnl_pct", "as_sharpe",
+                                                      "sharpe_diff", "sharpe_diff_lo", "sharpe_diff_hi", "n_trades")]  # fmt: skip
+        return {
+            "family": self.family, "task": self.task, "study": self.study, "run_id": self.run_id,
+            "trials": self.trials, "best_value": self.best_value, "best_params": self.best_params,
+            "registered_version": self.version,
+            "metrics": {k: self.metrics[k] for k in keys if k in self.metrics},
+        }  # fmt: skip
+
+
+class _FastRows:
+    """Adapts the ONNX Predictor (what serving runs) to ``predict_rows``."""
+
+    def __init__(self, model_dir: Path) -> None:
+        from training.artifact import load_predictor
+
+        self._predictor = load_predictor(model_dir)
+        self.lookback = self._predictor.info.lookback
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self._predictor.predict_frame(X.astype(np.float32)), dtype=np.float64)
+
+
+def tune_and_log(job: TuneJob, settings: TrackingSettings, *, trials: int, timeout_s: float | None,
+                 evaluate: EvaluateConfig) -> Candidate:  # fmt: skip
+    """Run more trials of the family's study, refit the best, evaluate and log it (not registered).
+
+    Raises:
+        ValueError: no trial completed (the message names the study).
+    """
+    ds = job.dataset
+    registered = tracking.registered_name(ds.symbol, ds.interval)
+    name = study_name(registered, job.family, job.task)
+    study = open_study(settings.optuna_storage, name, maximize=job.maximize, config=job.tune)
+    tracking.use_tracking(settings.tracking_uri)
+    experiment = tracking.ensure_experiment(f"{registered}-{job.task}", artifact_root=settings.artifact_root)
+    tags = {"mmops.family": job.family, "mmops.task": job.task, "mmops.symbol": ds.symbol,
+            "mmops.interval": ds.interval, "mmops.venue": ds.venue, "mmops.study": name,
+            "lineage.bars_hash": ds.bars_hash(),
+            **tracking.lineage_tags(repo=settings.repo, params_doc=settings.params_doc,
+                                    data_hash=settings.dvc_data_hash)}  # fmt: skip
+    with tracking.parent_run(experiment, run_name=name, tags=tags) as parent_id:
+
+        def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            tracking.log_trial(parent_id, experiment_id=experiment, number=trial.number, params=trial.params,
+                               fold_scores=list(trial.user_attrs.get("fold_scores", [])),
+                               value=trial.value, state=trial.state.name)  # fmt: skip
+
+        run_trials(study, job, trials=trials, timeout_s=timeout_s, on_trial=on_trial)
+        params = best_params(study)
+        tracking.log_params_flat({**job.family_config.fixed, **params})
+        tracking.log_params_flat(
+            {"objective": job.tune.objective, "folds": len(job.plan.folds), "gap_bars": job.plan.gap,
+             "label_horizon": ds.label_horizon, "rows": len(ds), "features": len(ds.feature_names)}, prefix="mmops."
+        )  # fmt: skip
+        model = fit_window(job, params, job.plan.final_train(job.split.max_train_bars), seed=job.tune.seed)
+        model_dir = settings.scratch / f"{name}-{parent_id}"
+        model.save(model_dir)
+        fast = _FastRows(model_dir)
+        reports = {w: _evaluate(job, fast, getattr(job.plan, w), evaluate) for w in WINDOWS}
+        metrics = {f"{w}_{k}": v for w, r in reports.items() for k, v in r.metrics.items()}
+        metrics["tune_best_value"] = float(study.best_value)
+        tracking.log_metrics(metrics)
+        tracking.set_run_tags({"mmops.lookback": str(fast.lookback)})
+        with tempfile.TemporaryDirectory() as tmp:
+            tracking.log_artifacts(_write_reports(job, study, fast, reports, Path(tmp), evaluate))
+    return Candidate(family=job.family, task=job.task, study=name, run_id=parent_id, model_dir=model_dir,
+                     metrics=metrics, best_params=params, trials=len(study.trials),
+                     best_value=float(study.best_value))  # fmt: skip
+
+
+def register(candidate: Candidate, dataset: Dataset) -> str:
+    """Log the candidate's model in its run and register it as a new version (lineage tags copied)."""
+    registered = tracking.registered_name(dataset.symbol, dataset.interval)
+    example = pd.DataFrame(dataset.X[-5:], columns=list(dataset.feature_names))
+    candidate.version = tracking.register_from_run(candidate.run_id, candidate.model_dir, registered_name=registered,
+                                                   input_example=example)  # fmt: skip
+    return candidate.version
+
+
+def choose(candidates: list[Candidate], objective: str) -> Candidate:
+    """The best candidate on the backtest window (the forward window stays untouched for review)."""
+    if not candidates:
+        raise ValueError("no candidate to choose from")
+    scored = [(c.score(objective), c) for c in candidates]
+    best = max(scored, key=lambda pair: pair[0] if np.isfinite(pair[0]) else -math.inf)
+    return best[1]
+
+
+def _evaluate(job: TuneJob, fast: _FastRows, rows: slice, config: EvaluateConfig) -> WindowReport:
+    ds = job.dataset
+    preds = predict_rows(fast, ds.X, rows)
+    return evaluate_window(ds.bars.iloc[rows].reset_index(drop=True), preds, ds.fwd_return[rows], task=job.task,
+                           quote=job.quote, risk=job.risk, backtest=job.backtest, config=config)  # fmt: skip
+
+
+def _write_reports(job: TuneJob, study: optuna.Study, fast: _FastRows, reports: Mapping[str, WindowReport],
+                   folder: Path, config: EvaluateConfig) -> list[tuple[str, Path]]:  # fmt: skip
+    """Equity curves, the trial/fold table, the split plan, permutation importance, Optuna plots."""
+    ds = job.dataset
+    out = [("plots", plots.equity_plot({w: r.equity for w, r in reports.items()}, folder / "equity.png",
+                                       title=f"{ds.symbol} {job.family} {job.task}"))]  # fmt: skip
+    folds = pd.DataFrame([
+        {"trial": t.number, "state": t.state.name, "value": trial_value(t), **t.params,
+         **{f"fold_{i}": s for i, s in enumerate(t.user_attrs.get("fold_scores", []))}}
+        for t in study.trials
+    ])  # fmt: skip
+    folds.to_csv(folder / "trials_folds.csv", index=False)
+    (folder / "split_plan.json").write_text(json.dumps(job.plan.to_dict(ds.index), indent=1))
+    out += [("tables", folder / "trials_folds.csv"), ("tables", folder / "split_plan.json")]
+    rows = job.plan.backtest
+    take = slice(max(rows.start, rows.stop - config.importance_rows), rows.stop)
+    context = slice(max(0, take.start - fast.lookback + 1), take.stop)
+    labels = ds.fwd_return[context]
+    metric = "mae" if job.task == "regressor" else "log_loss"
+    table = plots.permutation_importance(
+        fast.predict, ds.X[context], lambda p: statistical_metrics(p, labels, job.task)[metric], ds.feature_names,
+        seed=config.seed,
+    )  # fmt: skip
+    table.to_csv(folder / "permutation_importance.csv", index=False)
+    out += [("importance", folder / "permutation_importance.csv"),
+            ("importance", plots.importance_plot(table, folder / "permutation_importance.png"))]  # fmt: skip
+    out += [("optuna", path) for path in plots.optuna_plots(study, folder)]
+    return out
+
+
+def prepare_job(
+    bars: pd.DataFrame,
+    *,
+    family: str,
+    task: Task,
+    features: FeaturesConfig,
+    split: SplitConfig,
+    tune: TuneConfig,
+    models: ModelsConfig,
+    quote: QuoteConfig,
+    risk: RiskConfig,
+    backtest: BacktestConfig,
+) -> TuneJob:
+    """Dataset, split plan and settings of one study, from the bars of one series.
+
+    Raises:
+        DataError: too few bars for the features.
+        ValueError: the data cannot hold the split profile (the message names the window).
+    """
+    profile = split.for_interval(str(bars["interval"].iloc[0]))
+    horizon = profile.label_horizon or features.label_horizon
+    dataset = build_dataset(bars, features, label_horizon=horizon)
+    plan = plan_splits(dataset.index, profile, label_horizon=horizon)
+    return TuneJob(dataset=dataset, plan=plan, family=family, task=task, family_config=models.family(family),
+                   tune=tune, split=profile, quote=quote, risk=risk, backtest=backtest)  # fmt: skip
+
+
+def evaluate_artifact(
+    model_dir: Path,
+    bars: pd.DataFrame,
+    *,
+    window: str | None,
+    features: FeaturesConfig,
+    split: SplitConfig,
+    quote: QuoteConfig,
+    risk: RiskConfig,
+    backtest: BacktestConfig,
+    evaluate: EvaluateConfig,
+) -> dict[str, float]:
+    """Score a saved model (its ONNX fast path) on a hold-out window of ``bars``, or on all of
+    them when ``window`` is None (e.g. a fresh dump). Features come from the same code as training.
+
+    Raises:
+        DataError: the model's feature names differ from what the features config produces.
+    """
+    from training.artifact import read_info
+
+    info = read_info(model_dir)
+    profile = split.for_interval(str(bars["interval"].iloc[0]))
+    horizon = profile.label_horizon or features.label_horizon
+    dataset = build_dataset(bars, features, label_horizon=horizon)
+    if tuple(info.feature_names) != dataset.feature_names:
+        raise DataError(
+            f"{model_dir}: the model was trained on {len(info.feature_names)} features that differ from the "
+            f"{len(dataset.feature_names)} the current features config produces; evaluate with the params it was trained with"
+        )
+    if window is None:
+        rows = slice(0, len(dataset))
+    else:
+        rows = getattr(plan_splits(dataset.index, profile, label_horizon=horizon), window)
+    fast = _FastRows(model_dir)
+    preds = predict_rows(fast, dataset.X, rows)
+    report = evaluate_window(dataset.bars.iloc[rows].reset_index(drop=True), preds, dataset.fwd_return[rows],
+                             task=info.task, quote=quote, risk=risk, backtest=backtest, config=evaluate)  # fmt: skip
+    return report.metrics
