@@ -6,6 +6,15 @@ mid is hit within ``dt`` with probability ``A * exp(-kappa * delta) * dt``. The 
 strategy quotes around the reservation price; the symmetric benchmark quotes the same spread
 around the mid. Units are the paper's (dollars, shares, the horizon ``T`` as the time unit).
 All paths are simulated at once with numpy (vectorised over paths, a loop over time steps).
+
+Against the paper's tables (10,000 paths; :func:`exact_moments` gives the exact expectations of
+the same discrete model): gamma 0.1 and 0.01 and every symmetric run agree within about 2%;
+the gamma 0.5 inventory strategy earns 23.9 here and exactly 23.90 in expectation, against the
+paper's 33.92. That figure is not reachable from the paper's stated model: at gamma 0.5 the
+inventory shift ``gamma*sigma^2*(T-t) = 2(T-t)`` per share exceeds the half-spread 0.575 while
+``T - t > 0.29``, so with any inventory the reducing quote sits beyond the mid, fills with
+certainty, and a round trip nets ``1.15 - 2(T-t)`` (a loss early in the session). Including
+the spread's time term gives 48.6 instead, and not quoting through the mid 51.6; neither is 33.92.
 """
 
 from __future__ import annotations
@@ -144,4 +153,63 @@ def run_as_experiment(
         paths=paths,
         inventory=simulate(rng=inv_rng, symmetric=False),
         symmetric=simulate(rng=sym_rng, symmetric=True),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ExactMoments:
+    """Exact expectations of the discrete experiment for one strategy (no sampling error)."""
+
+    mean_profit: float
+    mean_final_q: float
+    std_final_q: float
+
+
+def exact_moments(
+    *,
+    gamma: float,
+    symmetric: bool,
+    horizon: float = 1.0,
+    sigma: float = 2.0,
+    dt: float = 0.005,
+    kappa: float = 1.5,
+    intensity: float = 140.0,
+    spread_time_term: bool = False,
+    max_q: int = 200,
+) -> ExactMoments:
+    """The experiment's expected profit and final-inventory moments, computed exactly.
+
+    Why this is possible: the fill probabilities depend on the quote distances only, which
+    depend on the inventory and the time, never on the mid. So the inventory is a Markov chain
+    of its own, stepped exactly over the grid ``-max_q..max_q``; and since the mid is a
+    martingale independent of it, ``E[profit] = sum_t E[p_b * delta_b + p_a * delta_a]``, the
+    expected edge over the mid of the fills (``delta`` negative when a quote crosses the mid,
+    ``p = min(1, A exp(-kappa delta) dt)``, exactly as :func:`run_as_experiment` draws them).
+    Used to tell a sampling error from a model discrepancy in the paper comparison.
+
+    Returns:
+        Expected profit (dollars), mean and std of the final inventory (shares).
+    """
+    q = np.arange(-max_q, max_q + 1, dtype=float)
+    prob = np.zeros_like(q)
+    prob[max_q] = 1.0
+    profit = 0.0
+    half = (2.0 / gamma) * math.log1p(gamma / kappa) / 2.0
+    for step in range(round(horizon / dt)):
+        tau = horizon - step * dt
+        h = half + (gamma * sigma**2 * tau / 2.0 if spread_time_term else 0.0)
+        shift = (0.0 if symmetric else gamma * sigma**2 * tau) * q  # mid - reservation price
+        d_bid, d_ask = h + shift, h - shift
+        p_bid = np.minimum(1.0, intensity * np.exp(-kappa * d_bid) * dt)
+        p_ask = np.minimum(1.0, intensity * np.exp(-kappa * d_ask) * dt)
+        p_bid[-1] = p_ask[0] = 0.0  # the grid's edges (never reached for a large enough max_q)
+        profit += float(prob @ (p_bid * d_bid + p_ask * d_ask))
+        up, down = p_bid * (1 - p_ask), p_ask * (1 - p_bid)
+        nxt = prob * (1 - up - down)
+        nxt[1:] += (prob * up)[:-1]
+        nxt[:-1] += (prob * down)[1:]
+        prob = nxt
+    mean_q = float(prob @ q)
+    return ExactMoments(
+        mean_profit=profit, mean_final_q=mean_q, std_final_q=math.sqrt(float(prob @ (q - mean_q) ** 2))
     )
