@@ -99,14 +99,14 @@ def baseline_child(npz: str, out: str) -> None:
     steps, trades, ring = allocate_outputs(n, ep.latency_bars)
     steps = StepArrays(*(a.tolist() for a in steps))
     trades = TradeArrays(*(a.tolist() for a in trades))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     counters = run_kernel(arrays, qp, rp, ep, steps, trades, ring)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.thread_time() - c0
     np.save(out, np.asarray(steps.equity))
-    print(json.dumps({"seconds": seconds, "n_trades": counters[0]}))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "n_trades": counters[0]}))
 
 
-def run_baseline(arrays: BarArrays, m: int) -> tuple[float, int, np.ndarray]:
+def run_baseline(arrays: BarArrays, m: int) -> tuple[float, float, int, np.ndarray]:
     with tempfile.TemporaryDirectory() as tmp:
         npz = os.path.join(tmp, "bars.npz")
         np.savez(npz, **{f: np.asarray(getattr(arrays, f))[:m] for f in BarArrays._fields})
@@ -118,7 +118,7 @@ def run_baseline(arrays: BarArrays, m: int) -> tuple[float, int, np.ndarray]:
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
         )
         res = json.loads(proc.stdout.strip().splitlines()[-1])
-        return float(res["seconds"]), int(res["n_trades"]), np.load(out)
+        return float(res["seconds"]), float(res["cpu_seconds"]), int(res["n_trades"]), np.load(out)
 
 
 def main() -> None:
@@ -143,25 +143,30 @@ def main() -> None:
     # the kernel alone on reused, already-faulted buffers (what a tuning loop that keeps its
     # buffers sees): reset the ring, rerun
     out, trades, ring = allocate_outputs(args.bars, ep.latency_bars)
-    kernel_times = []
+    kernel_times, kernel_cpu = [], []
     for _ in range(args.repeat):
         ring[:] = -1
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         run_kernel(arrays, qp, rp, ep, out, trades, ring)
         kernel_times.append(time.perf_counter() - t0)
+        kernel_cpu.append(time.thread_time() - c0)
     m = min(args.baseline_bars, args.bars)
-    base_s, base_trades, base_equity = run_baseline(arrays, m)
+    base_s, base_cpu, base_trades, base_equity = run_baseline(arrays, m)
     prefix_steps, prefix_fills, _c = simulate(BarArrays(*(np.asarray(a)[:m] for a in arrays)), qp, rp, ep)
     report = {
         "bars": args.bars,
         "bars_per_s": args.bars / min(kernel_times),
         "kernel_seconds": [round(t, 4) for t in kernel_times],
+        "bars_per_cpu_s": args.bars / min(kernel_cpu),
+        "kernel_cpu_seconds": [round(t, 4) for t in kernel_cpu],
         "bars_per_s_incl_alloc": args.bars / best,
         "incl_alloc_seconds": [round(t, 4) for t in times],
         "warmup_s": round(warmup, 3),
         "baseline_bars": m,
         "baseline_bars_per_s": m / base_s,
+        "baseline_bars_per_cpu_s": m / base_cpu,
         "speedup": (args.bars / min(kernel_times)) / (m / base_s),
+        "speedup_cpu": (args.bars / min(kernel_cpu)) / (m / base_cpu),
         "speedup_incl_alloc": (args.bars / best) / (m / base_s),
         "baseline": "same kernel source under CPython (NUMBA_DISABLE_JIT=1, lists) in a child process, "
         f"on the first {m} bars only because it is slow",
@@ -173,8 +178,10 @@ def main() -> None:
             round(float(np.mean(steps.status == k)), 4) for k in range(3)
         ],
         "final_equity": float(steps.equity[-1]),
-        "timed": "bars_per_s: run_kernel on reused buffers; incl_alloc: simulate() = fresh output arrays "
-        "+ kernel + trimming; bars already in tick arrays in both; best of --repeat",
+        "timed": "bars_per_s: run_kernel on reused buffers, wall clock; bars_per_cpu_s: the same runs on "
+        "the thread's CPU clock (what a shared, loaded machine does not distort); incl_alloc: simulate() = "
+        "fresh output arrays + kernel + trimming; bars already in tick arrays in all; best of --repeat",
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, python {platform.python_version()}",
     }
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))

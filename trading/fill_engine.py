@@ -93,7 +93,7 @@ class TradeArrays(NamedTuple):
     ref_mid: Any  # float64 ticks, the mid when the order was decided
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _book(
     tr: TradeArrays,
     k: int,
@@ -119,7 +119,7 @@ def _book(
     return -side * notional - fee, fee
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def bar_crosses(low: int, high: int, bid: int, ask: int, haircut: int) -> tuple[bool, bool]:
     """The bar fill rule: did the bar trade through the bid / the ask by ``haircut`` ticks?
 
@@ -128,7 +128,7 @@ def bar_crosses(low: int, high: int, bid: int, ask: int, haircut: int) -> tuple[
     return low <= bid - haircut, high >= ask + haircut
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _fill_lots(crossed: bool, lots: int, room: int, flow: float, ep: EngineParams) -> int:
     """Lots filled on one side: the order, cut by the inventory room and the flow cap."""
     if not crossed or lots <= 0 or room <= 0:
@@ -139,20 +139,22 @@ def _fill_lots(crossed: bool, lots: int, room: int, flow: float, ep: EngineParam
     return max(q, 0)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _ewma_update(var: float, x2: float, alpha: float) -> float:
     return var + alpha * (x2 - var)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _new_quotes(
     i: int, inv: int, status: int, var_q: float, bars: BarArrays, qp: QuoteParams, ep: EngineParams
 ) -> tuple[int, int, int, int]:
     """Quotes decided at the close of bar ``i``; returns (bid, ask, bid_lots, ask_lots)."""
     mid = float(bars.close[i])
     cap = qp.depth_fraction * bars.volume[i] if qp.depth_fraction > 0.0 else math.inf
-    flow = bars.buy_flow[i] + bars.sell_flow[i]
-    pressure = (bars.buy_flow[i] - bars.sell_flow[i]) / flow if flow > 0.0 else math.nan
+    pressure = math.nan  # flow imbalance in [-1, 1]; skipped (a division a bar) when unused
+    if qp.pressure_ticks != 0.0:
+        flow = bars.buy_flow[i] + bars.sell_flow[i]
+        pressure = (bars.buy_flow[i] - bars.sell_flow[i]) / flow if flow > 0.0 else math.nan
     bid, ask, bl, al, _r, _s = quote_core(
         mid,
         inv,
@@ -174,7 +176,7 @@ def _new_quotes(
     return bid, ask, bl if ok_bid else 0, al if ok_ask else 0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _maker_fills(
     i: int,
     bid: int,
@@ -280,12 +282,7 @@ def run_kernel(
             cash += dc
             inv = 0
             k += 1
-        if (
-            status == 2
-            or i % ep.refresh_bars == 0
-            or status != prev_status
-            or (ep.requote_on_fill and k > k0)
-        ):
+        if status == 2 or refresh == 0 or status != prev_status or (ep.requote_on_fill and k > k0):
             nb, na, nbl, nal = (
                 _new_quotes(i, inv, status, var_q, bars, qp, ep) if status != 2 else (0, 0, 0, 0)
             )

@@ -107,7 +107,7 @@ def quote_params(cfg: QuoteConfig) -> QuoteParams:
     )
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def horizon_tau(bar_index: int, qp: QuoteParams) -> float:
     """Time to the horizon in bars: constant (rolling) or bars left in the session (finite)."""
     if qp.rolling:
@@ -115,7 +115,7 @@ def horizon_tau(bar_index: int, qp: QuoteParams) -> float:
     return float(qp.session_bars - bar_index % qp.session_bars)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def quote_core(
     mid: float,
     inventory: int,

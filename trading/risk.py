@@ -98,13 +98,13 @@ def risk_params(cfg: RiskConfig) -> RiskParams:
     )
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _above(value: float, enter: float, stay: float, was_on: bool) -> bool:
     """Hysteresis: on at ``value >= enter``; once on, stays on while ``value > stay``."""
     return value > stay if was_on else value >= enter
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _soft_reasons(
     prev: int,
     inventory: int,
@@ -131,7 +131,7 @@ def _soft_reasons(
     return reasons
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def risk_core(
     prev_reasons: int,
     paused_until_ns: int,
@@ -191,7 +191,7 @@ def risk_core(
     return 0, reasons, until
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def allowed_sides(status: int, inventory: int) -> tuple[bool, bool]:
     """Which sides may be quoted: both when ACTIVE, the reducing one when REDUCING, none when HALTED."""
     if status == 0:
