@@ -103,10 +103,11 @@ class SignalModel(BaseEstimator, abc.ABC):
         """
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
-        X_arr, y_arr = self._check_xy(X, y, "X", "y")
+        X_arr, y_arr = self._check_xy(X, y, "X", "y", min_rows=self.lookback + 1)
         val = None
         if X_val is not None and y_val is not None:
-            val = self._check_xy(X_val, y_val, "X_val", "y_val")
+            # One window is enough to score; a short tail may hold a single class.
+            val = self._check_xy(X_val, y_val, "X_val", "y_val", min_rows=self.lookback)
             if val[0].shape[1] != X_arr.shape[1]:
                 raise ValueError(f"X_val has {val[0].shape[1]} features, X has {X_arr.shape[1]}")
         names = tuple(feature_names) if feature_names is not None else None
@@ -118,15 +119,15 @@ class SignalModel(BaseEstimator, abc.ABC):
         return self
 
     def _check_xy(
-        self, X: npt.ArrayLike, y: npt.ArrayLike, x_name: str, y_name: str
+        self, X: npt.ArrayLike, y: npt.ArrayLike, x_name: str, y_name: str, *, min_rows: int
     ) -> tuple[FloatArray, FloatArray]:
         X_arr = np.asarray(X, dtype=np.float64)
         y_arr = np.asarray(y, dtype=np.float64)
         if X_arr.ndim != 2 or y_arr.shape != (len(X_arr),):
             raise ValueError(f"{x_name} must be (n, f) and {y_name} (n,); got {X_arr.shape}, {y_arr.shape}")
-        if len(X_arr) < self.lookback + 1:
+        if len(X_arr) < min_rows:
             raise ValueError(
-                f"{x_name} has {len(X_arr)} rows; need at least lookback + 1 = {self.lookback + 1}"
+                f"{x_name} has {len(X_arr)} rows; need at least {min_rows} (lookback {self.lookback})"
             )
         for name, arr in ((x_name, X_arr), (y_name, y_arr)):
             if not np.isfinite(arr).all():
@@ -134,8 +135,10 @@ class SignalModel(BaseEstimator, abc.ABC):
                 raise ValueError(f"{name} has non-finite values (first at index {bad}); drop warm-up rows")
         if self.task == "classifier":
             labels = np.unique(y_arr[self.lookback - 1 :])
-            if not np.isin(labels, (0.0, 1.0)).all() or len(labels) != 2:
-                raise ValueError(f"classifier {y_name} must hold both labels 0 and 1, got {labels[:5]}")
+            if not np.isin(labels, (0.0, 1.0)).all() or (y_name == "y" and len(labels) != 2):
+                raise ValueError(
+                    f"classifier {y_name} must hold labels 0 and 1 only (both in y), got {labels[:5]}"
+                )
         return X_arr, y_arr
 
     def _target_scaler(self, y: FloatArray) -> FloatArray:

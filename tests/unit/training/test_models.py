@@ -232,8 +232,10 @@ def test_fit_rejects_bad_input(data: dict[str, np.ndarray]) -> None:
     X[5, 2] = np.nan
     with pytest.raises(ValueError, match=r"X has non-finite values \(first at index \[5, 2\]\)"):
         make_model("sgd", "classifier").fit(X, y)
-    with pytest.raises(ValueError, match="must hold both labels 0 and 1"):
+    with pytest.raises(ValueError, match=r"must hold labels 0 and 1 only \(both in y\)"):
         make_model("rf", "classifier").fit(data["X"][:200], data["regressor"][:200])
+    short_val = make_model("sgd", "classifier").fit(data["X"][:200], y, X_val=data["X"][:1], y_val=np.ones(1))
+    assert short_val.n_features_in_ == N_FEATURES  # one validation window, one class: accepted
     with pytest.raises(ValueError, match=r"3 feature names for 10 columns"):
         make_model("rf", "regressor").fit(data["X"][:200], y, feature_names=["a", "b", "c"])
 
