@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from flows.ingest import nightly_flow
+from flows.retrain import nightly_flow
 from flows.settings import locations
 
 
@@ -19,7 +19,9 @@ def main() -> int:
     print(
         f"\nDone. Validated bars: {where.bars}\nFeatures: {where.features}\n"
         f"Data Docs: {where.gx_root}/gx/uncommitted/data_docs/local_site/index.html\n"
-        "Inspect with `.venv/bin/mmops data info`. Next stages (tuning, registry, serving) are on the roadmap."
+        f"MLflow: {where.tracking_uri} (`.venv/bin/mlflow ui --backend-store-uri {where.tracking_uri}`)\n"
+        f"Optuna studies: {where.optuna_storage}\n"
+        "Next: `.venv/bin/mmops registry status`, `mmops gate --version N`, `mmops approve ...`, `mmops serve`."
     )
     return 0
 

@@ -1,4 +1,7 @@
-"""Prefect flows of the data plane: ingest -> validate -> features. Thin wrappers, no logic."""
+"""Prefect flows of the data plane: ingest -> validate -> features. Thin wrappers, no logic.
+
+The nightly flow (data plane + retrain) is in :mod:`flows.retrain`.
+"""
 
 from __future__ import annotations
 
@@ -46,11 +49,3 @@ def features_flow() -> list[dict[str, Any]]:
     where = locations()
     params = load_params(where.params_file)
     return [features_for(d, where, params) for d in params.data.datasets]
-
-
-@flow(name="nightly", log_prints=True)
-def nightly_flow(source_root: str | None = None) -> dict[str, Any]:
-    """The nightly retrain. Today: ingest -> validate -> features; training lands next."""
-    ingested = ingest_flow(source_root)
-    built = features_flow()
-    return {"ingested": ingested, "features": built}

@@ -60,6 +60,7 @@ class Candidate:
     trials: int
     best_value: float
     version: str | None = None
+    equity: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
 
     def score(self, objective: str) -> float:
         """Selection score on the backtest window (higher is better); NaN sorts last."""
@@ -137,7 +138,22 @@ def tune_and_log(job: TuneJob, settings: TrackingSettings, *, trials: int, timeo
             tracking.log_artifacts(_write_reports(job, study, fast, reports, Path(tmp), evaluate))
     return Candidate(family=job.family, task=job.task, study=name, run_id=parent_id, model_dir=model_dir,
                      metrics=metrics, best_params=params, trials=len(study.trials),
-                     best_value=float(study.best_value))  # fmt: skip
+                     best_value=float(study.best_value),
+                     equity={w: r.equity for w, r in reports.items()})  # fmt: skip
+
+
+def write_outputs(candidate: Candidate, out_dir: Path) -> dict[str, Path]:
+    """DVC outputs of a tuning stage: ``metrics.json`` (flat) and ``equity_<window>.csv`` per hold-out."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = candidate.summary()
+    flat = {"best_value": summary["best_value"], "trials": summary["trials"], **summary["metrics"]}
+    paths = {"metrics": out_dir / "metrics.json"}
+    paths["metrics"].write_text(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                                            for k, v in flat.items()}, indent=1))  # fmt: skip
+    for window, frame in candidate.equity.items():
+        paths[window] = out_dir / f"equity_{window}.csv"
+        frame.to_csv(paths[window])
+    return paths
 
 
 def register(candidate: Candidate, dataset: Dataset) -> str:

@@ -6,6 +6,7 @@ Matplotlib with the Agg backend (no display); every function writes one file and
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,9 @@ def optuna_plots(study: optuna.Study, folder: Path) -> list[Path]:
     for name, draw in (("optuna_history.png", ovm.plot_optimization_history),
                        ("optuna_param_importance.png", ovm.plot_param_importances)):  # fmt: skip
         try:
-            ax = draw(study)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "experimental" notices and too-few-trials notes
+                ax = draw(study)
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few trials for fANOVA
             logger.info("skipping %s: %s", name, exc)
             continue

@@ -47,9 +47,33 @@ def registered_name(symbol: str, interval: str) -> str:
 
 
 def use_tracking(tracking_uri: str) -> None:
-    """Point MLflow (tracking and registry) at ``tracking_uri``; called at the edge, never on import."""
+    """Point MLflow (tracking and registry) at ``tracking_uri``; called at the edge, never on import.
+
+    A new SQLite store is created (tables and migrations) under a file lock, so several
+    processes starting at once (two ``mmops tune`` on one study) do not race to create it.
+    """
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
+    with sqlite_init_lock(tracking_uri):
+        MlflowClient().search_experiments(max_results=1)
+
+
+@contextmanager
+def sqlite_init_lock(url: str) -> Iterator[None]:
+    """Hold an exclusive lock beside a ``sqlite:///`` database while it is first opened."""
+    if not url.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    db = Path(url.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".init-lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def ensure_experiment(name: str, *, artifact_root: str) -> str:

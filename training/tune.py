@@ -111,16 +111,19 @@ def make_objective(job: TuneJob) -> Callable[[optuna.Trial], float]:
 
 def open_study(storage_url: str, name: str, *, maximize: bool, config: TuneConfig) -> optuna.Study:
     """Create or resume a study in an RDB storage (SQLite waits for locks rather than failing)."""
+    from training.tracking import sqlite_init_lock
+
     engine_kwargs: dict[str, Any] = {}
     if storage_url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 120}}
-    storage = optuna.storages.RDBStorage(storage_url, engine_kwargs=engine_kwargs)
     sampler = optuna.samplers.TPESampler(
         seed=config.seed, n_startup_trials=config.n_startup_trials, multivariate=True
     )
     pruner = optuna.pruners.MedianPruner(n_startup_trials=max(1, config.n_startup_trials), n_warmup_steps=0)
-    return optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-                               direction="maximize" if maximize else "minimize", load_if_exists=True)  # fmt: skip
+    with sqlite_init_lock(storage_url):  # table and study creation must not race between workers
+        storage = optuna.storages.RDBStorage(storage_url, engine_kwargs=engine_kwargs)
+        return optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+                                   direction="maximize" if maximize else "minimize", load_if_exists=True)  # fmt: skip
 
 
 def run_trials(

@@ -88,12 +88,12 @@ def test_validate_command_writes_data_docs(home: Path, source_data: Path) -> Non
 
 
 @pytest.mark.e2e
-def test_prefect_nightly_flow_runs_under_the_harness(home: Path, prefect_harness: None) -> None:
-    from flows.ingest import nightly_flow
+def test_prefect_data_flows_run_under_the_harness(home: Path, prefect_harness: None) -> None:
+    from flows.ingest import features_flow, ingest_flow
 
-    result = nightly_flow()
-    assert [s["series"] for r in result["ingested"] for s in r["series"]] == [
+    ingested = ingest_flow()
+    assert [s["series"] for r in ingested for s in r["series"]] == [
         "binance:BTCUSDT:1m",
         "kraken:XBTUSD:1d",
     ]
-    assert [f["rows"] for f in result["features"]] == [87840, 3727]
+    assert [f["rows"] for f in features_flow()] == [87840, 3727]

@@ -1,0 +1,57 @@
+"""The retrain flow: ingest -> validate -> features -> tune (per family) -> evaluate -> register.
+
+Each task is a thin wrapper over a library call; only the tasks that touch the outside world
+(source files or a venue, the registry) retry. The nightly deployment in ``prefect.yaml`` runs
+``nightly``; the drift monitor will run ``retrain`` in canary mode.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+
+from flows.ingest import features_for, ingest_dataset
+from flows.params import Params, load_params
+from flows.settings import Locations, locations
+from flows.training_steps import dataset_of, resolve_task, run_family, series_bars
+from training.pipeline import Candidate, choose, register
+
+
+@task
+def tune_family(where: Locations, params: Params, family: str, task_name: str, trials: int | None) -> Candidate:
+    """Walk-forward tuning, refit, evaluation on the hold-outs, logged to MLflow (not registered)."""
+    bars = series_bars(where, params, None, None, None)
+    return run_family(where, params, bars, family, task_name, trials, None)
+
+
+@task(retries=2, retry_delay_seconds=10)  # the registry is a server in production
+def register_best(where: Locations, params: Params, candidates: list[Candidate]) -> dict[str, Any]:
+    best = choose(candidates, params.tune.objective)
+    register(best, dataset_of(best, series_bars(where, params, None, None, None), params))
+    return {"version": best.version, "chosen": best.summary(), "candidates": [c.summary() for c in candidates]}
+
+
+@flow(name="retrain", log_prints=True)
+def retrain_flow(families: list[str] | None = None, trials: int | None = None,
+                 task_name: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Tune every family on the primary series and register the best as a new version."""
+    where = locations()
+    params = load_params(where.params_file)
+    chosen_task = resolve_task(params, task_name)
+    candidates = [tune_family(where, params, f, chosen_task, trials) for f in families or params.tune.families]
+    return register_best(where, params, candidates)
+
+
+@flow(name="nightly", log_prints=True)
+def nightly_flow(source_root: str | None = None, families: list[str] | None = None,
+                 trials: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """The nightly retrain end to end: fresh data in, a new registered version out."""
+    where = locations()
+    params = load_params(where.params_file)
+    root = Path(source_root) if source_root else where.source_data
+    ingested = [ingest_dataset(d, where, params, root) for d in params.data.datasets]
+    built = [features_for(d, where, params) for d in params.data.datasets]
+    trained = retrain_flow(families=families, trials=trials)
+    return {"ingested": ingested, "features": built, "trained": trained}

@@ -1,0 +1,179 @@
+"""``mmops train | tune | evaluate`` on real BTCUSDT 1m data, with a small budget.
+
+What a reviewer needs from a training run: the Optuna study with its trials, an MLflow parent
+run per study with a nested run per trial, metrics and artifacts, and a registered version with
+lineage tags. Two tuning processes on one SQLite study must end with the union of their trials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+REPO = Path(__file__).resolve().parents[2]
+MONTH = "BTCUSDT-1m-2026-03.zip"
+
+
+def small_budget_params(path: Path) -> Path:
+    """The repository's params.yaml with a budget fit for a test (same code paths)."""
+    doc: dict[str, Any] = yaml.safe_load((REPO / "params.yaml").read_text())
+    minute = doc["split"]["profiles"]["minute"]
+    minute.update(n_folds=2, max_train_bars=3000, backtest_days=3, forward_days=3)
+    doc["tune"].update(trials=2, n_startup_trials=1)
+    doc["models"]["rf"]["space"]["n_estimators"] = {"type": "int", "low": 10, "high": 20}
+    doc["models"]["lstm"]["fixed"].update(epochs=1, batch_size=512)
+    doc["models"]["lstm"]["space"] = {"lookback": {"type": "int", "low": 4, "high": 8},
+                                      "units": {"type": "categorical", "choices": [4]}}  # fmt: skip
+    doc["evaluate"].update(bootstrap_samples=200, importance_rows=300)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def train_home(tmp_path_factory: pytest.TempPathFactory, source_data: Path) -> Path:
+    """One real month ingested; params with a small budget."""
+    from features.pipeline import ingest_source
+    from flows.params import load_params
+
+    home = tmp_path_factory.mktemp("train")
+    params = small_budget_params(home / "params.yaml")
+    ingest_source(
+        "binance-dump", source_data / "binance-spot-1m" / MONTH, store_root=home / "data" / "bars",
+        quarantine_root=home / "data" / "quarantine", gx_root=None,
+        validation=load_params(params).validation, now=pd.Timestamp.now(tz="UTC"),
+    )  # fmt: skip
+    return home
+
+
+@pytest.fixture
+def mmops(train_home: Path, monkeypatch: pytest.MonkeyPatch, source_data: Path) -> CliRunner:
+    for key in ("MLFLOW_TRACKING_URI", "MMOPS_OPTUNA_STORAGE", "MMOPS_ARTIFACT_ROOT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MMOPS_HOME", str(train_home))
+    monkeypatch.setenv("MMOPS_SOURCE_DATA", str(source_data))
+    monkeypatch.setenv("MMOPS_PARAMS", str(train_home / "params.yaml"))
+    return CliRunner()
+
+
+def run_json(runner: CliRunner, *args: str) -> dict[str, Any]:
+    result = runner.invoke(app, [*args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.e2e
+def test_train_leaves_study_runs_artifacts_and_a_registered_version(
+    mmops: CliRunner, train_home: Path
+) -> None:
+    import mlflow
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    result = run_json(mmops, "train", "--families", "sgd,lstm")
+    assert result["registered_model"] == "mmops-BTCUSDT-1m"
+    assert result["version"] == "1"
+    assert {c["family"] for c in result["candidates"]} == {"sgd", "lstm"}
+
+    for family in ("sgd", "lstm"):
+        study = optuna.load_study(study_name=f"mmops-BTCUSDT-1m-{family}-regressor",
+                                  storage=f"sqlite:///{train_home / 'optuna.db'}")  # fmt: skip
+        assert len(study.trials) == 2
+
+    mlflow.set_tracking_uri(f"sqlite:///{train_home / 'mlflow.db'}")
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("mmops-BTCUSDT-1m-regressor")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 2
+    assert len(children) == 4
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {p.info.run_id for p in parents}
+    assert all("fold_score" in c.data.metrics for c in children)
+
+    version = client.get_model_version("mmops-BTCUSDT-1m", "1")
+    for tag in ("lineage.git_commit", "lineage.dvc_data_hash", "lineage.params_hash", "lineage.packages",
+                "lineage.bars_hash", "mmops.family", "mmops.task", "mmops.symbol"):  # fmt: skip
+        assert version.tags.get(tag), tag
+    chosen = client.get_run(version.run_id)
+    for metric in (
+        "backtest_sharpe",
+        "forward_sharpe",
+        "forward_as_sharpe",
+        "forward_mae",
+        "forward_sharpe_diff_lo",
+    ):
+        assert metric in chosen.data.metrics, metric
+    artifacts = {
+        a.path
+        for folder in ("plots", "tables", "importance")
+        for a in client.list_artifacts(chosen.info.run_id, folder)
+    }
+    assert {"plots/equity.png", "tables/trials_folds.csv", "tables/split_plan.json",
+            "importance/permutation_importance.csv"} <= artifacts  # fmt: skip
+
+    # evaluate reproduces the forward-window figures through the registry and the ONNX fast path
+    evaluated = run_json(
+        mmops, "evaluate", "--model-uri", "models:/mmops-BTCUSDT-1m/1", "--window", "forward"
+    )
+    assert evaluated["metrics"]["sharpe"] == pytest.approx(chosen.data.metrics["forward_sharpe"], rel=1e-9)
+    assert evaluated["metrics"]["mae"] == pytest.approx(chosen.data.metrics["forward_mae"], rel=1e-9)
+
+
+@pytest.mark.e2e
+def test_evaluate_on_a_raw_dump_never_writes_the_store(
+    mmops: CliRunner, train_home: Path, source_data: Path
+) -> None:
+    run_json(mmops, "tune", "--model", "sgd", "--trials", "1")
+    manifest_before = sorted(p.read_bytes() for p in (train_home / "data" / "bars").rglob("_manifest.json"))
+    april = source_data / "binance-spot-1m" / "BTCUSDT-1m-2026-04.zip"
+    result = run_json(mmops, "evaluate", "--model-uri", "models:/mmops-BTCUSDT-1m/1", "--data", str(april))
+    assert result["metrics"]["labelled_rows"] > 40_000
+    assert {"bh_pnl_pct", "lf_sharpe", "as_sharpe", "sharpe_diff"} <= set(result["metrics"])
+    assert (
+        sorted(p.read_bytes() for p in (train_home / "data" / "bars").rglob("_manifest.json"))
+        == manifest_before
+    )
+    bad = mmops.invoke(
+        app, ["evaluate", "--model-uri", "models:/mmops-BTCUSDT-1m@nope", "--window", "forward"]
+    )
+    assert bad.exit_code == 1
+    assert "cannot load the model" in bad.stderr
+
+
+@pytest.mark.e2e
+def test_two_tune_processes_share_one_sqlite_study(
+    train_home: Path, tmp_path: Path, source_data: Path
+) -> None:
+    env = {**os.environ, "MMOPS_HOME": str(train_home), "MMOPS_PARAMS": str(train_home / "params.yaml"),
+           "MMOPS_SOURCE_DATA": str(source_data), "MMOPS_OPTUNA_STORAGE": f"sqlite:///{tmp_path / 'shared.db'}",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}  # fmt: skip
+    cmd = [sys.executable, "-m", "flows", "tune", "--model", "sgd", "--trials", "3", "--json"]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for proc, (out, errors) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, errors[-2000:]
+        assert json.loads(out.strip().splitlines()[-1])["registered_model"] == "mmops-BTCUSDT-1m"
+    import optuna
+
+    study = optuna.load_study(
+        study_name="mmops-BTCUSDT-1m-sgd-regressor", storage=f"sqlite:///{tmp_path / 'shared.db'}"
+    )
+    assert len(study.trials) == 6
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    versions = sorted(json.loads(out.strip().splitlines()[-1])["version"] for out, _ in outputs)
+    assert len(set(versions)) == 2  # each process registered its own version
