@@ -1,0 +1,286 @@
+"""The serving engine: which versions answer, alias polling with atomic swaps, and one request.
+
+Framework-free so it is tested without a server: :mod:`serving.service` is a thin BentoML shell
+around it. A request pins the :class:`~serving.logic.ModelSet` current when it starts; an alias
+move loads and warms the new version first, then replaces the set in one assignment, so
+in-flight requests finish on the version they started with and none fails during a switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from features.errors import OperationalError
+from serving.batching import BatchObserver, MicroBatcher
+from serving.config import ServeConfig, ServeSettings
+from serving.logic import (
+    InvalidInput,
+    LoadedModel,
+    ModelSet,
+    check_windows,
+    compatible,
+    route,
+    to_windows,
+)
+from serving.prediction_log import PredictionLog, PredictionRecord
+from serving.schemas import InfoResponse, ModelInfo, PredictResponse, Signal, SymbolWindow
+
+logger = logging.getLogger(__name__)
+
+PredictionObserver = Callable[[LoadedModel, str, int], None]
+
+
+class ModelSource(Protocol):
+    """Where versions come from (the MLflow registry in production, a fake in unit tests)."""
+
+    def aliases(self) -> Mapping[str, str]:
+        """alias -> version of the served registered model."""
+        ...
+
+    def load(self, version: str, alias: str) -> LoadedModel: ...
+
+
+class NoChampion(OperationalError):  # noqa: N818 - reads as the state it reports
+    """The registered model has no ``champion`` alias: nothing may serve."""
+
+
+class SignalEngine:
+    """Serves one registered model's champion (and challenger in canary/shadow mode).
+
+    Args:
+        name: the registered model name.
+        config: the ``serve`` section.
+        source: resolves aliases and loads versions.
+        batcher: batches model calls across requests.
+        log: the prediction log, or None to not log.
+        providers: onnxruntime execution providers available (reported by ``info``).
+        observe: called per model call with (model, role, n_symbols) for metrics.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        config: ServeConfig,
+        source: ModelSource,
+        batcher: MicroBatcher,
+        log: PredictionLog | None = None,
+        providers: Sequence[str] = (),
+        observe: PredictionObserver | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.source = source
+        self.batcher = batcher
+        self.log = log
+        self.providers = list(providers)
+        self.observe = observe
+        self._models: ModelSet | None = None
+        self._info: InfoResponse | None = None
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self._refresh_lock = threading.Lock()
+
+    @property
+    def models(self) -> ModelSet:
+        if self._models is None:
+            raise NoChampion(f"{self.name}: not loaded yet")
+        return self._models
+
+    # ---- versions ------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Re-read the aliases; load, warm up and swap in any version that moved. True if swapped.
+
+        Raises:
+            NoChampion: there is no champion and nothing is serving yet.
+        """
+        with self._refresh_lock:
+            aliases = self.source.aliases()
+            champion_v = aliases.get("champion")
+            current = self._models
+            if champion_v is None:
+                if current is None:
+                    raise NoChampion(
+                        f"{self.name} has no champion; approve a version (`mmops approve`) first"
+                    )
+                logger.warning(
+                    "%s: the champion alias is gone; still serving v%s", self.name, current.champion.version
+                )
+                return False
+            challenger_v = aliases.get("challenger") if self.config.mode != "champion" else None
+            if challenger_v == champion_v:
+                challenger_v = None
+            if current is not None and current.versions == (champion_v, challenger_v):
+                return False
+            champion = self._obtain(current, champion_v, "champion")
+            challenger = self._obtain(current, challenger_v, "challenger") if challenger_v else None
+            if challenger is not None and (why := compatible(champion, challenger)):
+                logger.warning("%s: not routing to the challenger: %s", self.name, why)
+                challenger = None
+            models = ModelSet(champion=champion, challenger=challenger, mode=self.config.mode,
+                              canary_fraction=self.config.canary_fraction, canary_salt=self.config.canary_salt)  # fmt: skip
+            for model in models.active:  # warm up before anyone is routed to it
+                model.predictor.predict(
+                    np.zeros((1, model.lookback, len(model.feature_names)), dtype=np.float32)
+                )
+            self._info = self._describe(models)
+            self._models = models  # the swap: one reference assignment
+            logger.info("%s: serving %s", self.name, models.versions)
+            return True
+
+    def _obtain(self, current: ModelSet | None, version: str, alias: str) -> LoadedModel:
+        loaded = (
+            [] if current is None else [m for m in (current.champion, current.challenger) if m is not None]
+        )
+        for model in loaded:
+            if model.version == version:
+                return model if model.alias == alias else dataclasses.replace(model, alias=alias)
+        return self.source.load(version, alias)
+
+    def start(self) -> None:
+        """Load the current versions, then poll the aliases in a daemon thread."""
+        self.refresh()
+        if self.log is not None:
+            self.log.start()
+        self._poller = threading.Thread(target=self._poll, name="mmops-alias-poll", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.config.poll_interval_s):
+            try:
+                self.refresh()
+            except Exception:  # keep serving what is loaded; the next poll retries
+                logger.exception("%s: alias refresh failed; still serving the loaded versions", self.name)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+        if self.log is not None:
+            self.log.close()
+        self.batcher.close()
+
+    # ---- requests ------------------------------------------------------------------------
+    def info(self) -> InfoResponse:
+        if self._info is None:
+            raise NoChampion(f"{self.name}: not loaded yet")
+        return self._info
+
+    def _describe(self, models: ModelSet) -> InfoResponse:
+        d = models.describe()
+        return InfoResponse(
+            model=self.name, mode=d["mode"], canary_fraction=d["canary_fraction"], window_rows=d["window_rows"],
+            feature_names=d["feature_names"], champion=ModelInfo(**d["champion"]),
+            challenger=None if d["challenger"] is None else ModelInfo(**d["challenger"]),
+            loaded_at=dt.datetime.now(dt.UTC).isoformat(), providers=self.providers,
+        )  # fmt: skip
+
+    async def predict(
+        self, items: Sequence[SymbolWindow], *, feature_names: Sequence[str] | None, request_id: str | None
+    ) -> PredictResponse:
+        """Signals for every item, each tagged with the version that produced it.
+
+        Raises:
+            InvalidInput: too many items, ragged or non-finite windows, wrong shape or feature names.
+        """
+        start = time.perf_counter()
+        models = self.models  # pinned for the whole request
+        if len(items) > self.config.max_items:
+            raise InvalidInput(
+                f"at most {self.config.max_items} items per request; got {len(items)}", loc=("items",)
+            )
+        symbols = [item.symbol for item in items]
+        windows = check_windows(
+            to_windows([item.window for item in items]), models, feature_names=feature_names
+        )
+        calls = self._plan(symbols, models)
+        outputs = await asyncio.gather(
+            *(
+                self.batcher.predict(m, np.ascontiguousarray(windows[idx, -m.lookback :, :]))
+                for m, idx, _ in calls
+            )
+        )
+        rid = request_id or uuid.uuid4().hex
+        values = np.empty(len(items), dtype=np.float64)
+        served_by: list[LoadedModel] = [models.champion] * len(items)
+        for (model, idx, role), out in zip(calls, outputs, strict=True):
+            if role == "served":
+                values[idx] = out
+                if model is not models.champion:
+                    for i in idx.tolist():
+                        served_by[i] = model
+        latency_ms = (time.perf_counter() - start) * 1000
+        self._record(rid, symbols, windows, calls, outputs, latency_ms)
+        signals = [Signal.model_construct(symbol=s, value=float(v), kind=m.kind, version=m.version, alias=m.alias)
+                   for s, v, m in zip(symbols, values, served_by, strict=True)]  # fmt: skip
+        return PredictResponse.model_construct(request_id=rid, model=self.name, signals=signals)
+
+    @staticmethod
+    def _plan(symbols: Sequence[str], models: ModelSet) -> list[tuple[LoadedModel, np.ndarray, str]]:
+        """(model, item indices, role) per model call: role "served" answers, "shadow" is only logged."""
+        every = np.arange(len(symbols))
+        if models.challenger is None or models.mode == "champion":
+            return [(models.champion, every, "served")]
+        if models.mode == "shadow":
+            return [(models.champion, every, "served"), (models.challenger, every, "shadow")]
+        to_challenger = route(symbols, models)
+        calls = [
+            (models.champion, every[~to_challenger], "served"),
+            (models.challenger, every[to_challenger], "served"),
+        ]
+        return [c for c in calls if len(c[1])]
+
+    def _record(
+        self,
+        rid: str,
+        symbols: Sequence[str],
+        windows: np.ndarray,
+        calls: Sequence[tuple[LoadedModel, np.ndarray, str]],
+        outputs: Sequence[np.ndarray],
+        latency_ms: float,
+    ) -> None:
+        at = dt.datetime.now(dt.UTC).isoformat()
+        for (model, idx, role), out in zip(calls, outputs, strict=True):
+            if self.observe is not None:
+                self.observe(model, role, len(idx))
+            if self.log is not None:
+                self.log.record(PredictionRecord(
+                    at=at, request_id=rid, symbols=tuple(symbols[i] for i in idx), model=model.name,
+                    version=model.version, alias=model.alias, role=role, windows=windows[idx, -model.lookback :, :],
+                    outputs=out, latency_ms=latency_ms,
+                ))  # fmt: skip
+
+
+def engine_from_settings(
+    settings: ServeSettings,
+    *,
+    observe: PredictionObserver | None = None,
+    observe_batch: BatchObserver | None = None,
+) -> SignalEngine:
+    """The production engine: registry source, micro-batcher, prediction log under ``log_dir``."""
+    import onnxruntime
+
+    from serving.source import RegistrySource
+
+    config = settings.config
+    log = (
+        PredictionLog(settings.log_dir / "predictions.jsonl", flush_s=config.log_flush_s)
+        if config.log_predictions
+        else None
+    )
+    return SignalEngine(
+        name=settings.model_name, config=config, source=RegistrySource(settings),
+        batcher=MicroBatcher(max_windows=config.max_batch_windows, inline_max=config.inline_max_windows,
+                             observe=observe_batch),
+        log=log, providers=onnxruntime.get_available_providers(), observe=observe,
+    )  # fmt: skip

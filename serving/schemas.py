@@ -1,0 +1,69 @@
+"""Request and response models of the signal service (pydantic; validated before any model runs)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from serving.logic import InvalidInput, SignalKind
+
+SYMBOL_PATTERN = r"^[A-Za-z0-9._:/-]{1,64}$"
+
+
+class SymbolWindow(BaseModel):
+    """One symbol's recent feature rows, oldest first, features in the model's order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: str = Field(pattern=SYMBOL_PATTERN, description="e.g. BTCUSDT")
+    window: list[list[float]] = Field(min_length=1, description="rows x features (window_rows x n_features)")
+
+
+class Signal(BaseModel):
+    """The model's signal for one symbol, and which version produced it."""
+
+    symbol: str
+    value: float = Field(description="forward_log_return: predicted log return; prob_up: P(up) in [0, 1]")
+    kind: SignalKind
+    version: str
+    alias: str = Field(description="champion or challenger")
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    model: str
+    signals: list[Signal]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    alias: str
+    family: str
+    task: str
+    kind: SignalKind
+    lookback: int
+    feature_names: list[str]
+    lineage: dict[str, str]
+
+
+class InfoResponse(BaseModel):
+    """What is serving: name, versions, aliases, lineage, routing mode and the expected input."""
+
+    model: str
+    mode: Literal["champion", "canary", "shadow"]
+    canary_fraction: float
+    window_rows: int
+    feature_names: list[str]
+    champion: ModelInfo
+    challenger: ModelInfo | None
+    loaded_at: str
+    providers: list[str]
+
+
+def validation_error(exc: InvalidInput) -> ValidationError:
+    """The same 400 response shape as a schema violation, for checks that need the loaded model."""
+    detail = InitErrorDetails(type=PydanticCustomError("invalid_input", str(exc)), loc=exc.loc, input=None)
+    return ValidationError.from_exception_data("Input", [detail])

@@ -1,0 +1,124 @@
+"""The promotion gate's pure logic, the gate report and the audit log."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from training.audit import AuditLog
+from training.gate import AutoApproveConfig, GateConfig, judge
+from training.gate_report import render_markdown
+
+GOOD = {
+    "forward_sharpe": 2.0, "forward_max_drawdown_pct": 1.0, "forward_sharpe_diff": 0.4, "forward_n_trades": 50.0,
+    "forward_mae": 0.001, "forward_rmse": 0.002, "backtest_sharpe": 1.5,
+}  # fmt: skip
+
+
+def verdict(metrics=GOOD, *, task="regressor", champion=None, candidate=None, **config):
+    return judge(metrics, task=task, config=GateConfig(**config), candidate_eval=candidate or {"sharpe": 2.0},
+                 champion_eval=champion, champion_version=None if champion is None else "1")  # fmt: skip
+
+
+def test_good_candidate_passes_without_a_champion() -> None:
+    v = verdict()
+    assert v.passed
+    assert [c.name for c in v.checks if c.skipped] == ["head-to-head sharpe (candidate - champion)"]
+    assert not v.auto_approve  # the policy is off by default
+
+
+@pytest.mark.parametrize(
+    ("change", "config", "failing"),
+    [
+        ({"forward_sharpe": -0.1}, {}, "forward_sharpe"),
+        ({"forward_max_drawdown_pct": 6.0}, {}, "forward_max_drawdown_pct"),
+        ({"forward_sharpe_diff": -0.01}, {}, "forward_sharpe_diff (model - A-S quoter)"),
+        ({"forward_n_trades": 9.0}, {}, "forward_n_trades"),
+        ({"forward_mae": 0.01}, {"max_mae": 0.005}, "forward_mae"),
+        ({"forward_rmse": 0.01}, {"max_rmse": 0.005}, "forward_rmse"),
+        (
+            {"forward_sharpe_diff_lo": -0.2},
+            {"require_ci_over_quoter": True},
+            "forward_sharpe_diff_lo (95% CI)",
+        ),
+    ],
+)
+def test_each_threshold_can_fail_the_gate(change: dict, config: dict, failing: str) -> None:
+    v = verdict({**GOOD, **change}, **config)
+    assert not v.passed
+    assert [c.name for c in v.failed] == [failing]
+    assert failing in v.summary()
+
+
+def test_a_missing_metric_fails_rather_than_passes() -> None:
+    metrics = {k: val for k, val in GOOD.items() if k != "forward_n_trades"}
+    v = verdict(metrics)
+    assert not v.passed
+    assert v.failed[0].note == "metric not logged"
+
+
+def test_thresholds_read_the_configured_window() -> None:
+    assert not verdict(window="backtest").passed  # only backtest_sharpe was logged for that window
+    assert verdict(
+        {**GOOD, **{k.replace("forward", "backtest"): x for k, x in GOOD.items()}}, window="backtest"
+    ).passed
+
+
+def test_mae_limits_do_not_apply_to_classifiers() -> None:
+    v = verdict({**GOOD, "forward_mae": 0.4}, task="classifier", max_mae=0.005)
+    assert v.passed
+    assert any(c.skipped and c.name == "forward_mae" for c in v.checks)
+
+
+def test_head_to_head_against_the_champion() -> None:
+    assert verdict(champion={"sharpe": 1.9}).passed
+    losing = verdict(champion={"sharpe": 2.5})
+    assert not losing.passed and losing.failed[0].name.startswith("head-to-head")
+    assert losing.failed[0].value == pytest.approx(-0.5)
+    assert not verdict(champion={"sharpe": 1.9}, min_sharpe_over_champion=0.2).passed
+
+
+def test_auto_approve_needs_the_policy_and_the_margin() -> None:
+    on = {"auto_approve": AutoApproveConfig(enabled=True, min_sharpe_margin=0.3)}
+    assert verdict(champion={"sharpe": 1.5}, **on).auto_approve
+    assert not verdict(champion={"sharpe": 1.9}, **on).auto_approve  # head-to-head margin 0.1 < 0.3
+    assert not verdict(
+        {**GOOD, "forward_n_trades": 1.0}, **on
+    ).auto_approve  # a failed gate never auto-approves
+
+
+def test_report_has_the_verdict_checks_and_metrics_tables() -> None:
+    v = verdict(champion={"sharpe": 2.5, "pnl_pct": 0.1}, candidate={"sharpe": 2.0, "pnl_pct": 0.2})
+    text = render_markdown(v, name="mmops-BTCUSDT-1m", version="3", metrics=GOOD, gated_at="2026-11-21T00:00:00+00:00",
+                           plots=["equity_forward.png"])  # fmt: skip
+    assert "**Verdict: FAILED**" in text and "Champion compared against: 1" in text
+    assert "| head-to-head sharpe (candidate - champion) | -0.5 | >= 0 | **FAIL** |" in text
+    assert "| pnl_pct | 0.2 | 0.1 |" in text
+    assert "| sharpe | 1.5 | 2 |" in text  # backtest and forward columns of the logged metrics
+    assert "![equity_forward.png](equity_forward.png)" in text
+
+
+def test_audit_log_numbers_entries_in_order_and_only_appends(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "logs" / "audit.jsonl")
+    assert log.entries() == []
+    log.append({"alias": "champion", "version": "1", "previous": None})
+    before = log.path.read_bytes()
+    log.append({"alias": "champion", "version": "2", "previous": "1"})
+    assert log.path.read_bytes().startswith(before)
+    assert [(e["seq"], e["version"], e["previous"]) for e in log.entries()] == [(1, "1", None), (2, "2", "1")]
+
+
+def test_audit_log_concurrent_appends_lose_nothing(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl")
+    threads = [
+        threading.Thread(target=lambda i=i: [log.append({"writer": i}) for _ in range(20)]) for i in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    entries = [json.loads(line) for line in log.path.read_text().splitlines()]
+    assert [e["seq"] for e in entries] == list(range(1, 81))

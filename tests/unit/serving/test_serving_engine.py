@@ -1,0 +1,159 @@
+"""The serving engine with fake predictors: routing, shadow logging, alias swaps under load."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fakes import FEATURES, FakeInfo, FakePredictor, FakeSource
+
+from serving.batching import MicroBatcher
+from serving.config import ServeConfig
+from serving.engine import NoChampion, SignalEngine
+from serving.logic import InvalidInput, canary_share
+from serving.prediction_log import PredictionLog
+from serving.schemas import SymbolWindow
+
+
+def engine(source: FakeSource, tmp_path: Path | None = None, **config) -> SignalEngine:
+    log = None if tmp_path is None else PredictionLog(tmp_path / "predictions.jsonl", flush_s=0.05)
+    eng = SignalEngine(name="mmops-TEST-1m", config=ServeConfig(**config), source=source,
+                       batcher=MicroBatcher(max_windows=1024, inline_max=4), log=log)  # fmt: skip
+    eng.refresh()
+    if log is not None:
+        log.start()
+    return eng
+
+
+def items(symbols, rows: int = 1) -> list[SymbolWindow]:
+    return [SymbolWindow(symbol=s, window=[[float(i), 0.0, 0.0]] * rows) for i, s in enumerate(symbols)]
+
+
+def predict(eng: SignalEngine, batch, **kw):
+    return asyncio.run(
+        eng.predict(batch, feature_names=kw.get("feature_names"), request_id=kw.get("request_id"))
+    )
+
+
+def two_versions(**challenger_info) -> FakeSource:
+    return FakeSource({"1": FakePredictor(100.0), "2": FakePredictor(200.0, FakeInfo(**challenger_info))},
+                      {"champion": "1", "challenger": "2"})  # fmt: skip
+
+
+def test_champion_answers_single_and_multi_symbol_requests() -> None:
+    eng = engine(two_versions())  # champion mode: the challenger alias is ignored
+    one = predict(eng, items(["BTCUSDT"]), request_id="r1")
+    assert one.request_id == "r1" and one.model == "mmops-TEST-1m"
+    assert [(s.symbol, s.value, s.version, s.alias, s.kind) for s in one.signals] == [
+        ("BTCUSDT", 100.0, "1", "champion", "forward_log_return")
+    ]
+    many = predict(eng, items(["A", "B", "C"]))
+    assert [s.value for s in many.signals] == [100.0, 101.0, 102.0]
+    assert eng.info().challenger is None and eng.info().champion.lineage == {"lineage.git_commit": "c1"}
+
+
+def test_canary_tags_each_signal_with_the_version_that_answered() -> None:
+    eng = engine(two_versions(), mode="canary", canary_fraction=0.3)
+    symbols = [f"S{i}" for i in range(400)]
+    out = predict(eng, items(symbols))
+    to_challenger = [canary_share(s, "mmops") < 0.3 for s in symbols]
+    assert [s.version for s in out.signals] == ["2" if c else "1" for c in to_challenger]
+    assert [s.value - i for i, s in enumerate(out.signals)] == [200.0 if c else 100.0 for c in to_challenger]
+    assert all((s.version == "2") == (s.alias == "challenger") for s in out.signals)
+    assert 0.2 < np.mean(to_challenger) < 0.4
+    assert eng.info().mode == "canary" and eng.info().canary_fraction == 0.3
+
+
+def test_shadow_returns_the_champion_and_logs_both(tmp_path: Path) -> None:
+    eng = engine(two_versions(lookback=4), tmp_path, mode="shadow")
+    assert eng.models.window_rows == 4  # clients send the longest lookback; each model reads its tail
+    out = predict(eng, items(["A", "B"], rows=4), request_id="req-7")
+    assert [(s.version, s.value) for s in out.signals] == [("1", 100.0), ("1", 101.0)]
+    eng.close()
+    lines = [json.loads(x) for x in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert sorted((x["symbol"], x["role"], x["version"], x["output"]) for x in lines) == [
+        ("A", "served", "1", 100.0), ("A", "shadow", "2", 200.0), ("B", "served", "1", 101.0), ("B", "shadow", "2", 201.0),
+    ]  # fmt: skip
+    assert all(
+        x["request_id"] == "req-7" and len(x["inputs_digest"]) == 24 and x["latency_ms"] >= 0 for x in lines
+    )
+    assert lines[0]["inputs_digest"] != lines[1]["inputs_digest"] or lines[0]["symbol"] == lines[1]["symbol"]
+
+
+def test_an_incompatible_challenger_is_not_routed_to() -> None:
+    eng = engine(two_versions(feature_names=("x", "y", "z")), mode="canary", canary_fraction=1.0)
+    assert eng.models.challenger is None
+    assert {s.version for s in predict(eng, items(["A", "B"])).signals} == {"1"}
+
+
+def test_invalid_requests_raise_before_any_model_runs() -> None:
+    source = two_versions()
+    eng = engine(source, max_items=2)
+    with pytest.raises(InvalidInput, match="at most 2 items"):
+        predict(eng, items(["A", "B", "C"]))
+    with pytest.raises(InvalidInput, match="feature_names differ"):
+        predict(eng, items(["A"]), feature_names=["a", "b", "c"])
+    assert predict(eng, items(["A"]), feature_names=list(FEATURES)).signals[0].value == 100.0
+    assert source.predictors["1"].calls == [1, 1]  # the warm-up and the one valid request
+
+
+def test_no_champion_refuses_to_start() -> None:
+    with pytest.raises(NoChampion, match="approve a version"):
+        engine(FakeSource({"1": FakePredictor(1.0)}, {"challenger": "1"}))
+
+
+def test_alias_move_swaps_atomically_with_no_failed_request() -> None:
+    source = FakeSource({str(v): FakePredictor(100.0 * v) for v in (1, 2, 3)}, {"champion": "1"})
+    eng = engine(source)
+
+    async def scenario() -> list[str]:
+        seen: list[str] = []
+
+        async def client(i: int) -> None:
+            for _ in range(60):
+                out = await eng.predict(items([f"S{i}"]), feature_names=None, request_id=None)
+                seen.append(out.signals[0].version)
+                assert out.signals[0].value == 100.0 * int(out.signals[0].version)
+                await asyncio.sleep(0)
+
+        async def mover() -> None:
+            for version in ("2", "3"):
+                await asyncio.sleep(0.005)
+                source.alias_map["champion"] = version
+                await asyncio.to_thread(eng.refresh)
+
+        await asyncio.gather(*(client(i) for i in range(8)), mover())
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert len(seen) == 480 and seen[-1] == "3" and {"1", "3"} <= set(seen)
+    assert source.loads == ["1", "2", "3"]
+    assert eng.refresh() is False  # nothing moved: nothing reloaded
+
+
+def test_a_version_moving_from_challenger_to_champion_is_not_reloaded() -> None:
+    source = two_versions()
+    eng = engine(source, mode="canary", canary_fraction=0.5)
+    source.alias_map = {"champion": "2"}
+    assert eng.refresh() is True
+    assert source.loads == ["1", "2"] and eng.models.champion.alias == "champion"
+    source.alias_map = {}
+    assert eng.refresh() is False and eng.models.champion.version == "2"  # alias gone: keep serving
+
+
+def test_concurrent_requests_share_model_calls() -> None:
+    source = FakeSource({"1": FakePredictor(0.0)}, {"champion": "1"})
+    eng = engine(source)
+    source.predictors["1"].calls.clear()
+
+    async def burst() -> None:
+        await asyncio.gather(
+            *(eng.predict(items([f"S{i}"]), feature_names=None, request_id=None) for i in range(50))
+        )
+
+    asyncio.run(burst())
+    calls = source.predictors["1"].calls
+    assert sum(calls) == 50 and len(calls) < 50  # batched across requests
