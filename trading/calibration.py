@@ -361,18 +361,6 @@ def plot_intensity(fits: dict[str, IntensityFit], path: Path) -> Path:
     return path
 
 
-def bars_frame(data: TickData, *, bar_s: float = 60.0) -> pd.DataFrame:
-    """The capture's complete trade bars in the canonical bar schema (for :func:`run_backtest`)."""
-    bars = trade_bars(data.trades, bar_ns=round(bar_s * NS))
-    return pd.DataFrame(
-        {
-            "timestamp": pd.to_datetime(bars["open_ns"], utc=True),
-            "open": bars["open"], "high": bars["high"], "low": bars["low"], "close": bars["close"],
-            "volume": bars["volume"], "taker_buy_volume": bars["taker_buy_volume"],
-        }
-    )  # fmt: skip
-
-
 @dataclass(frozen=True)
 class Calibration:
     """Everything :func:`calibrate` measured on one instrument's capture."""
