@@ -174,6 +174,8 @@ def test_two_tune_processes_share_one_sqlite_study(
         study_name="mmops-BTCUSDT-1m-sgd-regressor", storage=f"sqlite:///{tmp_path / 'shared.db'}"
     )
     assert len(study.trials) == 6
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert sorted(t.number for t in study.trials) == list(range(6))  # the union, numbered once each
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    assert all(t.state in finished for t in study.trials)  # none failed or left running
     versions = sorted(json.loads(out.strip().splitlines()[-1])["version"] for out, _ in outputs)
     assert len(set(versions)) == 2  # each process registered its own version
