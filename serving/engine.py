@@ -195,6 +195,8 @@ class SignalEngine:
         """
         start = time.perf_counter()
         models = self.models  # pinned for the whole request
+        if not items:
+            raise InvalidInput("items is empty: send at least one {symbol, window}", loc=("items",))
         if len(items) > self.config.max_items:
             raise InvalidInput(
                 f"at most {self.config.max_items} items per request; got {len(items)}", loc=("items",)

@@ -1,0 +1,240 @@
+"""A real ``bentoml serve`` (started by ``mmops serve``) on a free port, over a real MLflow registry.
+
+One server for the module: tiny real SGD, RF and LSTM versions are registered; the champion
+moves sgd -> rf -> lstm while clients keep calling, then a challenger takes a canary share.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+from model_seed import FEATURES, fit_tiny, register
+
+from serving.client import SignalClient
+from serving.logic import canary_share
+from training.gate import GateConfig
+from training.registry import Registry
+
+REPO = Path(__file__).resolve().parents[2]
+NAME = "mmops-SERVE-1m"
+TOKEN = "test-token"
+CANARY = 0.25
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    home = tmp_path_factory.mktemp("serving")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    for family in ("sgd", "rf", "lstm"):  # versions 1, 2, 3
+        register(fit_tiny(family, home / "models"), tracking_uri=uri, name=NAME, family=family)
+    register(fit_tiny("sgd", home / "models", seed=1), tracking_uri=uri, name=NAME, family="sgd")  # v4
+    reg = Registry(uri, audit_log=home / "logs" / "registry_audit.jsonl", reports=home / "reports")
+    promote(reg, "1")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["serve"].update(model=NAME, poll_interval_s=0.3, log_flush_s=0.1)
+    (home / "params.yaml").write_text(yaml.safe_dump(params))
+    port = free_port()
+    env = {**os.environ, "MMOPS_HOME": str(home), "MMOPS_PARAMS": str(home / "params.yaml"),
+           "MLFLOW_TRACKING_URI": uri, "MMOPS_SERVE_TOKEN": TOKEN, "BENTOML_HOME": str(home / "bentoml")}  # fmt: skip
+    log = (home / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "flows", "serve", "--port", str(port), "--canary", str(CANARY)],
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"server exited with {proc.returncode}:\n{(home / 'server.log').read_text()[-4000:]}"
+                )
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not ready in 180 s:\n{(home / 'server.log').read_text()[-4000:]}")
+            time.sleep(0.5)
+        yield {"base": base, "registry": reg, "home": home}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def promote(reg: Registry, version: str) -> None:
+    reg.gate(
+        NAME, version, config=GateConfig(), evaluate=lambda uri: {"sharpe": float(uri.rsplit("/", 1)[1])}
+    )
+    reg.approve(NAME, version, by="tests", reason=f"serve v{version}")
+
+
+def client(server: dict, **kw) -> SignalClient:
+    return SignalClient(server["base"], token=TOKEN, timeout_s=5.0, **kw)
+
+
+def windows(symbols: list[str], rows: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {s: rng.normal(size=(rows, len(FEATURES))) for s in symbols}
+
+
+def wait_for(server: dict, check, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    with client(server) as c:
+        while time.monotonic() < deadline:
+            info = c.info()
+            if check(info):
+                return info
+            time.sleep(0.2)
+    pytest.fail("the service did not pick up the alias move in time")
+
+
+def test_champion_answers_predict_and_info_reports_lineage(server: dict) -> None:
+    with client(server) as c:
+        info = c.info()
+        assert (info.model, info.champion.version, info.champion.alias, info.champion.family) == (
+            NAME,
+            "1",
+            "champion",
+            "sgd",
+        )
+        assert info.champion.lineage["lineage.git_commit"] == "test" and info.feature_names == FEATURES
+        assert "CPUExecutionProvider" in info.providers
+        out = c.predict(
+            windows(["BTCUSDT", "ETHUSDT"], info.window_rows), feature_names=FEATURES, request_id="first"
+        )
+    assert out.request_id == "first"
+    assert [(s.symbol, s.version, s.alias, s.kind) for s in out.signals] == [
+        ("BTCUSDT", "1", "champion", "forward_log_return"), ("ETHUSDT", "1", "champion", "forward_log_return"),
+    ]  # fmt: skip
+    assert all(np.isfinite(s.value) for s in out.signals)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"items": [{"symbol": "BTCUSDT", "window": [[0.1] * 5]}]}, "needs 6 features"),
+        ({"items": [{"symbol": "BTCUSDT", "window": [[0.1] * 5 + [float("nan")]]}]}, "NaN or infinite"),
+        (
+            {"items": [{"symbol": "BTCUSDT", "window": [[0.1] * 6]}], "feature_names": ["x"] * 6},
+            "feature_names differ",
+        ),
+        ({"items": [{"symbol": "BTC USDT", "window": [[0.1] * 6]}]}, "String should match pattern"),
+        ({"items": [{"symbol": "BTCUSDT", "window": "oops"}]}, "Input should be a valid array"),
+        ({"items": []}, "items is empty"),
+        ({}, "Field required"),
+    ],
+)
+def test_bad_inputs_get_a_4xx_with_a_message(server: dict, body: dict, message: str) -> None:
+    response = httpx.post(f"{server['base']}/predict", content=json.dumps(body), timeout=5,
+                          headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})  # fmt: skip
+    assert 400 <= response.status_code < 500
+    assert message in response.text
+
+
+def test_a_missing_or_wrong_token_gets_401(server: dict) -> None:
+    body = {"items": [{"symbol": "BTCUSDT", "window": [[0.1] * 6]}]}
+    assert httpx.post(f"{server['base']}/predict", json=body, timeout=5).status_code == 401
+    wrong = httpx.post(f"{server['base']}/info", json={}, headers={"Authorization": "Bearer nope"}, timeout=5)
+    assert wrong.status_code == 401 and "wrong bearer token" in wrong.json()["error"]
+    assert httpx.get(f"{server['base']}/readyz", timeout=5).status_code == 200
+
+
+def test_alias_moves_are_picked_up_without_a_failed_request(server: dict) -> None:
+    """sgd v1 -> rf v2 -> lstm v3 while four clients call without retries."""
+    failures: list[str] = []
+    seen: list[list[str]] = [[] for _ in range(4)]
+    stop = threading.Event()
+
+    def hammer(i: int) -> None:
+        with client(server, attempts=1) as c:
+            batch = windows([f"SYM{i}"], 8, seed=i)  # 8 rows: enough for every version's lookback
+            while not stop.is_set():
+                try:
+                    seen[i].append(c.predict(batch).signals[0].version)
+                except Exception as exc:
+                    failures.append(repr(exc))
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        promote(server["registry"], "2")
+        info = wait_for(server, lambda i: i.champion.version == "2")
+        assert info.champion.family == "rf"
+        time.sleep(0.5)
+        promote(server["registry"], "3")
+        info = wait_for(server, lambda i: i.champion.version == "3")
+        assert (info.champion.family, info.window_rows) == ("lstm", 8)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    for versions in seen:
+        assert versions[0] == "1" and versions[-1] == "3" and "2" in versions
+        assert versions == sorted(versions)  # never back to an older version
+
+
+def test_canary_sends_a_sticky_share_of_symbols_to_the_challenger(server: dict) -> None:
+    reg = server["registry"]
+    champion = reg.aliases(NAME)["champion"]
+    reg.gate(NAME, "4", config=GateConfig(min_sharpe_over_champion=-10),
+             evaluate=lambda uri: {"sharpe": float(uri.rsplit("/", 1)[1])})  # fmt: skip
+    info = wait_for(server, lambda i: i.challenger is not None and i.challenger.version == "4")
+    assert (info.mode, info.canary_fraction) == ("canary", CANARY)
+    symbols = [f"C{i}USDT" for i in range(1000)]
+    with client(server) as c:
+        first = c.predict(windows(symbols, info.window_rows))
+        again = c.predict(windows(symbols, info.window_rows, seed=1))
+    expected = ["4" if canary_share(s, "mmops") < CANARY else champion for s in symbols]
+    assert [s.version for s in first.signals] == expected == [s.version for s in again.signals]
+    share = expected.count("4") / len(symbols)
+    assert abs(share - CANARY) < 0.05
+    assert {s.alias for s in first.signals if s.version == "4"} == {"challenger"}
+
+
+def test_metrics_and_the_prediction_log(server: dict) -> None:
+    metrics = httpx.get(f"{server['base']}/metrics", timeout=5).text
+    assert (
+        'mmops_predictions_total{alias="champion",model="mmops-SERVE-1m",role="served",version="1"}'
+        in metrics
+    )
+    assert "mmops_model_call_seconds_bucket" in metrics and "bentoml_service_request_total" in metrics
+    log = server["home"] / "logs" / "predictions.jsonl"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+        if any(x["request_id"] == "first" for x in lines):
+            break
+        time.sleep(0.2)
+    first = [x for x in lines if x["request_id"] == "first"]
+    assert [(x["symbol"], x["version"], x["role"]) for x in first] == [
+        ("BTCUSDT", "1", "served"),
+        ("ETHUSDT", "1", "served"),
+    ]
+    assert all(len(x["inputs_digest"]) == 24 and x["latency_ms"] > 0 for x in first)
