@@ -1,4 +1,4 @@
-"""The retrain flow: ingest -> validate -> features -> tune (per family) -> evaluate -> register.
+"""The retrain flow: ingest -> validate -> features -> tune (per family) -> evaluate -> register -> gate.
 
 Each task is a thin wrapper over a library call; only the tasks that touch the outside world
 (source files or a venue, the registry) retry. The nightly deployment in ``prefect.yaml`` runs
@@ -20,7 +20,9 @@ from training.pipeline import Candidate, choose, register
 
 
 @task
-def tune_family(where: Locations, params: Params, family: str, task_name: str, trials: int | None) -> Candidate:
+def tune_family(
+    where: Locations, params: Params, family: str, task_name: str, trials: int | None
+) -> Candidate:
     """Walk-forward tuning, refit, evaluation on the hold-outs, logged to MLflow (not registered)."""
     bars = series_bars(where, params, None, None, None)
     return run_family(where, params, bars, family, task_name, trials, None)
@@ -30,7 +32,24 @@ def tune_family(where: Locations, params: Params, family: str, task_name: str, t
 def register_best(where: Locations, params: Params, candidates: list[Candidate]) -> dict[str, Any]:
     best = choose(candidates, params.tune.objective)
     register(best, dataset_of(best, series_bars(where, params, None, None, None), params))
-    return {"version": best.version, "chosen": best.summary(), "candidates": [c.summary() for c in candidates]}
+    return {
+        "version": best.version,
+        "chosen": best.summary(),
+        "candidates": [c.summary() for c in candidates],
+    }
+
+
+@task(retries=2, retry_delay_seconds=10)
+def gate_version(where: Locations, params: Params, version: str) -> dict[str, Any]:
+    """The metric gate and head-to-head; a pass sets @challenger. Only a human approval (or the
+    opt-in auto-approve policy) makes it champion, so a failed gate is a verdict, not an error."""
+    from flows.cli_governance import model_name, open_registry
+    from flows.training_steps import evaluator_for
+
+    outcome = open_registry(where).gate(model_name(params, None), version, config=params.gate,
+                                        evaluate=evaluator_for(where, params, params.gate.window))  # fmt: skip
+    return {"version": version, "passed": outcome.verdict.passed, "report": str(outcome.report),
+            "checks": [c.describe() for c in outcome.verdict.checks]}  # fmt: skip
 
 
 @flow(name="retrain", log_prints=True)
@@ -40,8 +59,11 @@ def retrain_flow(families: list[str] | None = None, trials: int | None = None,
     where = locations()
     params = load_params(where.params_file)
     chosen_task = resolve_task(params, task_name)
-    candidates = [tune_family(where, params, f, chosen_task, trials) for f in families or params.tune.families]
-    return register_best(where, params, candidates)
+    candidates = [
+        tune_family(where, params, f, chosen_task, trials) for f in families or params.tune.families
+    ]
+    registered = register_best(where, params, candidates)
+    return {**registered, "gate": gate_version(where, params, registered["version"])}
 
 
 @flow(name="nightly", log_prints=True)

@@ -179,3 +179,18 @@ def test_two_tune_processes_share_one_sqlite_study(
     assert all(t.state in finished for t in study.trials)  # none failed or left running
     versions = sorted(json.loads(out.strip().splitlines()[-1])["version"] for out, _ in outputs)
     assert len(set(versions)) == 2  # each process registered its own version
+
+
+@pytest.mark.e2e
+def test_retrain_flow_registers_and_gates_under_prefect(
+    mmops: CliRunner, train_home: Path, prefect_harness: None
+) -> None:
+    from flows.retrain import retrain_flow
+
+    result = retrain_flow(families=["sgd"], trials=1)
+    assert result["version"]
+    assert result["gate"]["version"] == result["version"]
+    assert isinstance(result["gate"]["passed"], bool)
+    assert Path(result["gate"]["report"]).is_file()
+    status = run_json(mmops, "registry", "status")
+    assert result["version"] in json.dumps(status)  # the registry lists the new version
