@@ -34,6 +34,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/features.py --json
 	$(BIN)/python bench/backtest.py --json
+	$(BIN)/python bench/inference.py --json
 
 repro: install  ## the DVC pipeline (ingest -> validate -> features) from data/raw
 	@test -d data/raw || $(BIN)/dvc pull data.dvc || MMOPS_HOME=. $(BIN)/mmops data seed
