@@ -17,7 +17,8 @@ from tenacity import Retrying as _Retrying
 from tenacity import retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from features.errors import DataError, OperationalError, TemporaryError
-from serving.schemas import InfoResponse, PredictResponse
+from serving.logic import encode_windows
+from serving.schemas import BatchPredictResponse, InfoResponse, PredictResponse
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -92,6 +93,26 @@ class SignalClient:
         if request_id is not None:
             body["request_id"] = request_id
         return PredictResponse.model_validate(self._post("/predict", body))
+
+    def predict_batch(
+        self,
+        symbols: Sequence[str],
+        windows: np.ndarray,
+        *,
+        feature_names: Sequence[str] | None = None,
+        request_id: str | None = None,
+    ) -> BatchPredictResponse:
+        """The bulk path: ``windows`` float (n_symbols, rows, features) sent as float32 bytes."""
+        windows = np.asarray(windows)
+        if windows.ndim != 3 or len(windows) != len(symbols):
+            raise ValueError(f"windows must be (len(symbols), rows, features); got {windows.shape}")
+        body: dict[str, Any] = {"symbols": list(symbols), "windows_b64": encode_windows(windows),
+                                "rows": int(windows.shape[1])}  # fmt: skip
+        if feature_names is not None:
+            body["feature_names"] = list(feature_names)
+        if request_id is not None:
+            body["request_id"] = request_id
+        return BatchPredictResponse.model_validate(self._post("/predict_batch", body))
 
     def info(self) -> InfoResponse:
         return InfoResponse.model_validate(self._post("/info", {}))

@@ -33,7 +33,14 @@ from serving.logic import (
     to_windows,
 )
 from serving.prediction_log import PredictionLog, PredictionRecord
-from serving.schemas import InfoResponse, ModelInfo, PredictResponse, Signal, SymbolWindow
+from serving.schemas import (
+    BatchPredictResponse,
+    InfoResponse,
+    ModelInfo,
+    PredictResponse,
+    Signal,
+    SymbolWindow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -191,20 +198,47 @@ class SignalEngine:
         """Signals for every item, each tagged with the version that produced it.
 
         Raises:
-            InvalidInput: too many items, ragged or non-finite windows, wrong shape or feature names.
+            InvalidInput: no or too many items, ragged or non-finite windows, wrong shape or names.
         """
+        symbols = [item.symbol for item in items]
+        self._check_count(len(symbols))
+        windows = to_windows([item.window for item in items])
+        rid, values, served_by = await self._run(symbols, windows, feature_names, request_id)
+        signals = [Signal.model_construct(symbol=s, value=float(v), kind=m.kind, version=m.version, alias=m.alias)
+                   for s, v, m in zip(symbols, values, served_by, strict=True)]  # fmt: skip
+        return PredictResponse.model_construct(request_id=rid, model=self.name, signals=signals)
+
+    async def predict_columns(
+        self, symbols: Sequence[str], windows: np.ndarray, *, feature_names: Sequence[str] | None,
+        request_id: str | None,
+    ) -> BatchPredictResponse:  # fmt: skip
+        """The same as :meth:`predict` for stacked windows, answered column-wise (the bulk path)."""
+        self._check_count(len(symbols))
+        rid, values, served_by = await self._run(symbols, windows, feature_names, request_id)
+        return BatchPredictResponse.model_construct(
+            request_id=rid, model=self.name, symbols=list(symbols), values=values.tolist(),
+            versions=[m.version for m in served_by], aliases=[m.alias for m in served_by],
+            kinds=[m.kind for m in served_by],
+        )  # fmt: skip
+
+    def _check_count(self, n: int) -> None:
+        if n == 0:
+            raise InvalidInput("no symbols: send at least one symbol and its window", loc=("items",))
+        if n > self.config.max_items:
+            raise InvalidInput(
+                f"at most {self.config.max_items} symbols per request; got {n}", loc=("items",)
+            )
+
+    async def _run(
+        self,
+        symbols: Sequence[str],
+        windows: np.ndarray,
+        feature_names: Sequence[str] | None,
+        request_id: str | None,
+    ) -> tuple[str, np.ndarray, list[LoadedModel]]:
         start = time.perf_counter()
         models = self.models  # pinned for the whole request
-        if not items:
-            raise InvalidInput("items is empty: send at least one {symbol, window}", loc=("items",))
-        if len(items) > self.config.max_items:
-            raise InvalidInput(
-                f"at most {self.config.max_items} items per request; got {len(items)}", loc=("items",)
-            )
-        symbols = [item.symbol for item in items]
-        windows = check_windows(
-            to_windows([item.window for item in items]), models, feature_names=feature_names
-        )
+        windows = check_windows(windows, models, feature_names=feature_names)
         calls = self._plan(symbols, models)
         outputs = await asyncio.gather(
             *(
@@ -212,20 +246,17 @@ class SignalEngine:
                 for m, idx, _ in calls
             )
         )
-        rid = request_id or uuid.uuid4().hex
-        values = np.empty(len(items), dtype=np.float64)
-        served_by: list[LoadedModel] = [models.champion] * len(items)
+        values = np.empty(len(symbols), dtype=np.float64)
+        served_by: list[LoadedModel] = [models.champion] * len(symbols)
         for (model, idx, role), out in zip(calls, outputs, strict=True):
             if role == "served":
                 values[idx] = out
                 if model is not models.champion:
                     for i in idx.tolist():
                         served_by[i] = model
-        latency_ms = (time.perf_counter() - start) * 1000
-        self._record(rid, symbols, windows, calls, outputs, latency_ms)
-        signals = [Signal.model_construct(symbol=s, value=float(v), kind=m.kind, version=m.version, alias=m.alias)
-                   for s, v, m in zip(symbols, values, served_by, strict=True)]  # fmt: skip
-        return PredictResponse.model_construct(request_id=rid, model=self.name, signals=signals)
+        rid = request_id or uuid.uuid4().hex
+        self._record(rid, symbols, windows, calls, outputs, (time.perf_counter() - start) * 1000)
+        return rid, values, served_by
 
     @staticmethod
     def _plan(symbols: Sequence[str], models: ModelSet) -> list[tuple[LoadedModel, np.ndarray, str]]:

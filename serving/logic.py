@@ -8,6 +8,8 @@ rows: the largest lookback among the models that may answer.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -158,6 +160,30 @@ def to_windows(windows: Sequence[Sequence[Sequence[float]]] | np.ndarray) -> np.
             f"each window must be a 2-D list (rows x features); got {array.ndim - 1}-D", loc=("items",)
         )
     return array
+
+
+def decode_windows(data: str, *, n_symbols: int, rows: int) -> np.ndarray:
+    """The bulk path's windows: base64 of little-endian float32 in C order, (n_symbols, rows, features).
+
+    Raises:
+        InvalidInput: not base64, or a size that is not n_symbols x rows x features x 4 bytes.
+    """
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"windows_b64 is not valid base64 ({exc})", loc=("windows_b64",)) from exc
+    per_window = n_symbols * rows * 4
+    if not raw or per_window == 0 or len(raw) % per_window:
+        raise InvalidInput(
+            f"windows_b64 holds {len(raw)} bytes; expected {n_symbols} symbols x {rows} rows x features x 4 (float32)",
+            loc=("windows_b64",),
+        )
+    return np.frombuffer(raw, dtype="<f4").reshape(n_symbols, rows, -1)
+
+
+def encode_windows(windows: np.ndarray) -> str:
+    """Inverse of :func:`decode_windows` (what clients send)."""
+    return base64.b64encode(np.ascontiguousarray(windows, dtype="<f4").tobytes()).decode("ascii")
 
 
 def check_windows(

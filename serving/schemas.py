@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -10,6 +10,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from serving.logic import InvalidInput, SignalKind
 
 SYMBOL_PATTERN = r"^[A-Za-z0-9._:/-]{1,64}$"
+Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, description="e.g. BTCUSDT")]
 
 
 class SymbolWindow(BaseModel):
@@ -35,6 +36,18 @@ class PredictResponse(BaseModel):
     request_id: str
     model: str
     signals: list[Signal]
+
+
+class BatchPredictResponse(BaseModel):
+    """The bulk path's answer, column-wise: entry i of each list belongs to ``symbols[i]``."""
+
+    request_id: str
+    model: str
+    symbols: list[str]
+    values: list[float]
+    versions: list[str]
+    aliases: list[str]
+    kinds: list[SignalKind]
 
 
 class ModelInfo(BaseModel):

@@ -8,11 +8,21 @@ A thin shell: each API delegates to :class:`serving.engine.SignalEngine`. Start 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import bentoml
+from pydantic import Field
 
 from serving.auth import BearerAuth
-from serving.logic import InvalidInput, LoadedModel
-from serving.schemas import InfoResponse, PredictResponse, SymbolWindow, validation_error
+from serving.logic import InvalidInput, LoadedModel, decode_windows
+from serving.schemas import (
+    BatchPredictResponse,
+    InfoResponse,
+    PredictResponse,
+    Symbol,
+    SymbolWindow,
+    validation_error,
+)
 
 
 @bentoml.service(name="mmops-signal", workers=1, traffic={"timeout": 10}, metrics={"enabled": True})
@@ -43,6 +53,24 @@ class SignalService:
         """Signals for one or many symbols; each is tagged with the version and alias that produced it."""
         try:
             return await self.engine.predict(items, feature_names=feature_names, request_id=request_id)
+        except InvalidInput as exc:
+            raise validation_error(exc) from exc
+
+    @bentoml.api
+    async def predict_batch(
+        self,
+        symbols: Annotated[list[Symbol], Field(min_length=1)],
+        windows_b64: str,
+        rows: Annotated[int, Field(ge=1)],
+        feature_names: list[str] | None = None,
+        request_id: str | None = None,
+    ) -> BatchPredictResponse:
+        """Bulk path: windows as base64 little-endian float32 (symbols x rows x features), answers column-wise."""
+        try:
+            windows = decode_windows(windows_b64, n_symbols=len(symbols), rows=rows)
+            return await self.engine.predict_columns(
+                symbols, windows, feature_names=feature_names, request_id=request_id
+            )
         except InvalidInput as exc:
             raise validation_error(exc) from exc
 

@@ -154,6 +154,20 @@ def test_bad_inputs_get_a_4xx_with_a_message(server: dict, body: dict, message: 
     assert message in response.text
 
 
+def test_bulk_path_matches_the_item_path(server: dict) -> None:
+    with client(server) as c:
+        rows = c.info().window_rows
+        batch = windows([f"B{i}" for i in range(64)], rows, seed=3)
+        items = c.predict(batch)
+        bulk = c.predict_batch(list(batch), np.stack(list(batch.values())), feature_names=FEATURES)
+    assert bulk.symbols == list(batch)
+    assert bulk.versions == [s.version for s in items.signals]
+    assert np.allclose(bulk.values, [s.value for s in items.signals], rtol=1e-5, atol=1e-9)
+    bad = httpx.post(f"{server['base']}/predict_batch", json={"symbols": ["A"], "windows_b64": "AAAA", "rows": 1},
+                     headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)  # fmt: skip
+    assert bad.status_code == 400 and "expected 1 symbols x 1 rows x features" in bad.text
+
+
 def test_a_missing_or_wrong_token_gets_401(server: dict) -> None:
     body = {"items": [{"symbol": "BTCUSDT", "window": [[0.1] * 6]}]}
     assert httpx.post(f"{server['base']}/predict", json=body, timeout=5).status_code == 401

@@ -92,7 +92,7 @@ def test_an_incompatible_challenger_is_not_routed_to() -> None:
 def test_invalid_requests_raise_before_any_model_runs() -> None:
     source = two_versions()
     eng = engine(source, max_items=2)
-    with pytest.raises(InvalidInput, match="at most 2 items"):
+    with pytest.raises(InvalidInput, match="at most 2 symbols"):
         predict(eng, items(["A", "B", "C"]))
     with pytest.raises(InvalidInput, match="feature_names differ"):
         predict(eng, items(["A"]), feature_names=["a", "b", "c"])
@@ -157,3 +157,15 @@ def test_concurrent_requests_share_model_calls() -> None:
     asyncio.run(burst())
     calls = source.predictors["1"].calls
     assert sum(calls) == 50 and len(calls) < 50  # batched across requests
+
+
+def test_bulk_path_answers_column_wise_like_the_item_path() -> None:
+    eng = engine(two_versions(), mode="canary", canary_fraction=0.5)
+    symbols = [f"S{i}" for i in range(50)]
+    per_item = predict(eng, items(symbols))
+    windows = np.array([[[float(i), 0.0, 0.0]] for i in range(50)], dtype=np.float32)
+    bulk = asyncio.run(eng.predict_columns(symbols, windows, feature_names=None, request_id="b"))
+    assert bulk.symbols == symbols and bulk.request_id == "b"
+    assert bulk.values == [s.value for s in per_item.signals]
+    assert bulk.versions == [s.version for s in per_item.signals]
+    assert bulk.aliases == [s.alias for s in per_item.signals] and set(bulk.kinds) == {"forward_log_return"}

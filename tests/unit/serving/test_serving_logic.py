@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 from fakes import FEATURES, FakeInfo, FakePredictor
 
-from serving.logic import InvalidInput, LoadedModel, ModelSet, canary_share, check_windows, route, to_windows
+from serving.logic import (
+    InvalidInput,
+    LoadedModel,
+    ModelSet,
+    canary_share,
+    check_windows,
+    decode_windows,
+    encode_windows,
+    route,
+    to_windows,
+)
 
 
 def model(version: str, lookback: int = 1, alias: str = "champion") -> LoadedModel:
@@ -81,3 +91,12 @@ def test_too_few_rows_and_ragged_windows_are_refused() -> None:
         to_windows([[[1.0, 2.0, 3.0]], [[1.0, 2.0]]])
     with pytest.raises(InvalidInput, match="2-D list"):
         to_windows([[1.0, 2.0, 3.0]])
+
+
+def test_bulk_windows_round_trip_and_bad_payloads_are_refused() -> None:
+    windows = np.arange(2 * 4 * 3, dtype=np.float32).reshape(2, 4, 3)
+    assert (decode_windows(encode_windows(windows), n_symbols=2, rows=4) == windows).all()
+    with pytest.raises(InvalidInput, match="holds 96 bytes; expected 5 symbols x 4 rows"):
+        decode_windows(encode_windows(windows), n_symbols=5, rows=4)
+    with pytest.raises(InvalidInput, match="not valid base64"):
+        decode_windows("***", n_symbols=2, rows=4)
