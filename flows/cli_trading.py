@@ -31,6 +31,28 @@ def _read_signals(path: Path) -> Any:
     return frame
 
 
+def _tick_backtest(
+    ticks: Path, symbol: str, params: Any, strategy: str, signals: Any, decision_ms: int
+) -> Any:
+    """``--ticks``: the capture of ``symbol`` under ``ticks`` through the tick engine."""
+    from trading.tick_engine import run_tick_backtest
+    from trading.ticks import group_tick_files, read_ticks
+
+    groups = group_tick_files(ticks)
+    names = [n for n in groups if n == symbol.lower() or n.endswith("_" + symbol.lower())]
+    if len(names) != 1:
+        raise ConfigError(
+            f"--ticks {ticks}: {len(names)} captures of {symbol} among {sorted(groups)}; "
+            "pass one instrument's .gz file(s), or its capture name as --symbol (e.g. spot_btcusdt)"
+        )
+    data = read_ticks(groups[names[0]])
+    result = run_tick_backtest(
+        data, quote=params.quote, risk=params.risk, backtest=params.backtest, signals=signals,
+        strategy="model" if strategy == "model" else "as", decision_interval_ms=decision_ms,
+    )  # fmt: skip
+    return f"ticks:{names[0]}:{decision_ms}ms", result
+
+
 @app.command()
 @reported
 def backtest(
@@ -44,15 +66,23 @@ def backtest(
     signals: Annotated[
         Path | None, typer.Option("--signals", help="Parquet: timestamp + pred_return/pred_vol/prob_up")
     ] = None,
+    ticks: Annotated[
+        Path | None,
+        typer.Option("--ticks", help="tick captures (.gz or folder): run the tick engine instead of bars"),
+    ] = None,
+    decision_ms: Annotated[
+        int, typer.Option("--decision-ms", help="with --ticks: decision and state-row interval, ms")
+    ] = 1000,
     as_json: JsonOpt = False,
 ) -> None:
-    """Backtest the quoter, risk engine and fill engine on stored bars (params: quote, risk, backtest)."""
+    """Backtest the quoter, risk engine and fill engine on stored bars or tick captures
+    (params: quote, risk, backtest)."""
     import pandas as pd
 
     from features.pipeline import resolve_venue
     from features.schema import normalize_interval, normalize_symbol
     from features.store import BarStore
-    from trading.backtest import run_backtest, write_backtest_outputs
+    from trading.backtest import run_backtest
 
     if strategy not in ("as", "model"):
         raise ConfigError(f"--strategy must be 'as' or 'model', got {strategy!r}")
@@ -65,6 +95,11 @@ def backtest(
             except ValueError as exc:
                 raise ConfigError(f"{name} {value!r}: not a timestamp such as 2026-03-01T00:00") from exc
     where, params = context()
+    sig = _read_signals(signals) if signals is not None and strategy == "model" else None
+    if ticks is not None:
+        series, result = _tick_backtest(ticks, symbol, params, strategy, sig, decision_ms)
+        _report(result, out, series=series, strategy=strategy, as_json=as_json)
+        return
     store = BarStore(where.bars)
     ivl = normalize_interval(interval or "1m")
     sym = normalize_symbol(symbol)
@@ -75,18 +110,24 @@ def backtest(
     bars = store.read(ven, sym, ivl, start=start, end=end)
     if len(bars) < 2:
         raise DataError(f"{ven}:{sym}:{ivl}: {len(bars)} bars between {start} and {end}; need at least 2")
-    sig = _read_signals(signals) if signals is not None and strategy == "model" else None
     result = run_backtest(
         bars, quote=params.quote, risk=params.risk, backtest=params.backtest, signals=sig,
         strategy="model" if strategy == "model" else "as",
     )  # fmt: skip
+    _report(result, out, series=f"{ven}:{sym}:{ivl}", strategy=strategy, as_json=as_json)
+
+
+def _report(result: Any, out: Path, *, series: str, strategy: str, as_json: bool) -> None:
+    """Write the backtest files and print the summary (bars and ticks alike)."""
+    from trading.backtest import write_backtest_outputs
+
     paths = write_backtest_outputs(result, out)
     m = result.metrics
-    payload = {"series": f"{ven}:{sym}:{ivl}", "strategy": strategy, "metrics": m.to_dict(),
+    payload = {"series": series, "strategy": strategy, "metrics": m.to_dict(),
                "files": {k: str(v) for k, v in paths.items()}}  # fmt: skip
     sharpe = "n/a" if m.sharpe is None else f"{m.sharpe:.2f}"
     human = (
-        f"{payload['series']} {strategy}: {m.bars} bars, PnL {m.pnl:.2f} ({m.pnl_pct:.3f}%), Sharpe {sharpe}, "
+        f"{series} {strategy}: {m.bars} bars, PnL {m.pnl:.2f} ({m.pnl_pct:.3f}%), Sharpe {sharpe}, "
         f"max DD {m.max_drawdown_pct:.3f}%, {m.n_trades} fills, fees {m.fees:.2f}, "
         f"inventory mean {m.inventory_mean:.1f} std {m.inventory_std:.1f} max {m.inventory_max_abs} lots -> {out}"
     )

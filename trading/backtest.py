@@ -309,16 +309,19 @@ def run_backtest(
     logger.info("backtest: %d bars, %d fills, pnl %.2f", len(bars), len(fills.bar), metrics.pnl)
     return BacktestResult(
         metrics=metrics,
-        trades=_trades_frame(fills, arrays.open_ns, backtest),
-        equity=_equity_frame(steps, arrays, backtest),
+        trades=trades_frame(fills, arrays.open_ns[fills.bar], backtest),
+        equity=equity_frame(steps, arrays.open_ns, arrays.close, backtest),
     )
 
 
-def _trades_frame(fills: FillRecords, open_ns: np.ndarray, backtest: BacktestConfig) -> pd.DataFrame:
+def trades_frame(
+    fills: FillRecords, stamps_ns: np.ndarray, backtest: BacktestConfig, *, index: str = "bar"
+) -> pd.DataFrame:
+    """The fills as the ``trades`` frame; ``stamps_ns`` one time per fill, ``index`` names the step column."""
     return pd.DataFrame(
         {
-            "timestamp": pd.to_datetime(open_ns[fills.bar], utc=True),
-            "bar": fills.bar,
+            "timestamp": pd.to_datetime(stamps_ns, utc=True),
+            index: fills.bar,
             "side": np.where(fills.side > 0, "buy", "sell"),
             "price": fills.price_ticks * backtest.tick_size,
             "lots": fills.lots,
@@ -330,18 +333,21 @@ def _trades_frame(fills: FillRecords, open_ns: np.ndarray, backtest: BacktestCon
     )
 
 
-def _equity_frame(steps: StepArrays, arrays: BarArrays, backtest: BacktestConfig) -> pd.DataFrame:
+def equity_frame(
+    steps: StepArrays, stamps_ns: np.ndarray, mark_ticks: np.ndarray, backtest: BacktestConfig
+) -> pd.DataFrame:
+    """The per-step state as the ``equity`` frame, marked at ``mark_ticks`` (close or mid)."""
     tick = backtest.tick_size
     statuses = np.array([s.name for s in RiskStatus])
     codes, inverse = np.unique(steps.reasons, return_inverse=True)
     names = np.array([",".join(reason_names(int(c))) for c in codes], dtype=object)
     return pd.DataFrame(
         {
-            "timestamp": pd.to_datetime(arrays.open_ns, utc=True),
+            "timestamp": pd.to_datetime(stamps_ns, utc=True),
             "cash": steps.cash,
             "inventory": steps.inventory,
             "position": steps.inventory * backtest.lot_size,
-            "mark": arrays.close * tick,
+            "mark": mark_ticks * tick,
             "equity": steps.equity,
             "bid": np.where(steps.bid_lots > 0, steps.bid * tick, np.nan),
             "ask": np.where(steps.ask_lots > 0, steps.ask * tick, np.nan),

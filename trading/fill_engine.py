@@ -19,7 +19,7 @@ Timeline of bar ``i`` (open ``t_i``, close ``t_i + bar_ns``):
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from numba import njit
 
@@ -66,6 +66,16 @@ class EngineParams(NamedTuple):
     kill_from: int  # bar index where the manual kill switch is pressed (n = never)
 
 
+class Venue(Protocol):
+    """What :func:`_book` reads from the engine settings (EngineParams, or the tick engine's TickParams)."""
+
+    @property
+    def tick(self) -> float: ...
+
+    @property
+    def lot(self) -> float: ...
+
+
 class StepArrays(NamedTuple):
     """Per-bar outputs (state at the close of each bar; quotes = those live during the bar)."""
 
@@ -104,7 +114,7 @@ def _book(
     fee_rate: float,
     maker: int,
     ref: float,
-    ep: EngineParams,
+    ep: Venue,
 ) -> tuple[float, float]:
     """Record a fill; return (cash change, fee) in quote ccy."""
     notional = price * ep.tick * lots * ep.lot
