@@ -75,6 +75,10 @@ def build_dataset(bars: pd.DataFrame, config: FeaturesConfig, *, label_horizon: 
         DataError: no bars, several series, or no row with every feature defined.
     """
     features = compute_features(bars, config)
+    if bars["taker_buy_volume"].isna().all():
+        # the source has no taker-buy volume (e.g. Kraken's OHLCVT files), so the order-flow
+        # imbalance is undefined on every bar: drop those columns rather than every row
+        features = features.loc[:, ~features.columns.str.startswith("ofi_")]
     labels = make_labels(bars, horizon=label_horizon)
     usable = features.notna().all(axis=1).to_numpy()
     if not usable.any():

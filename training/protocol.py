@@ -1,0 +1,109 @@
+"""The seed's evaluation protocol as one table: every family x task tuned, refitted and scored on
+the backtest and forward windows, beside buy-and-hold, long/flat and the model-free A-S quoter.
+
+Each study goes through :func:`training.pipeline.tune_and_log` exactly as ``mmops tune`` does (so
+each is an MLflow parent run with its trials), but nothing is registered. Units of the table:
+
+- ``mae``/``rmse``: regressors against the forward log return (horizon of the split profile);
+  classifiers as P(up) against the 0/1 direction (Brier-style), so the two tasks do not compare.
+- ``*_pnl_pct``: percent change of equity over the whole window, net of fees.
+- ``*_sharpe``: per-bar returns annualised on 365 days (crypto trades every day).
+- ``sharpe_diff``: model-skewed quoter minus A-S quoter, with its paired moving-block bootstrap
+  95% interval ``sharpe_diff_lo``/``_hi``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+
+import pandas as pd
+
+from training.config import EvaluateConfig, ModelsConfig, Task
+from training.pipeline import WINDOWS, Candidate, TrackingSettings, tune_and_log
+from training.tune import TuneJob
+
+# table column -> metric key in ``Candidate.metrics`` (after the ``<window>_`` prefix)
+METRICS: dict[str, str] = {
+    "mae": "mae", "rmse": "rmse", "accuracy": "accuracy",
+    "quoter_pnl_pct": "pnl_pct", "quoter_sharpe": "sharpe", "as_pnl_pct": "as_pnl_pct", "as_sharpe": "as_sharpe",
+    "sharpe_diff": "sharpe_diff", "sharpe_diff_lo": "sharpe_diff_lo", "sharpe_diff_hi": "sharpe_diff_hi",
+    "lf_pnl_pct": "lf_pnl_pct", "lf_sharpe": "lf_sharpe", "bh_pnl_pct": "bh_pnl_pct", "bh_sharpe": "bh_sharpe",
+    "quoter_trades": "n_trades",
+}  # fmt: skip
+COLUMNS: tuple[str, ...] = ("family", "task", "window", *METRICS, "trials", "run_id")
+HEADERS: dict[str, str] = {
+    "family": "family", "task": "task", "window": "window", "mae": "MAE", "rmse": "RMSE", "accuracy": "acc.",
+    "quoter_pnl_pct": "quoter PnL %", "quoter_sharpe": "quoter Sharpe", "as_pnl_pct": "A–S PnL %",
+    "as_sharpe": "A–S Sharpe", "sharpe_diff": "Sharpe diff [95% CI]", "lf_pnl_pct": "long/flat PnL %",
+    "lf_sharpe": "long/flat Sharpe", "bh_pnl_pct": "buy&hold PnL %", "bh_sharpe": "buy&hold Sharpe",
+    "quoter_trades": "quoter trades",
+}  # fmt: skip
+
+
+def protocol_jobs(base: TuneJob, models: ModelsConfig, *, families: Sequence[str],
+                  tasks: Sequence[Task]) -> list[TuneJob]:  # fmt: skip
+    """One job per family x task on ``base``'s dataset and split plan (built once).
+
+    Raises:
+        ValueError: an unknown family, or no family or task.
+    """
+    if not families or not tasks:
+        raise ValueError("protocol: give at least one family and one task")
+    return [dataclasses.replace(base, family=f, task=t, family_config=models.family(f))
+            for f in families for t in tasks]  # fmt: skip
+
+
+def run_protocol(jobs: Iterable[TuneJob], settings: TrackingSettings, *, trials: int, timeout_s: float | None,
+                 evaluate: EvaluateConfig) -> pd.DataFrame:  # fmt: skip
+    """Tune (``trials`` more trials per study), refit, evaluate and log every job; register nothing.
+
+    Returns:
+        :func:`protocol_table` of the candidates (units in the module docstring).
+
+    Raises:
+        ValueError: a study completed no trial (the message names it).
+    """
+    return protocol_table([tune_and_log(job, settings, trials=trials, timeout_s=timeout_s, evaluate=evaluate)
+                           for job in jobs])  # fmt: skip
+
+
+def protocol_table(candidates: Sequence[Candidate]) -> pd.DataFrame:
+    """Tidy table: one row per candidate and hold-out window, the columns of :data:`COLUMNS`
+    (NaN where a metric is undefined, e.g. the Sharpe of a flat equity)."""
+    rows = [
+        {"family": c.family, "task": c.task, "window": w,
+         **{col: c.metrics.get(f"{w}_{key}", math.nan) for col, key in METRICS.items()},
+         "trials": c.trials, "run_id": c.run_id}
+        for c in candidates for w in WINDOWS
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def to_markdown(table: pd.DataFrame, *, columns: Sequence[str] | None = None) -> str:
+    """A GitHub markdown table of ``table`` (default: every metric column, no run id); numbers to
+    4 significant digits for errors and 2 decimals for PnL/Sharpe; the Sharpe difference with its CI."""
+    cols = list(columns or [c for c in COLUMNS if c not in ("sharpe_diff_lo", "sharpe_diff_hi", "run_id")])
+    lines = ["| " + " | ".join(HEADERS.get(c, c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in table.iterrows():
+        lines.append("| " + " | ".join(_cell(row, c) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(row: pd.Series, column: str) -> str:
+    value = row[column]
+    if column == "sharpe_diff":
+        return f"{_fmt(value, '.2f')} [{_fmt(row['sharpe_diff_lo'], '.2f')}, {_fmt(row['sharpe_diff_hi'], '.2f')}]"
+    if isinstance(value, str):
+        return value
+    if column in ("mae", "rmse"):
+        return _fmt(value, ".4g")
+    if column in ("trials", "quoter_trades"):
+        return _fmt(value, ".0f")
+    return _fmt(value, ".2f")
+
+
+def _fmt(value: object, spec: str) -> str:
+    number = float(value)  # type: ignore[arg-type]
+    return format(number, spec) if math.isfinite(number) else "–"
