@@ -143,7 +143,7 @@ def test_champion_answers_predict_and_info_reports_lineage(server: dict) -> None
         ),
         ({"items": [{"symbol": "BTC USDT", "window": [[0.1] * 6]}]}, "String should match pattern"),
         ({"items": [{"symbol": "BTCUSDT", "window": "oops"}]}, "Input should be a valid array"),
-        ({"items": []}, "items is empty"),
+        ({"items": []}, "no symbols: send at least one"),
         ({}, "Field required"),
     ],
 )
