@@ -281,7 +281,8 @@ def run_kernel(
             equity - ep.initial_cash,
             (peak - equity) / peak,
             var_f / var_s,
-            bars.open_ns[i] - bars.open_ns[i - 1] if i > 0 else ep.bar_ns,
+            # the bar closing now is fresh; only missing bars (a gap beyond one interval) age the data
+            bars.open_ns[i] - bars.open_ns[i - 1] - ep.bar_ns if i > 0 else 0,
             sig_ok,
             0.0,
             i >= ep.kill_from,

@@ -169,10 +169,14 @@ def test_write_outputs(tmp_path: Path, btc_march: pd.DataFrame) -> None:
     assert paths["plot"].stat().st_size > 1000
 
 
-def test_params_yaml_trading_sections_load_into_the_configs() -> None:
+def test_params_yaml_states_every_trading_setting_explicitly() -> None:
+    import yaml
+
     from flows.params import load_params
 
-    params = load_params(Path(__file__).resolve().parents[3] / "params.yaml")
-    assert params.quote == QuoteConfig()  # the shipped file states the defaults explicitly
-    assert params.risk == RiskConfig()
-    assert params.backtest == BacktestConfig()
+    path = Path(__file__).resolve().parents[3] / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    params = load_params(path)
+    for section, config in (("quote", QuoteConfig), ("risk", RiskConfig), ("backtest", BacktestConfig)):
+        assert set(raw[section]) == set(config.model_fields), section  # no setting left to a hidden default
+    assert params.quote.prob_skew_bps > 0  # classifiers' P(up) must move the quotes
