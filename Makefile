@@ -4,6 +4,8 @@
 SHELL := /bin/bash
 PY_VERSION ?= 3.11
 export UV_PYTHON_DOWNLOADS := never
+# the temporary Prefect server otherwise logs a failed telemetry call on machines without internet
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 VENV := .venv
 BIN := $(VENV)/bin
