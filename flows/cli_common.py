@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, TypeVar
@@ -64,6 +65,9 @@ def main(
 ) -> None:
     from rich.logging import RichHandler
 
+    if not verbose:  # keep stderr to what the user asked for; the user's own settings win
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
