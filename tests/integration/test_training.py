@@ -194,3 +194,7 @@ def test_retrain_flow_registers_and_gates_under_prefect(
     assert Path(result["gate"]["report"]).is_file()
     status = run_json(mmops, "registry", "status")
     assert result["version"] in json.dumps(status)  # the registry lists the new version
+    # the gate command, with the real evaluator, reaches the same verdict as the flow
+    gated = mmops.invoke(app, ["gate", "--version", result["version"], "--json"])
+    assert gated.exit_code == (0 if result["gate"]["passed"] else 1), gated.output
+    assert json.loads(gated.stdout.strip().splitlines()[-1])["passed"] == result["gate"]["passed"]
