@@ -241,10 +241,7 @@ class SignalEngine:
         windows = check_windows(windows, models, feature_names=feature_names)
         calls = self._plan(symbols, models)
         outputs = await asyncio.gather(
-            *(
-                self.batcher.predict(m, np.ascontiguousarray(windows[idx, -m.lookback :, :]))
-                for m, idx, _ in calls
-            )
+            *(self.batcher.predict(m, _select(windows, idx, m.lookback)) for m, idx, _ in calls)
         )
         values = np.empty(len(symbols), dtype=np.float64)
         served_by: list[LoadedModel] = [models.champion] * len(symbols)
@@ -292,6 +289,12 @@ class SignalEngine:
                     version=model.version, alias=model.alias, role=role, windows=windows[idx, -model.lookback :, :],
                     outputs=out, latency_ms=latency_ms,
                 ))  # fmt: skip
+
+
+def _select(windows: np.ndarray, idx: np.ndarray, lookback: int) -> np.ndarray:
+    """The model's input: items ``idx``, last ``lookback`` rows; a view (no copy) when idx is all items."""
+    picked = windows[:, -lookback:, :] if len(idx) == len(windows) else windows[idx, -lookback:, :]
+    return np.ascontiguousarray(picked)
 
 
 def engine_from_settings(

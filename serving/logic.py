@@ -217,6 +217,6 @@ def check_windows(
 
 def inputs_digest(window: np.ndarray) -> str:
     """Short fingerprint of one window as the model saw it (float32 bytes)."""
-    return hashlib.blake2b(
-        np.ascontiguousarray(window, dtype=np.float32).tobytes(), digest_size=12
-    ).hexdigest()
+    # SHA-256 uses the CPU's SHA instructions where it has them (about half the cost of BLAKE2b
+    # per 8 KB LSTM window on the development machine); hashlib reads the array's buffer directly.
+    return hashlib.sha256(np.ascontiguousarray(window, dtype=np.float32).data).hexdigest()[:24]

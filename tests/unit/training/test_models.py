@@ -135,6 +135,25 @@ def test_tabular_predictor_reads_last_row_of_longer_windows(
         predictor.predict(windows[:, :, :5])
 
 
+def test_predictor_splits_large_batches_without_changing_outputs(
+    data: dict[str, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import training.artifact as artifact
+
+    model = fit_small("lstm", "regressor", data)
+    predictor = load_predictor(model.save(tmp_path / "lstm"))
+    windows = sliding_windows(data["X"][-300:].astype(np.float32), model.lookback)
+    whole = predictor.session.run(None, {"windows": windows.copy()})[0]
+    calls: list[int] = []
+    run = predictor.session.run
+    monkeypatch.setattr(artifact, "CALL_BYTES", 4 * model.lookback * N_FEATURES * 64)  # 64 windows a call
+    monkeypatch.setattr(
+        predictor.session, "run", lambda out, feed: calls.append(len(feed["windows"])) or run(out, feed)
+    )
+    np.testing.assert_array_equal(predictor.predict(windows), whole)
+    assert calls == [64, 64, 64, 64, len(windows) - 256]
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_predict_before_fit_raises_not_fitted(family: str, tmp_path: Path) -> None:
     model = make_model(family, "classifier")
