@@ -8,7 +8,8 @@ it up without a restart):
 * single-request latency: ``predict`` for one symbol and ``info`` (no model, no input: the
   framework's floor), interleaved request by request so both see the same machine;
 * batched throughput: concurrent clients each sending multi-symbol requests, both as JSON items
-  (``/predict``) and as float32 bytes (``/predict_batch``, the bulk path).
+  (``/predict``), as base64 float32 in JSON and as a raw ``application/octet-stream`` body of
+  float32 bytes (``/predict_batch``, the bulk path).
 
 Prints one JSON document with ``--json``.
 
@@ -116,7 +117,15 @@ def body(symbols: int, rows: int, n_features: int, seed: int = 0) -> bytes:
 
 
 def bulk_body(symbols: int, rows: int, n_features: int, seed: int = 0) -> bytes:
-    """A ``/predict_batch`` body: the same windows as float32 bytes (base64)."""
+    """A raw ``/predict_batch`` body: a JSON line (symbols, rows), then the windows as float32 bytes."""
+    from serving.logic import encode_raw_batch
+
+    windows = np.random.default_rng(seed).normal(size=(symbols, rows, n_features))
+    return encode_raw_batch({"symbols": [f"S{i}USDT" for i in range(symbols)], "rows": rows}, windows)
+
+
+def bulk_b64_body(symbols: int, rows: int, n_features: int, seed: int = 0) -> bytes:
+    """The same ``/predict_batch`` request in the JSON form (windows as base64 float32)."""
     from serving.logic import encode_windows
 
     windows = np.random.default_rng(seed).normal(size=(symbols, rows, n_features))
@@ -151,14 +160,15 @@ def latency(base: str, predict_body: bytes, n: int) -> dict[str, float]:
 
 
 def throughput(
-    base: str, path: str, batch_body: bytes, symbols: int, seconds: float, concurrency: int
-) -> dict[str, float]:
+    base: str, path: str, batch_body: bytes, symbols: int, seconds: float, concurrency: int,
+    content_type: str = "application/json",
+) -> dict[str, float]:  # fmt: skip
     done = [0] * concurrency
     errors: list[str] = []
     stop = time.monotonic() + seconds
 
     def worker(i: int) -> None:
-        with httpx.Client(base_url=base, headers={"Content-Type": "application/json"}, timeout=30) as c:
+        with httpx.Client(base_url=base, headers={"Content-Type": content_type}, timeout=30) as c:
             while time.monotonic() < stop:
                 r = c.post(path, content=batch_body)
                 if r.status_code != 200:
@@ -218,7 +228,9 @@ def main() -> None:
                 n, secs, conc = args.symbols, args.seconds, args.concurrency
                 batched = {
                     "json_items": throughput(base, "/predict", body(n, rows, args.features, 1), n, secs, conc),
-                    "bulk_float32": throughput(base, "/predict_batch", bulk_body(n, rows, args.features, 1), n, secs, conc),
+                    "bulk_b64": throughput(base, "/predict_batch", bulk_b64_body(n, rows, args.features, 1), n, secs, conc),
+                    "bulk_float32": throughput(base, "/predict_batch", bulk_body(n, rows, args.features, 1), n, secs,
+                                               conc, "application/octet-stream"),
                 }  # fmt: skip
                 results[family] = {"version": version, "window_rows": rows, **single, "batched": batched}
         finally:
@@ -242,7 +254,8 @@ def main() -> None:
             print(f"{family}: predict p50 {r['predict_p50_ms']:.2f} ms p99 {r['predict_p99_ms']:.2f} ms | info p50 "
                   f"{r['info_p50_ms']:.2f} p99 {r['info_p99_ms']:.2f} | ratio {r['p99_ratio']:.2f} | "
                   f"batched json {r['batched']['json_items']['predictions_per_s']:,.0f}/s, "
-                  f"bulk {r['batched']['bulk_float32']['predictions_per_s']:,.0f}/s")  # fmt: skip
+                  f"bulk b64 {r['batched']['bulk_b64']['predictions_per_s']:,.0f}/s, "
+                  f"bulk raw {r['batched']['bulk_float32']['predictions_per_s']:,.0f}/s")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from tenacity import Retrying as _Retrying
 from tenacity import retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from features.errors import DataError, OperationalError, TemporaryError
-from serving.logic import encode_windows
+from serving.logic import RAW_MEDIA_TYPE, encode_raw_batch
 from serving.schemas import BatchPredictResponse, InfoResponse, PredictResponse
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -102,22 +102,22 @@ class SignalClient:
         feature_names: Sequence[str] | None = None,
         request_id: str | None = None,
     ) -> BatchPredictResponse:
-        """The bulk path: ``windows`` float (n_symbols, rows, features) sent as float32 bytes."""
+        """The bulk path: ``windows`` float (n_symbols, rows, features) sent as raw float32 bytes."""
         windows = np.asarray(windows)
         if windows.ndim != 3 or len(windows) != len(symbols):
             raise ValueError(f"windows must be (len(symbols), rows, features); got {windows.shape}")
-        body: dict[str, Any] = {"symbols": list(symbols), "windows_b64": encode_windows(windows),
-                                "rows": int(windows.shape[1])}  # fmt: skip
+        meta: dict[str, Any] = {"symbols": list(symbols), "rows": int(windows.shape[1])}
         if feature_names is not None:
-            body["feature_names"] = list(feature_names)
+            meta["feature_names"] = list(feature_names)
         if request_id is not None:
-            body["request_id"] = request_id
-        return BatchPredictResponse.model_validate(self._post("/predict_batch", body))
+            meta["request_id"] = request_id
+        raw = encode_raw_batch(meta, windows)
+        return BatchPredictResponse.model_validate(self._post("/predict_batch", raw))
 
     def info(self) -> InfoResponse:
         return InfoResponse.model_validate(self._post("/info", {}))
 
-    def _post(self, path: str, body: Mapping[str, Any]) -> Any:
+    def _post(self, path: str, body: Mapping[str, Any] | bytes) -> Any:
         retrying = _Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, _RetryableError | httpx.TransportError)),
             stop=stop_after_attempt(self.attempts),
@@ -134,8 +134,11 @@ class SignalClient:
             ) from exc
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
-    def _once(self, path: str, body: Mapping[str, Any]) -> Any:
-        response = self._http.post(path, json=body)
+    def _once(self, path: str, body: Mapping[str, Any] | bytes) -> Any:
+        if isinstance(body, bytes):
+            response = self._http.post(path, content=body, headers={"Content-Type": RAW_MEDIA_TYPE})
+        else:
+            response = self._http.post(path, json=body)
         if response.status_code == 401:
             raise Unauthorized(f"{self._http.base_url}{path}: {_message(response)}")
         if response.status_code in RETRY_STATUS:

@@ -240,8 +240,9 @@ class SignalEngine:
         models = self.models  # pinned for the whole request
         windows = check_windows(windows, models, feature_names=feature_names)
         calls = self._plan(symbols, models)
+        inputs = [_select(windows, idx, m.lookback) for m, idx, _ in calls]
         outputs = await asyncio.gather(
-            *(self.batcher.predict(m, _select(windows, idx, m.lookback)) for m, idx, _ in calls)
+            *(self.batcher.predict(m, x) for (m, _, _), x in zip(calls, inputs, strict=True))
         )
         values = np.empty(len(symbols), dtype=np.float64)
         served_by: list[LoadedModel] = [models.champion] * len(symbols)
@@ -252,7 +253,7 @@ class SignalEngine:
                     for i in idx.tolist():
                         served_by[i] = model
         rid = request_id or uuid.uuid4().hex
-        self._record(rid, symbols, windows, calls, outputs, (time.perf_counter() - start) * 1000)
+        self._record(rid, symbols, inputs, calls, outputs, (time.perf_counter() - start) * 1000)
         return rid, values, served_by
 
     @staticmethod
@@ -274,19 +275,21 @@ class SignalEngine:
         self,
         rid: str,
         symbols: Sequence[str],
-        windows: np.ndarray,
+        inputs: Sequence[np.ndarray],
         calls: Sequence[tuple[LoadedModel, np.ndarray, str]],
         outputs: Sequence[np.ndarray],
         latency_ms: float,
     ) -> None:
+        """Queue one log record per model call; it keeps a reference to the model's input (no copy:
+        the request's windows are never written to), and the log thread digests it."""
         at = dt.datetime.now(dt.UTC).isoformat()
-        for (model, idx, role), out in zip(calls, outputs, strict=True):
+        for (model, idx, role), x, out in zip(calls, inputs, outputs, strict=True):
             if self.observe is not None:
                 self.observe(model, role, len(idx))
             if self.log is not None:
                 self.log.record(PredictionRecord(
                     at=at, request_id=rid, symbols=tuple(symbols[i] for i in idx), model=model.name,
-                    version=model.version, alias=model.alias, role=role, windows=windows[idx, -model.lookback :, :],
+                    version=model.version, alias=model.alias, role=role, windows=x,
                     outputs=out, latency_ms=latency_ms,
                 ))  # fmt: skip
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -162,6 +163,9 @@ def to_windows(windows: Sequence[Sequence[Sequence[float]]] | np.ndarray) -> np.
     return array
 
 
+RAW_MEDIA_TYPE = "application/octet-stream"
+
+
 def decode_windows(data: str, *, n_symbols: int, rows: int) -> np.ndarray:
     """The bulk path's windows: base64 of little-endian float32 in C order, (n_symbols, rows, features).
 
@@ -172,18 +176,55 @@ def decode_windows(data: str, *, n_symbols: int, rows: int) -> np.ndarray:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidInput(f"windows_b64 is not valid base64 ({exc})", loc=("windows_b64",)) from exc
+    return windows_from_bytes(raw, n_symbols=n_symbols, rows=rows, loc=("windows_b64",))
+
+
+def windows_from_bytes(
+    raw: bytes | memoryview, *, n_symbols: int, rows: int, loc: tuple[str | int, ...] = ("windows",)
+) -> np.ndarray:
+    """Little-endian float32 bytes in C order as a read-only ``(n_symbols, rows, features)`` array (no copy
+    unless the buffer is misaligned).
+
+    Raises:
+        InvalidInput: a size that is not n_symbols x rows x features x 4 bytes.
+    """
+    size = len(raw) if isinstance(raw, bytes) else raw.nbytes
     per_window = n_symbols * rows * 4
-    if not raw or per_window == 0 or len(raw) % per_window:
+    if not size or per_window == 0 or size % per_window:
         raise InvalidInput(
-            f"windows_b64 holds {len(raw)} bytes; expected {n_symbols} symbols x {rows} rows x features x 4 (float32)",
-            loc=("windows_b64",),
+            f"{loc[-1] if loc else 'the windows'} holds {size} bytes; expected {n_symbols} symbols x {rows} rows x features x 4 (float32)",
+            loc=loc,
         )
-    return np.frombuffer(raw, dtype="<f4").reshape(n_symbols, rows, -1)
+    array = np.frombuffer(raw, dtype="<f4").reshape(n_symbols, rows, -1)
+    return array if array.flags.aligned else array.copy()
+
+
+def split_raw_batch(body: bytes) -> tuple[bytes, memoryview]:
+    """The raw bulk body: one line of JSON (the other fields), then the float32 windows.
+
+    Raises:
+        InvalidInput: no newline ending the JSON part.
+    """
+    end = body.find(b"\n", 0, 1 << 20)
+    if end < 0:
+        raise InvalidInput(
+            "an application/octet-stream body starts with one line of JSON (symbols, rows, ...), "
+            "then the float32 windows; no newline found",
+            loc=("body",),
+        )
+    return body[:end], memoryview(body)[end + 1 :]
 
 
 def encode_windows(windows: np.ndarray) -> str:
     """Inverse of :func:`decode_windows` (what clients send)."""
     return base64.b64encode(np.ascontiguousarray(windows, dtype="<f4").tobytes()).decode("ascii")
+
+
+def encode_raw_batch(meta: Mapping[str, Any], windows: np.ndarray) -> bytes:
+    """Inverse of :func:`split_raw_batch`: JSON line (padded so the windows start 8-byte aligned) + float32."""
+    head = json.dumps(dict(meta), separators=(",", ":")).encode()
+    head += b" " * (-(len(head) + 1) % 8)
+    return head + b"\n" + np.ascontiguousarray(windows, dtype="<f4").tobytes()
 
 
 def check_windows(

@@ -8,13 +8,21 @@ A thin shell: each API delegates to :class:`serving.engine.SignalEngine`. Start 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
 from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
 
 from serving.auth import BearerAuth
-from serving.logic import InvalidInput, LoadedModel, decode_windows
+from serving.logic import (
+    RAW_MEDIA_TYPE,
+    InvalidInput,
+    LoadedModel,
+    decode_windows,
+    split_raw_batch,
+    windows_from_bytes,
+)
 from serving.schemas import (
     BatchPredictResponse,
     InfoResponse,
@@ -23,6 +31,50 @@ from serving.schemas import (
     SymbolWindow,
     validation_error,
 )
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+
+class PredictBatchInput(bentoml.IODescriptor):
+    """``/predict_batch`` input, in either of two forms.
+
+    * ``application/json``: ``{"symbols": [...], "rows": R, "windows_b64": "...", ...}``, the
+      windows base64 of little-endian float32 (symbols x rows x features).
+    * ``application/octet-stream`` (no base64): one line of JSON with the same fields except
+      ``windows_b64``, a newline, then the raw float32 bytes (see :func:`serving.logic.encode_raw_batch`).
+    """
+
+    symbols: Annotated[list[Symbol], Field(min_length=1)]
+    rows: Annotated[int, Field(ge=1)]
+    windows_b64: str | None = None
+    feature_names: list[str] | None = None
+    request_id: str | None = None
+    windows_raw: SkipJsonSchema[Any] = Field(default=None, exclude=True)  # the raw form's bytes
+
+    @classmethod
+    async def from_http_request(cls, request: Request, serde: Any) -> PredictBatchInput:
+        media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+        if media_type != RAW_MEDIA_TYPE:
+            parsed: PredictBatchInput = await super().from_http_request(request, serde)
+            if parsed.windows_raw is not None:
+                raise validation_error(InvalidInput("windows_raw is not a JSON field", loc=("windows_raw",)))
+            if parsed.windows_b64 is None:
+                raise validation_error(InvalidInput(
+                    f"send windows_b64, or the raw windows as {RAW_MEDIA_TYPE}", loc=("windows_b64",)
+                ))  # fmt: skip
+            return parsed
+        try:
+            head, raw = split_raw_batch(await request.body())
+        except InvalidInput as exc:
+            raise validation_error(exc) from exc
+        parsed = cls.model_validate_json(head)
+        if parsed.windows_b64 is not None or parsed.windows_raw is not None:
+            raise validation_error(InvalidInput(
+                "the raw form carries the windows after the JSON line, not in it", loc=("windows_b64",)
+            ))  # fmt: skip
+        parsed.windows_raw = raw
+        return parsed
 
 
 @bentoml.service(name="mmops-signal", workers=1, traffic={"timeout": 10}, metrics={"enabled": True})
@@ -56,18 +108,25 @@ class SignalService:
         except InvalidInput as exc:
             raise validation_error(exc) from exc
 
-    @bentoml.api
+    @bentoml.api(input_spec=PredictBatchInput)
     async def predict_batch(
         self,
-        symbols: Annotated[list[Symbol], Field(min_length=1)],
-        windows_b64: str,
-        rows: Annotated[int, Field(ge=1)],
+        symbols: list[str],
+        rows: int,
+        windows_b64: str | None = None,
         feature_names: list[str] | None = None,
         request_id: str | None = None,
+        windows_raw: memoryview | None = None,
     ) -> BatchPredictResponse:
-        """Bulk path: windows as base64 little-endian float32 (symbols x rows x features), answers column-wise."""
+        """Bulk path: windows as little-endian float32 (symbols x rows x features), answers column-wise.
+
+        Raw bytes (``application/octet-stream``, see :class:`PredictBatchInput`) or base64 in JSON.
+        """
         try:
-            windows = decode_windows(windows_b64, n_symbols=len(symbols), rows=rows)
+            if windows_raw is not None:
+                windows = windows_from_bytes(windows_raw, n_symbols=len(symbols), rows=rows)
+            else:
+                windows = decode_windows(windows_b64 or "", n_symbols=len(symbols), rows=rows)
             return await self.engine.predict_columns(
                 symbols, windows, feature_names=feature_names, request_id=request_id
             )

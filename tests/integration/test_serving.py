@@ -24,7 +24,7 @@ import yaml
 from model_seed import FEATURES, fit_tiny, register
 
 from serving.client import SignalClient
-from serving.logic import canary_share
+from serving.logic import canary_share, encode_raw_batch, encode_windows
 from training.gate import GateConfig
 from training.registry import Registry
 
@@ -166,6 +166,36 @@ def test_bulk_path_matches_the_item_path(server: dict) -> None:
     bad = httpx.post(f"{server['base']}/predict_batch", json={"symbols": ["A"], "windows_b64": "AAAA", "rows": 1},
                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)  # fmt: skip
     assert bad.status_code == 400 and "expected 1 symbols x 1 rows x features" in bad.text
+
+
+def test_bulk_path_raw_and_base64_forms_agree_and_bad_raw_bodies_get_400(server: dict) -> None:
+    url, auth = f"{server['base']}/predict_batch", {"Authorization": f"Bearer {TOKEN}"}
+    raw_headers = {**auth, "Content-Type": "application/octet-stream"}
+    with client(server) as c:
+        rows = c.info().window_rows
+    batch = np.stack(list(windows([f"R{i}" for i in range(16)], rows, seed=4).values()))
+    meta = {"symbols": [f"R{i}" for i in range(16)], "rows": rows}
+    raw = httpx.post(url, content=encode_raw_batch(meta, batch), headers=raw_headers, timeout=10)
+    b64 = httpx.post(url, json={**meta, "windows_b64": encode_windows(batch)}, headers=auth, timeout=10)
+    assert raw.status_code == b64.status_code == 200 and raw.json()["values"] == b64.json()["values"]
+
+    def refused(body: bytes) -> str:
+        r = httpx.post(url, content=body, headers=raw_headers, timeout=10)
+        assert r.status_code == 400, r.text
+        return r.text
+
+    assert "holds 12 bytes; expected 2 symbols x 1 rows x features x 4" in refused(
+        encode_raw_batch({"symbols": ["A", "B"], "rows": 1}, np.zeros(3))
+    )
+    assert "needs 6 features" in refused(encode_raw_batch({"symbols": ["A"], "rows": 1}, np.zeros(5)))
+    assert "no newline" in refused(b"\x00" * 16)
+    assert "symbols" in refused(encode_raw_batch({"rows": 1}, np.zeros(6)))  # a field missing
+    assert "rows" in refused(encode_raw_batch({"symbols": ["A"], "rows": 0}, np.zeros(6)))
+    assert "not in it" in refused(
+        encode_raw_batch({"symbols": ["A"], "rows": 1, "windows_b64": "AAAA"}, np.zeros(6))
+    )
+    no_windows = httpx.post(url, json=meta, headers=auth, timeout=10)
+    assert no_windows.status_code == 400 and "application/octet-stream" in no_windows.text
 
 
 def test_a_missing_or_wrong_token_gets_401(server: dict) -> None:

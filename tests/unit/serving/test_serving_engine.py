@@ -13,7 +13,7 @@ from fakes import FEATURES, FakeInfo, FakePredictor, FakeSource
 from serving.batching import MicroBatcher
 from serving.config import ServeConfig
 from serving.engine import NoChampion, SignalEngine
-from serving.logic import InvalidInput, canary_share
+from serving.logic import InvalidInput, canary_share, inputs_digest, windows_from_bytes
 from serving.prediction_log import PredictionLog
 from serving.schemas import SymbolWindow
 
@@ -169,3 +169,22 @@ def test_bulk_path_answers_column_wise_like_the_item_path() -> None:
     assert bulk.values == [s.value for s in per_item.signals]
     assert bulk.versions == [s.version for s in per_item.signals]
     assert bulk.aliases == [s.alias for s in per_item.signals] and set(bulk.kinds) == {"forward_log_return"}
+
+
+def test_logged_digests_equal_the_inline_digest_of_what_each_model_saw(tmp_path: Path) -> None:
+    """The log thread digests a reference to the request's (read-only) windows: same digests as inline."""
+    eng = engine(two_versions(lookback=2), tmp_path, mode="canary", canary_fraction=0.5)
+    symbols = [f"S{i}" for i in range(40)]
+    rng = np.random.default_rng(5)
+    stacked = rng.normal(size=(40, 3, 3)).astype(np.float32)  # 3 rows: more than the longest lookback (2)
+    windows = windows_from_bytes(stacked.tobytes(), n_symbols=40, rows=3)
+    assert not windows.flags.writeable
+    bulk = asyncio.run(eng.predict_columns(symbols, windows, feature_names=None, request_id="d"))
+    eng.close()
+    lines = [json.loads(x) for x in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert len(lines) == 40 and {x["version"] for x in lines} == {"1", "2"}
+    lookback = {"1": 1, "2": 2}
+    for x in lines:
+        i = symbols.index(x["symbol"])
+        assert x["version"] == bulk.versions[i]
+        assert x["inputs_digest"] == inputs_digest(stacked[i, -lookback[x["version"]] :, :].copy())

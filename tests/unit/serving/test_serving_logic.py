@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from fakes import FEATURES, FakeInfo, FakePredictor
@@ -13,9 +15,12 @@ from serving.logic import (
     canary_share,
     check_windows,
     decode_windows,
+    encode_raw_batch,
     encode_windows,
     route,
+    split_raw_batch,
     to_windows,
+    windows_from_bytes,
 )
 
 
@@ -100,3 +105,21 @@ def test_bulk_windows_round_trip_and_bad_payloads_are_refused() -> None:
         decode_windows(encode_windows(windows), n_symbols=5, rows=4)
     with pytest.raises(InvalidInput, match="not valid base64"):
         decode_windows("***", n_symbols=2, rows=4)
+
+
+def test_raw_bulk_body_round_trips_without_a_copy_and_bad_bodies_are_refused() -> None:
+    windows = np.arange(2 * 4 * 3, dtype=np.float32).reshape(2, 4, 3)
+    body = encode_raw_batch({"symbols": ["A", "B"], "rows": 4}, windows)
+    head, raw = split_raw_batch(body)
+    assert json.loads(head) == {"symbols": ["A", "B"], "rows": 4} and (len(head) + 1) % 8 == 0
+    decoded = windows_from_bytes(raw, n_symbols=2, rows=4)
+    assert (decoded == windows).all() and decoded.flags.aligned and not decoded.flags.writeable
+    assert np.shares_memory(decoded, np.frombuffer(body, dtype=np.uint8))
+    unaligned = windows_from_bytes(memoryview(b"x" + windows.tobytes())[1:], n_symbols=2, rows=4)
+    assert (unaligned == windows).all() and unaligned.flags.aligned
+    with pytest.raises(
+        InvalidInput, match="windows holds 95 bytes; expected 2 symbols x 4 rows x features x 4"
+    ):
+        windows_from_bytes(raw[:-1], n_symbols=2, rows=4)
+    with pytest.raises(InvalidInput, match="no newline"):
+        split_raw_batch(windows.tobytes().replace(b"\n", b""))
