@@ -5,8 +5,10 @@ features like the real feature set; LSTM lookback 32, 32 units), starts ``mmops 
 port, and for each family in turn (the champion alias moves sgd -> rf -> lstm; the service picks
 it up without a restart):
 
-* single-request latency: ``predict`` for one symbol and ``info`` (no model, no input: the
-  framework's floor), interleaved request by request so both see the same machine;
+* single-request latency: ``predict`` for one symbol in the client's form (raw float32 after a
+  JSON line, what :class:`serving.client.SignalClient` sends), ``predict`` with JSON items (the
+  human form, reported beside it) and ``info`` (no model, no input: the framework's floor),
+  interleaved request by request so all see the same machine;
 * batched throughput: concurrent clients each sending multi-symbol requests, both as JSON items
   (``/predict``), as base64 float32 in JSON and as a raw ``application/octet-stream`` body of
   float32 bytes (``/predict_batch``, the bulk path).
@@ -116,6 +118,19 @@ def body(symbols: int, rows: int, n_features: int, seed: int = 0) -> bytes:
     return json.dumps({"items": items}).encode()
 
 
+def raw_body(symbols: int, rows: int, n_features: int, seed: int = 0) -> bytes:
+    """The same ``/predict`` request in the client's raw form (JSON line, then float32 windows)."""
+    doc = json.loads(body(symbols, rows, n_features, seed))
+    windows = np.array([item["window"] for item in doc["items"]])
+    return bulk_body_of([item["symbol"] for item in doc["items"]], windows)
+
+
+def bulk_body_of(symbols: list[str], windows: np.ndarray) -> bytes:
+    from serving.logic import encode_raw_batch
+
+    return encode_raw_batch({"symbols": symbols, "rows": int(windows.shape[1])}, windows)
+
+
 def bulk_body(symbols: int, rows: int, n_features: int, seed: int = 0) -> bytes:
     """A raw ``/predict_batch`` body: a JSON line (symbols, rows), then the windows as float32 bytes."""
     from serving.logic import encode_raw_batch
@@ -141,22 +156,27 @@ def pct(samples: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(samples) * 1000, q))
 
 
-def latency(base: str, predict_body: bytes, n: int) -> dict[str, float]:
-    headers = {"Content-Type": "application/json"}
-    predict_ms: list[float] = []
+def latency(base: str, json_body: bytes, raw_body: bytes, n: int) -> dict[str, float]:
+    """``predict`` (client's raw form, and JSON items) and ``info``, interleaved one by one."""
+    raw_ms: list[float] = []
+    json_ms: list[float] = []
     info_ms: list[float] = []
-    with httpx.Client(base_url=base, headers=headers, timeout=10) as c:
+    calls = (("/predict", raw_body, "application/octet-stream", raw_ms),
+             ("/predict", json_body, "application/json", json_ms), ("/info", b"{}", "application/json", info_ms))  # fmt: skip
+    with httpx.Client(base_url=base, timeout=10) as c:
         for i in range(n + n // 10):  # the first tenth warms up
-            for path, content, sink in (("/predict", predict_body, predict_ms), ("/info", b"{}", info_ms)):
+            for path, content, media_type, sink in calls:
                 start = time.perf_counter()
-                r = c.post(path, content=content)
+                r = c.post(path, content=content, headers={"Content-Type": media_type})
                 elapsed = time.perf_counter() - start
                 r.raise_for_status()
                 if i >= n // 10:
                     sink.append(elapsed)
-    return {"predict_p50_ms": pct(predict_ms, 50), "predict_p99_ms": pct(predict_ms, 99),
+    return {"predict_p50_ms": pct(raw_ms, 50), "predict_p99_ms": pct(raw_ms, 99),
             "info_p50_ms": pct(info_ms, 50), "info_p99_ms": pct(info_ms, 99),
-            "p99_ratio": pct(predict_ms, 99) / pct(info_ms, 99), "requests": n}  # fmt: skip
+            "p99_ratio": pct(raw_ms, 99) / pct(info_ms, 99),
+            "json_predict_p50_ms": pct(json_ms, 50), "json_predict_p99_ms": pct(json_ms, 99),
+            "json_p99_ratio": pct(json_ms, 99) / pct(info_ms, 99), "requests": n}  # fmt: skip
 
 
 def throughput(
@@ -224,7 +244,9 @@ def main() -> None:
                     promote(home, uri, version)
                 info = wait_for_version(base, version)
                 rows = int(info["window_rows"])
-                single = latency(base, body(1, rows, args.features), args.requests)
+                single = latency(
+                    base, body(1, rows, args.features), raw_body(1, rows, args.features), args.requests
+                )
                 n, secs, conc = args.symbols, args.seconds, args.concurrency
                 batched = {
                     "json_items": throughput(base, "/predict", body(n, rows, args.features, 1), n, secs, conc),
@@ -252,7 +274,8 @@ def main() -> None:
     else:
         for family, r in results.items():
             print(f"{family}: predict p50 {r['predict_p50_ms']:.2f} ms p99 {r['predict_p99_ms']:.2f} ms | info p50 "
-                  f"{r['info_p50_ms']:.2f} p99 {r['info_p99_ms']:.2f} | ratio {r['p99_ratio']:.2f} | "
+                  f"{r['info_p50_ms']:.2f} p99 {r['info_p99_ms']:.2f} | ratio {r['p99_ratio']:.2f} "
+                  f"(JSON items {r['json_p99_ratio']:.2f}) | "
                   f"batched json {r['batched']['json_items']['predictions_per_s']:,.0f}/s, "
                   f"bulk b64 {r['batched']['bulk_b64']['predictions_per_s']:,.0f}/s, "
                   f"bulk raw {r['batched']['bulk_float32']['predictions_per_s']:,.0f}/s")  # fmt: skip

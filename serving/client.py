@@ -85,14 +85,28 @@ class SignalClient:
         feature_names: Sequence[str] | None = None,
         request_id: str | None = None,
     ) -> PredictResponse:
-        """Signals for each symbol's window (rows x features, oldest first)."""
-        items = [{"symbol": s, "window": np.asarray(w, dtype=float).tolist()} for s, w in windows.items()]
-        body: dict[str, Any] = {"items": items}
+        """Signals for each symbol's window (rows x features, oldest first).
+
+        Sent as the raw form (a JSON line, then the windows as float32 bytes; no per-float JSON).
+        Windows of different shapes cannot be stacked and raise :class:`RejectedRequest` here.
+        """
+        symbols = list(windows)
+        try:
+            stacked = np.asarray(
+                [np.asarray(w, dtype=np.float32) for w in windows.values()], dtype=np.float32
+            )
+        except ValueError as exc:
+            raise RejectedRequest(
+                "windows must all have the same shape (rows x features), oldest row first"
+            ) from exc
+        if stacked.ndim != 3:
+            raise RejectedRequest(f"each window must be 2-D (rows x features); got {stacked.ndim - 1}-D")
+        meta: dict[str, Any] = {"symbols": symbols, "rows": int(stacked.shape[1])}
         if feature_names is not None:
-            body["feature_names"] = list(feature_names)
+            meta["feature_names"] = list(feature_names)
         if request_id is not None:
-            body["request_id"] = request_id
-        return PredictResponse.model_validate(self._post("/predict", body))
+            meta["request_id"] = request_id
+        return PredictResponse.model_validate(self._post("/predict", encode_raw_batch(meta, stacked)))
 
     def predict_batch(
         self,

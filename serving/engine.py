@@ -203,6 +203,16 @@ class SignalEngine:
         symbols = [item.symbol for item in items]
         self._check_count(len(symbols))
         windows = to_windows([item.window for item in items])
+        return await self.predict_windows(
+            symbols, windows, feature_names=feature_names, request_id=request_id
+        )
+
+    async def predict_windows(
+        self, symbols: Sequence[str], windows: np.ndarray, *, feature_names: Sequence[str] | None,
+        request_id: str | None,
+    ) -> PredictResponse:  # fmt: skip
+        """:meth:`predict` for stacked windows ``(n_symbols, rows, features)`` (the raw single path)."""
+        self._check_count(len(symbols))
         rid, values, served_by = await self._run(symbols, windows, feature_names, request_id)
         signals = [Signal.model_construct(symbol=s, value=float(v), kind=m.kind, version=m.version, alias=m.alias)
                    for s, v, m in zip(symbols, values, served_by, strict=True)]  # fmt: skip
@@ -241,9 +251,12 @@ class SignalEngine:
         windows = check_windows(windows, models, feature_names=feature_names)
         calls = self._plan(symbols, models)
         inputs = [_select(windows, idx, m.lookback) for m, idx, _ in calls]
-        outputs = await asyncio.gather(
-            *(self.batcher.predict(m, x) for (m, _, _), x in zip(calls, inputs, strict=True))
-        )
+        if len(calls) == 1:  # the usual case: no gather (it would wrap the call in one more task)
+            outputs = [await self.batcher.predict(calls[0][0], inputs[0])]
+        else:
+            outputs = await asyncio.gather(
+                *(self.batcher.predict(m, x) for (m, _, _), x in zip(calls, inputs, strict=True))
+            )
         values = np.empty(len(symbols), dtype=np.float64)
         served_by: list[LoadedModel] = [models.champion] * len(symbols)
         for (model, idx, role), out in zip(calls, outputs, strict=True):

@@ -22,6 +22,17 @@ class SymbolWindow(BaseModel):
     window: list[list[float]] = Field(min_length=1, description="rows x features (window_rows x n_features)")
 
 
+class RawPredictHead(BaseModel):
+    """The JSON line of a raw (``application/octet-stream``) ``/predict`` body; the windows follow it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbols: Annotated[list[Symbol], Field(min_length=1)]
+    rows: Annotated[int, Field(ge=1)]
+    feature_names: list[str] | None = None
+    request_id: str | None = None
+
+
 class Signal(BaseModel):
     """The model's signal for one symbol, and which version produced it."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
+import numpy as np
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
@@ -27,6 +28,7 @@ from serving.schemas import (
     BatchPredictResponse,
     InfoResponse,
     PredictResponse,
+    RawPredictHead,
     Symbol,
     SymbolWindow,
     validation_error,
@@ -77,6 +79,43 @@ class PredictBatchInput(bentoml.IODescriptor):
         return parsed
 
 
+class PredictInput(bentoml.IODescriptor):
+    """``/predict`` input, in either of two forms.
+
+    * ``application/json``: ``{"items": [{"symbol": ..., "window": [[...], ...]}, ...], ...}``.
+    * ``application/octet-stream`` (what :class:`serving.client.SignalClient` sends): one line of
+      JSON ``{"symbols": [...], "rows": R, "feature_names"?, "request_id"?}``, a newline, then the
+      windows as little-endian float32 (symbols x rows x features), read in place; no per-item
+      pydantic models (see :func:`serving.logic.encode_raw_batch`).
+    """
+
+    items: list[SymbolWindow]
+    feature_names: list[str] | None = None
+    request_id: str | None = None
+    raw: SkipJsonSchema[Any] = Field(default=None, exclude=True)  # the raw form's (symbols, windows)
+
+    @classmethod
+    async def from_http_request(cls, request: Request, serde: Any) -> PredictInput:
+        media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+        if media_type != RAW_MEDIA_TYPE:
+            parsed: PredictInput = await super().from_http_request(request, serde)
+            if parsed.raw is not None:
+                raise validation_error(InvalidInput("raw is not a JSON field", loc=("raw",)))
+            return parsed
+        try:
+            head_bytes, body = split_raw_batch(await request.body())
+            head = RawPredictHead.model_validate_json(head_bytes)
+            windows = windows_from_bytes(body, n_symbols=len(head.symbols), rows=head.rows)
+        except InvalidInput as exc:
+            raise validation_error(exc) from exc
+        return cls.model_construct(
+            items=None,
+            feature_names=head.feature_names,
+            request_id=head.request_id,
+            raw=(head.symbols, windows),
+        )
+
+
 @bentoml.service(name="mmops-signal", workers=1, traffic={"timeout": 10}, metrics={"enabled": True})
 class SignalService:
     def __init__(self) -> None:
@@ -98,13 +137,25 @@ class SignalService:
         self.engine = engine_from_settings(settings_from_env(), observe=observe, observe_batch=observe_batch)
         self.engine.start()
 
-    @bentoml.api
+    @bentoml.api(input_spec=PredictInput)
     async def predict(
-        self, items: list[SymbolWindow], feature_names: list[str] | None = None, request_id: str | None = None
+        self,
+        items: list[SymbolWindow] | None,
+        feature_names: list[str] | None = None,
+        request_id: str | None = None,
+        raw: tuple[list[str], np.ndarray] | None = None,
     ) -> PredictResponse:
-        """Signals for one or many symbols; each is tagged with the version and alias that produced it."""
+        """Signals for one or many symbols; each is tagged with the version and alias that produced it.
+
+        JSON items, or raw float32 windows (``application/octet-stream``, see :class:`PredictInput`).
+        """
         try:
-            return await self.engine.predict(items, feature_names=feature_names, request_id=request_id)
+            if raw is not None:
+                symbols, windows = raw
+                return await self.engine.predict_windows(
+                    symbols, windows, feature_names=feature_names, request_id=request_id
+                )
+            return await self.engine.predict(items or [], feature_names=feature_names, request_id=request_id)
         except InvalidInput as exc:
             raise validation_error(exc) from exc
 

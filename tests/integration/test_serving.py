@@ -198,6 +198,45 @@ def test_bulk_path_raw_and_base64_forms_agree_and_bad_raw_bodies_get_400(server:
     assert no_windows.status_code == 400 and "application/octet-stream" in no_windows.text
 
 
+def test_predict_raw_form_matches_json_and_bad_raw_bodies_get_400(server: dict) -> None:
+    url, auth = f"{server['base']}/predict", {"Authorization": f"Bearer {TOKEN}"}
+    raw_headers = {**auth, "Content-Type": "application/octet-stream"}
+    with client(server) as c:
+        rows = c.info().window_rows
+        batch = windows([f"P{i}" for i in range(8)], rows, seed=5)
+        typed = c.predict(batch, feature_names=FEATURES, request_id="raw-1")  # the client sends the raw form
+    as_json = httpx.post(url, headers=auth, timeout=10, json={
+        "items": [{"symbol": s, "window": np.asarray(w, dtype=np.float32).tolist()} for s, w in batch.items()],
+    })  # fmt: skip
+    assert as_json.status_code == 200, as_json.text
+    assert typed.request_id == "raw-1"
+    assert [s.symbol for s in typed.signals] == list(batch)
+    assert [s.value for s in typed.signals] == [s["value"] for s in as_json.json()["signals"]]
+    assert [s.version for s in typed.signals] == [s["version"] for s in as_json.json()["signals"]]
+
+    def refused(body: bytes) -> str:
+        r = httpx.post(url, content=body, headers=raw_headers, timeout=10)
+        assert r.status_code == 400, r.text
+        return r.text
+
+    assert "holds 12 bytes; expected 2 symbols x 1 rows x features x 4" in refused(
+        encode_raw_batch({"symbols": ["A", "B"], "rows": 1}, np.zeros(3))
+    )
+    assert "needs 6 features" in refused(encode_raw_batch({"symbols": ["A"], "rows": 1}, np.zeros(5)))
+    assert "NaN or infinite" in refused(encode_raw_batch({"symbols": ["A"], "rows": 1}, np.full(6, np.nan)))
+    assert "no newline" in refused(b"\x00" * 16)
+    assert "symbols" in refused(encode_raw_batch({"rows": 1}, np.zeros(6)))
+    assert "String should match pattern" in refused(
+        encode_raw_batch({"symbols": ["A B"], "rows": 1}, np.zeros(6))
+    )
+    assert "Extra inputs" in refused(
+        encode_raw_batch({"symbols": ["A"], "rows": 1, "items": []}, np.zeros(6))
+    )
+    assert "feature_names differ" in refused(
+        encode_raw_batch({"symbols": ["A"], "rows": 1, "feature_names": ["x"] * 6}, np.zeros(6))
+    )
+
+
 def test_a_missing_or_wrong_token_gets_401(server: dict) -> None:
     body = {"items": [{"symbol": "BTCUSDT", "window": [[0.1] * 6]}]}
     assert httpx.post(f"{server['base']}/predict", json=body, timeout=5).status_code == 401

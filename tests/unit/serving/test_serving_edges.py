@@ -11,6 +11,7 @@ import pytest
 
 from serving.auth import BearerAuth
 from serving.client import RejectedRequest, ServiceUnavailable, SignalClient, Unauthorized
+from serving.logic import split_raw_batch, windows_from_bytes
 
 SIGNAL = {"request_id": "r", "model": "m",
           "signals": [{"symbol": "A", "value": 0.5, "kind": "prob_up", "version": "3", "alias": "champion"}]}  # fmt: skip
@@ -66,10 +67,19 @@ def test_client_sends_the_token_and_parses_typed_responses() -> None:
 
     out = client(handler).predict({"A": np.zeros((2, 3))}, feature_names=["a", "b", "c"], request_id="r")
     assert out.signals[0].value == 0.5 and out.signals[0].version == "3"
-    body = json.loads(seen[0].content)
+    head, raw = split_raw_batch(seen[0].content)
     assert seen[0].headers["authorization"] == "Bearer t"
-    assert body == {"items": [{"symbol": "A", "window": [[0.0] * 3] * 2}], "feature_names": ["a", "b", "c"],
-                    "request_id": "r"}  # fmt: skip
+    assert seen[0].headers["content-type"] == "application/octet-stream"
+    assert json.loads(head) == {
+        "symbols": ["A"],
+        "rows": 2,
+        "feature_names": ["a", "b", "c"],
+        "request_id": "r",
+    }
+    assert windows_from_bytes(raw, n_symbols=1, rows=2).tolist() == [[[0.0] * 3] * 2]
+    with pytest.raises(RejectedRequest, match="same shape"):
+        client(handler).predict({"A": np.zeros((2, 3)), "B": np.zeros((2, 4))})
+    assert len(seen) == 1  # refused before sending
 
 
 def test_client_retries_transient_failures_then_succeeds() -> None:
