@@ -14,7 +14,7 @@ import pandas as pd
 
 from features.build import compute_features, make_labels
 from features.config import FeaturesConfig, ValidationConfig
-from features.errors import DataError, SourceError
+from features.errors import DataError, SourceError, ValidationFailed
 from features.ingest import Source, ingest_bars, quarantine, raw_files_of, read_source
 from features.schema import interval_ns, normalize_interval, normalize_symbol
 from features.sources import binance
@@ -135,6 +135,23 @@ def validate_store(
         )
     bars = pd.concat([store.read(k.venue, k.symbol, k.interval) for k in keys], ignore_index=True)
     return validate_bars(bars, config=config, now=now, gx_root=gx_root)
+
+
+def read_validated(path: Path, *, config: ValidationConfig, now: pd.Timestamp) -> pd.DataFrame:
+    """Read one series from a raw dump (zip or folder) or file and validate it in memory; nothing
+    is written to the store or quarantined (for scoring data that must not enter the store).
+
+    Raises:
+        ValidationFailed: the data-quality suite failed (the message names expectations and rows).
+        DataError: the file holds several series.
+    """
+    bars = read_source("binance-dump" if path.suffix == ".zip" or path.is_dir() else "file", path)
+    failed = [r for r in validate_bars(bars, config=config, now=now) if not r.success]
+    if failed:
+        raise ValidationFailed("; ".join(r.summary() for r in failed), quarantine_path=None)
+    if bars[["venue", "symbol", "interval"]].drop_duplicates().shape[0] != 1:
+        raise DataError(f"{path}: holds several series; use one at a time")
+    return bars
 
 
 def resolve_venue(store: BarStore, symbol: str, interval: str, venue: str | None) -> str:

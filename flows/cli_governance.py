@@ -19,10 +19,11 @@ from features.errors import ConfigError
 from flows.cli_common import JsonOpt, app, context, emit, reported
 from flows.params import Params
 from flows.settings import REPO_ROOT, Locations
+from flows.training_steps import model_name, open_registry
 
 if TYPE_CHECKING:
     from serving.config import ServeSettings
-    from training.registry import AliasChange, Registry
+    from training.registry import AliasChange
 
 registry_app = typer.Typer(no_args_is_help=True, help="Inspect the model registry.")
 app.add_typer(registry_app, name="registry")
@@ -34,22 +35,6 @@ ModelOpt = Annotated[
 ]
 ByOpt = Annotated[str, typer.Option("--by", help="who decides (recorded)")]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="why (recorded)")]
-
-
-def model_name(params: Params, model: str | None) -> str:
-    """The registered model to act on: --model, else serve.model, else the primary dataset's."""
-    if model or params.serve.model:
-        return str(model or params.serve.model)
-    primary = params.data.datasets[0]
-    if not primary.symbol or not primary.interval:
-        raise ConfigError("the first dataset in params.yaml has no symbol/interval; pass --model")
-    return f"mmops-{primary.symbol}-{primary.interval}"
-
-
-def open_registry(where: Locations) -> Registry:
-    from training.registry import Registry
-
-    return Registry(where.tracking_uri, audit_log=where.logs / "registry_audit.jsonl", reports=where.reports)
 
 
 def _changes(changes: list[AliasChange]) -> list[dict[str, Any]]:

@@ -11,8 +11,8 @@ import typer
 from features.errors import ConfigError
 from flows.cli_common import IntervalOpt, JsonOpt, SymbolOpt, VenueOpt, app, context, emit, reported
 from flows.training_steps import (
-    dataset_of,
     evaluate_uri,
+    register_candidate,
     resolve_task,
     run_family,
     series_bars,
@@ -61,16 +61,16 @@ def tune(
     as_json: JsonOpt = False,
 ) -> None:
     """Tune one family (Optuna TPE, walk-forward on the fill engine), refit, evaluate, register."""
-    from training.pipeline import register, write_outputs
+    from training.pipeline import write_outputs
 
     where, params = context()
     if model not in ("rf", "sgd", "lstm"):
         raise ConfigError(f"--model must be rf, sgd or lstm, not {model!r}")
     bars = series_bars(where, params, symbol, interval, venue)
     candidate = run_family(where, params, bars, model, resolve_task(params, task), trials, timeout)
-    from training.tracking import registered_name
+    from training.config import registered_name
 
-    register(candidate, dataset_of(candidate, bars, params))
+    register_candidate(candidate, bars)
     if out is not None:
         write_outputs(candidate, out)
     result = _result(
@@ -94,8 +94,8 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Tune every family, register the best on the backtest window; print name and version."""
-    from training.pipeline import choose, register
-    from training.tracking import registered_name
+    from training.config import registered_name
+    from training.pipeline import choose
 
     where, params = context()
     names = families.split(",") if families else list(params.tune.families)
@@ -103,7 +103,7 @@ def train(
     chosen_task = resolve_task(params, task)
     candidates = [run_family(where, params, bars, f.strip(), chosen_task, trials, timeout) for f in names]
     best = choose(candidates, params.tune.objective)
-    register(best, dataset_of(best, bars, params))
+    register_candidate(best, bars)
     result = _result(
         best, registered_name(str(bars["symbol"].iloc[0]), str(bars["interval"].iloc[0])), candidates
     )

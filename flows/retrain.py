@@ -15,8 +15,15 @@ from prefect import flow, task
 from flows.ingest import features_for, ingest_dataset
 from flows.params import Params, load_params
 from flows.settings import Locations, locations
-from flows.training_steps import dataset_of, resolve_task, run_family, series_bars
-from training.pipeline import Candidate, choose, register
+from flows.training_steps import (
+    model_name,
+    open_registry,
+    register_candidate,
+    resolve_task,
+    run_family,
+    series_bars,
+)
+from training.pipeline import Candidate, choose
 
 
 @task
@@ -31,7 +38,7 @@ def tune_family(
 @task(retries=2, retry_delay_seconds=10)  # the registry is a server in production
 def register_best(where: Locations, params: Params, candidates: list[Candidate]) -> dict[str, Any]:
     best = choose(candidates, params.tune.objective)
-    register(best, dataset_of(best, series_bars(where, params, None, None, None), params))
+    register_candidate(best, series_bars(where, params, None, None, None))
     return {
         "version": best.version,
         "chosen": best.summary(),
@@ -43,7 +50,6 @@ def register_best(where: Locations, params: Params, candidates: list[Candidate])
 def gate_version(where: Locations, params: Params, version: str) -> dict[str, Any]:
     """The metric gate and head-to-head; a pass sets @challenger. Only a human approval (or the
     opt-in auto-approve policy) makes it champion, so a failed gate is a verdict, not an error."""
-    from flows.cli_governance import model_name, open_registry
     from flows.training_steps import evaluator_for
 
     outcome = open_registry(where).gate(model_name(params, None), version, config=params.gate,

@@ -1,4 +1,4 @@
-"""The training steps the CLI and the Prefect flows share: resolve the series, tune, evaluate.
+"""The steps the CLI and the Prefect flows share: resolve the series and model, tune, evaluate.
 
 Thin glue between ``params.yaml``/locations and the library (``training.pipeline``); no logic.
 """
@@ -17,8 +17,8 @@ from flows.params import Params
 from flows.settings import REPO_ROOT, Locations
 
 if TYPE_CHECKING:
-    from training.dataset import Dataset
     from training.pipeline import Candidate, TrackingSettings
+    from training.registry import Registry
 
 
 def series_bars(where: Locations, params: Params, symbol: str | None, interval: str | None,
@@ -39,18 +39,39 @@ def series_bars(where: Locations, params: Params, symbol: str | None, interval: 
 
 
 def tracking_settings(where: Locations, params: Params) -> TrackingSettings:
-    import yaml
-
     from training.pipeline import TrackingSettings
+    from training.tracking import dvc_data_hash
 
     dvc_file = where.home / "data.dvc" if (where.home / "data.dvc").is_file() else REPO_ROOT / "data.dvc"
-    data_hash = "none"
-    if dvc_file.is_file():
-        outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs") or [{}]
-        data_hash = str(outs[0].get("md5", "none"))
+    data_hash = dvc_data_hash(dvc_file)
     return TrackingSettings(tracking_uri=where.tracking_uri, artifact_root=where.artifact_root,
                             optuna_storage=where.optuna_storage, scratch=where.models, repo=REPO_ROOT,
                             dvc_data_hash=data_hash, params_doc=params.model_dump(mode="json"))  # fmt: skip
+
+
+def model_name(params: Params, model: str | None) -> str:
+    """The registered model to act on: ``model``, else ``serve.model``, else the primary dataset's."""
+    from training.config import registered_name
+
+    if model or params.serve.model:
+        return str(model or params.serve.model)
+    primary = params.data.datasets[0]
+    if not primary.symbol or not primary.interval:
+        raise ConfigError("the first dataset in params.yaml has no symbol/interval; pass --model")
+    return registered_name(primary.symbol, primary.interval)
+
+
+def open_registry(where: Locations) -> Registry:
+    from training.registry import Registry
+
+    return Registry(where.tracking_uri, audit_log=where.logs / "registry_audit.jsonl", reports=where.reports)
+
+
+def register_candidate(candidate: Candidate, bars: pd.DataFrame) -> str:
+    """Register a tuned candidate under its series' model name; returns the version."""
+    from training.pipeline import register
+
+    return register(candidate, symbol=str(bars["symbol"].iloc[0]), interval=str(bars["interval"].iloc[0]))
 
 
 def resolve_task(params: Params, task: str | None) -> Any:
@@ -76,15 +97,6 @@ def run_family(where: Locations, params: Params, bars: pd.DataFrame, family: str
         raise DataError(f"{family}: {exc}") from exc
 
 
-def dataset_of(candidate: Candidate, bars: pd.DataFrame, params: Params) -> Dataset:
-    from training.dataset import build_dataset
-
-    profile = params.split.for_interval(str(bars["interval"].iloc[0]))
-    return build_dataset(
-        bars, params.features, label_horizon=profile.label_horizon or params.features.label_horizon
-    )
-
-
 def evaluate_uri(where: Locations, params: Params, model_uri: str, *, window: str | None,
                  data: Path | None = None) -> dict[str, float]:  # fmt: skip
     """Metrics of a logged model on a hold-out window of its series, or on a raw file."""
@@ -95,7 +107,9 @@ def evaluate_uri(where: Locations, params: Params, model_uri: str, *, window: st
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, tags = download_model(model_uri, dest=Path(tmp))
         if data is not None:
-            bars = validated_file(where, params, data)
+            from features.pipeline import read_validated
+
+            bars = read_validated(data, config=params.validation, now=pd.Timestamp.now(tz="UTC"))
         else:
             bars = series_bars(where, params, tags.get("mmops.symbol"), tags.get("mmops.interval"),
                                tags.get("mmops.venue"))  # fmt: skip
@@ -109,19 +123,3 @@ def evaluator_for(
 ) -> Callable[[str], dict[str, float]]:
     """The gate's evaluator: model URI -> metrics on ``window`` (identical for every model)."""
     return lambda uri: evaluate_uri(where, params, uri, window=window)
-
-
-def validated_file(where: Locations, params: Params, path: Path) -> pd.DataFrame:
-    """Read a raw dump or file, validate it in memory (never written to the store)."""
-    from features.errors import ValidationFailed
-    from features.ingest import read_source
-    from features.validation import validate_bars
-
-    bars = read_source("binance-dump" if path.suffix == ".zip" or path.is_dir() else "file", path)
-    reports = validate_bars(bars, config=params.validation, now=pd.Timestamp.now(tz="UTC"))
-    failed = [r for r in reports if not r.success]
-    if failed:
-        raise ValidationFailed("; ".join(r.summary() for r in failed), quarantine_path=None)
-    if bars[["venue", "symbol", "interval"]].drop_duplicates().shape[0] != 1:
-        raise DataError(f"{path}: holds several series; evaluate one at a time")
-    return bars

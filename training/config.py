@@ -13,6 +13,11 @@ Family = Literal["rf", "sgd", "lstm"]
 Task = Literal["classifier", "regressor"]
 
 
+def registered_name(symbol: str, interval: str) -> str:
+    """One registered model per series, e.g. ``mmops-BTCUSDT-1m``."""
+    return f"mmops-{symbol}-{interval}"
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -23,7 +23,7 @@ from features.config import FeaturesConfig
 from features.errors import DataError
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig
 from training import plots, tracking
-from training.config import EvaluateConfig, ModelsConfig, SplitConfig, Task, TuneConfig
+from training.config import EvaluateConfig, ModelsConfig, SplitConfig, Task, TuneConfig, registered_name
 from training.dataset import Dataset, build_dataset, predict_rows
 from training.evaluate import WindowReport, evaluate_window, statistical_metrics
 from training.splits import plan_splits
@@ -61,6 +61,9 @@ class Candidate:
     best_value: float
     version: str | None = None
     equity: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    input_example: pd.DataFrame | None = field(
+        default=None, repr=False
+    )  # last feature rows, for the signature
 
     def score(self, objective: str) -> float:
         """Selection score on the backtest window (higher is better); NaN sorts last."""
@@ -101,7 +104,7 @@ def tune_and_log(job: TuneJob, settings: TrackingSettings, *, trials: int, timeo
         ValueError: no trial completed (the message names the study).
     """
     ds = job.dataset
-    registered = tracking.registered_name(ds.symbol, ds.interval)
+    registered = registered_name(ds.symbol, ds.interval)
     name = study_name(registered, job.family, job.task)
     study = open_study(settings.optuna_storage, name, maximize=job.maximize, config=job.tune)
     tracking.use_tracking(settings.tracking_uri)
@@ -139,7 +142,8 @@ def tune_and_log(job: TuneJob, settings: TrackingSettings, *, trials: int, timeo
     return Candidate(family=job.family, task=job.task, study=name, run_id=parent_id, model_dir=model_dir,
                      metrics=metrics, best_params=params, trials=len(study.trials),
                      best_value=float(study.best_value),
-                     equity={w: r.equity for w, r in reports.items()})  # fmt: skip
+                     equity={w: r.equity for w, r in reports.items()},
+                     input_example=pd.DataFrame(ds.X[-5:], columns=list(ds.feature_names)))  # fmt: skip
 
 
 def write_outputs(candidate: Candidate, out_dir: Path) -> dict[str, Path]:
@@ -156,12 +160,13 @@ def write_outputs(candidate: Candidate, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def register(candidate: Candidate, dataset: Dataset) -> str:
+def register(candidate: Candidate, *, symbol: str, interval: str) -> str:
     """Log the candidate's model in its run and register it as a new version (lineage tags copied)."""
-    registered = tracking.registered_name(dataset.symbol, dataset.interval)
-    example = pd.DataFrame(dataset.X[-5:], columns=list(dataset.feature_names))
-    candidate.version = tracking.register_from_run(candidate.run_id, candidate.model_dir, registered_name=registered,
-                                                   input_example=example)  # fmt: skip
+    if candidate.input_example is None:
+        raise ValueError(f"{candidate.study}: candidate has no input example; was it built by tune_and_log?")
+    candidate.version = tracking.register_from_run(candidate.run_id, candidate.model_dir,
+                                                   registered_name=registered_name(symbol, interval),
+                                                   input_example=candidate.input_example)  # fmt: skip
     return candidate.version
 
 
@@ -211,6 +216,13 @@ def _write_reports(job: TuneJob, study: optuna.Study, fast: _FastRows, reports: 
     return out
 
 
+def series_dataset(bars: pd.DataFrame, *, features: FeaturesConfig, split: SplitConfig) -> Dataset:
+    """Features and labels of one series, the label horizon taken from its split profile
+    (else ``features.label_horizon``): the one place training and evaluation build a dataset."""
+    profile = split.for_interval(str(bars["interval"].iloc[0]))
+    return build_dataset(bars, features, label_horizon=profile.label_horizon or features.label_horizon)
+
+
 def prepare_job(
     bars: pd.DataFrame,
     *,
@@ -231,9 +243,8 @@ def prepare_job(
         ValueError: the data cannot hold the split profile (the message names the window).
     """
     profile = split.for_interval(str(bars["interval"].iloc[0]))
-    horizon = profile.label_horizon or features.label_horizon
-    dataset = build_dataset(bars, features, label_horizon=horizon)
-    plan = plan_splits(dataset.index, profile, label_horizon=horizon)
+    dataset = series_dataset(bars, features=features, split=split)
+    plan = plan_splits(dataset.index, profile, label_horizon=dataset.label_horizon)
     return TuneJob(dataset=dataset, plan=plan, family=family, task=task, family_config=models.family(family),
                    tune=tune, split=profile, quote=quote, risk=risk, backtest=backtest)  # fmt: skip
 
@@ -260,8 +271,7 @@ def evaluate_artifact(
 
     info = read_info(model_dir)
     profile = split.for_interval(str(bars["interval"].iloc[0]))
-    horizon = profile.label_horizon or features.label_horizon
-    dataset = build_dataset(bars, features, label_horizon=horizon)
+    dataset = series_dataset(bars, features=features, split=split)
     if tuple(info.feature_names) != dataset.feature_names:
         raise DataError(
             f"{model_dir}: the model was trained on {len(info.feature_names)} features that differ from the "
@@ -270,7 +280,7 @@ def evaluate_artifact(
     if window is None:
         rows = slice(0, len(dataset))
     else:
-        rows = getattr(plan_splits(dataset.index, profile, label_horizon=horizon), window)
+        rows = getattr(plan_splits(dataset.index, profile, label_horizon=dataset.label_horizon), window)
     fast = _FastRows(model_dir)
     preds = predict_rows(fast, dataset.X, rows)
     report = evaluate_window(dataset.bars.iloc[rows].reset_index(drop=True), preds, dataset.fwd_return[rows],

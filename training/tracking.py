@@ -41,11 +41,6 @@ LINEAGE_PACKAGES = (
 )
 
 
-def registered_name(symbol: str, interval: str) -> str:
-    """One registered model per series, e.g. ``mmops-BTCUSDT-1m``."""
-    return f"mmops-{symbol}-{interval}"
-
-
 def use_tracking(tracking_uri: str) -> None:
     """Point MLflow (tracking and registry) at ``tracking_uri``; called at the edge, never on import.
 
@@ -251,6 +246,16 @@ def _git_commit(repo: Path) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def dvc_data_hash(dvc_file: Path) -> str:
+    """The md5 DVC recorded for the tracked data (first ``outs`` entry), or ``none``."""
+    import yaml
+
+    if not dvc_file.is_file():
+        return "none"
+    outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs") or [{}]
+    return str(outs[0].get("md5", "none"))
 
 
 def _version(package: str) -> str:
