@@ -97,7 +97,7 @@ def _validate_bars(bars: pd.DataFrame) -> None:
         raise DataError("bars: timestamps must be strictly increasing (sort and de-duplicate first)")
 
 
-def _signal_arrays(bars: pd.DataFrame, signals: pd.DataFrame | None) -> dict[str, np.ndarray]:
+def signal_arrays(bars: pd.DataFrame, signals: pd.DataFrame | None) -> dict[str, np.ndarray]:
     n = len(bars)
     out = {c: np.full(n, np.nan) for c in SIGNAL_COLUMNS}
     if signals is None:
@@ -142,7 +142,7 @@ def bar_arrays(
     else:
         buy = np.full(len(bars), np.nan)
     buy = np.where(np.isfinite(buy), buy, 0.5 * volume)  # unknown aggressor split: half each
-    sig = _signal_arrays(bars, signals)
+    sig = signal_arrays(bars, signals)
     close = ticks("close")
     return BarArrays(
         open_ns=bars["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64),
@@ -159,8 +159,9 @@ def bar_arrays(
     )
 
 
-def _alpha(halflife: float) -> float:
-    return 1.0 - 0.5 ** (1.0 / halflife)
+def ewma_alpha(halflife_steps: float) -> float:
+    """EWMA weight of a new observation for a half-life in steps (bars, or decision steps)."""
+    return 1.0 - 0.5 ** (1.0 / halflife_steps)
 
 
 def engine_params(
@@ -181,9 +182,9 @@ def engine_params(
         participation=backtest.max_participation,
         initial_cash=backtest.initial_cash,
         max_position=risk.max_position_lots,
-        vol_alpha=_alpha(quote.vol_halflife_bars),
-        fast_alpha=_alpha(risk.vol_short_halflife_bars),
-        slow_alpha=_alpha(risk.vol_long_halflife_bars),
+        vol_alpha=ewma_alpha(quote.vol_halflife_bars),
+        fast_alpha=ewma_alpha(risk.vol_short_halflife_bars),
+        slow_alpha=ewma_alpha(risk.vol_long_halflife_bars),
         flatten_on_kill=risk.flatten_on_kill,
         need_signal=need_signal,
         kill_from=kill_from,

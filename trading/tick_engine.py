@@ -37,7 +37,7 @@ import pandas as pd
 from numba import njit
 
 from features.errors import DataError
-from trading.backtest import BacktestResult, Strategy, _signal_arrays, equity_frame, trades_frame
+from trading.backtest import BacktestResult, Strategy, equity_frame, ewma_alpha, signal_arrays, trades_frame
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig
 from trading.fill_engine import StepArrays, TradeArrays, _book, _ewma_update
 from trading.metrics import FillRecords, compute_metrics
@@ -307,10 +307,6 @@ def run_tick_kernel(
     return si[K], si[PLACED], si[QUOTED]
 
 
-def _alpha(halflife_bars: float, steps_per_bar: float) -> float:
-    return 1.0 - 0.5 ** (1.0 / (halflife_bars * steps_per_bar))
-
-
 def tick_arrays(
     data: TickData, *, backtest: BacktestConfig, signals: pd.DataFrame | None = None, bar_ns: int = MINUTE_NS
 ) -> TickArrays:
@@ -346,7 +342,7 @@ def tick_arrays(
             raise DataError("signals: need a 'timestamp' column of bar open times")
         opens = pd.DataFrame({"timestamp": pd.to_datetime(signals["timestamp"], utc=True)})
         opens = opens.drop_duplicates().sort_values("timestamp", ignore_index=True)
-        sig = _signal_arrays(opens, signals)
+        sig = signal_arrays(opens, signals)
         sig_ns = opens["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64) + bar_ns
     lot = backtest.lot_size
     return TickArrays(
@@ -433,8 +429,8 @@ def run_tick_backtest(
         maker_fee=backtest.maker_fee_bps * 1e-4, taker_fee=backtest.taker_fee_bps * 1e-4,
         haircut_ticks=backtest.queue_haircut_ticks, participation=backtest.max_participation,
         initial_cash=backtest.initial_cash, max_position=risk.max_position_lots,
-        vol_alpha=_alpha(quote.vol_halflife_bars, spb), fast_alpha=_alpha(risk.vol_short_halflife_bars, spb),
-        slow_alpha=_alpha(risk.vol_long_halflife_bars, spb), flatten_on_kill=risk.flatten_on_kill,
+        vol_alpha=ewma_alpha(quote.vol_halflife_bars * spb), fast_alpha=ewma_alpha(risk.vol_short_halflife_bars * spb),
+        slow_alpha=ewma_alpha(risk.vol_long_halflife_bars * spb), flatten_on_kill=risk.flatten_on_kill,
         need_signal=strategy == "model",
     )  # fmt: skip
     steps, trades, fill_ns, mid, counters = _simulate(arr, quote_params(quote), risk_params(risk), tp, n)
