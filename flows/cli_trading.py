@@ -35,7 +35,7 @@ def _tick_backtest(
     ticks: Path, symbol: str, params: Any, strategy: str, signals: Any, decision_ms: int
 ) -> Any:
     """``--ticks``: the capture of ``symbol`` under ``ticks`` through the tick engine."""
-    from trading.tick_engine import run_tick_backtest
+    from trading.tick_backtest import run_tick_backtest
     from trading.ticks import group_tick_files, read_ticks
 
     groups = group_tick_files(ticks)

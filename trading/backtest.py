@@ -191,35 +191,32 @@ def engine_params(
     )
 
 
+def step_arrays(n: int) -> StepArrays:
+    """Zeroed per-step outputs (cash, equity, inventory, quotes, risk status) for ``n`` steps."""
+    cash, equity = np.zeros(n), np.zeros(n)
+    inventory, bid, ask, bid_lots, ask_lots, status, reasons = np.zeros((7, n), dtype=np.int64)
+    return StepArrays(cash=cash, equity=equity, inventory=inventory, bid=bid, ask=ask, bid_lots=bid_lots,
+                      ask_lots=ask_lots, status=status, reasons=reasons)  # fmt: skip
+
+
+def trade_arrays(capacity: int) -> TradeArrays:
+    """Zeroed fill records with room for ``capacity`` fills."""
+    bar, side, price, lots, maker = np.zeros((5, capacity), dtype=np.int64)
+    return TradeArrays(bar=bar, side=side, price=price, lots=lots, fee=np.zeros(capacity), maker=maker,
+                       ref_mid=np.zeros(capacity))  # fmt: skip
+
+
+def fill_records(trades: TradeArrays, k: int) -> FillRecords:
+    """The first ``k`` fills the kernel wrote, as :class:`FillRecords`."""
+    return FillRecords(bar=trades.bar[:k], side=trades.side[:k], price_ticks=trades.price[:k], lots=trades.lots[:k],
+                       fee=trades.fee[:k], maker=trades.maker[:k], ref_mid_ticks=trades.ref_mid[:k])  # fmt: skip
+
+
 def allocate_outputs(n: int, latency_bars: int) -> tuple[StepArrays, TradeArrays, np.ndarray]:
     """Zeroed output arrays for ``n`` bars and the in-flight order ring."""
-
-    def ints(size: int) -> np.ndarray:
-        return np.zeros(size, dtype=np.int64)
-
-    steps = StepArrays(
-        cash=np.zeros(n),
-        equity=np.zeros(n),
-        inventory=ints(n),
-        bid=ints(n),
-        ask=ints(n),
-        bid_lots=ints(n),
-        ask_lots=ints(n),
-        status=ints(n),
-        reasons=ints(n),
-    )
-    m = 2 * n + latency_bars + 2  # two maker fills a bar, and flattens only after a latched kill
-    trades = TradeArrays(
-        bar=ints(m),
-        side=ints(m),
-        price=ints(m),
-        lots=ints(m),
-        fee=np.zeros(m),
-        maker=ints(m),
-        ref_mid=np.zeros(m),
-    )
+    # two maker fills a bar, and flattens only after a latched kill
     ring = np.full((latency_bars + 2, 6), -1, dtype=np.int64)
-    return steps, trades, ring
+    return step_arrays(n), trade_arrays(2 * n + latency_bars + 2), ring
 
 
 def simulate(
@@ -233,17 +230,7 @@ def simulate(
     """
     steps, trades, ring = allocate_outputs(len(arrays.close), ep.latency_bars)
     counters = run_kernel(arrays, qp, rp, ep, steps, trades, ring)
-    k = counters[0]
-    fills = FillRecords(
-        bar=trades.bar[:k],
-        side=trades.side[:k],
-        price_ticks=trades.price[:k],
-        lots=trades.lots[:k],
-        fee=trades.fee[:k],
-        maker=trades.maker[:k],
-        ref_mid_ticks=trades.ref_mid[:k],
-    )
-    return steps, fills, counters
+    return steps, fill_records(trades, counters[0]), counters
 
 
 def run_backtest(

@@ -12,7 +12,7 @@ import pytest
 from features.errors import DataError
 from trading.backtest import BacktestResult, run_backtest
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig
-from trading.tick_engine import run_tick_backtest
+from trading.tick_backtest import run_tick_backtest
 from trading.ticks import TickData, group_tick_files, read_ticks, trade_bars
 
 S = 1_000_000_000
