@@ -36,21 +36,15 @@ def _tick_backtest(
 ) -> Any:
     """``--ticks``: the capture of ``symbol`` under ``ticks`` through the tick engine."""
     from trading.tick_backtest import run_tick_backtest
-    from trading.ticks import group_tick_files, read_ticks
+    from trading.ticks import read_ticks, select_capture
 
-    groups = group_tick_files(ticks)
-    names = [n for n in groups if n == symbol.lower() or n.endswith("_" + symbol.lower())]
-    if len(names) != 1:
-        raise ConfigError(
-            f"--ticks {ticks}: {len(names)} captures of {symbol} among {sorted(groups)}; "
-            "pass one instrument's .gz file(s), or its capture name as --symbol (e.g. spot_btcusdt)"
-        )
-    data = read_ticks(groups[names[0]])
+    name, files = select_capture(ticks, symbol)
+    data = read_ticks(files)
     result = run_tick_backtest(
         data, quote=params.quote, risk=params.risk, backtest=params.backtest, signals=signals,
         strategy="model" if strategy == "model" else "as", decision_interval_ms=decision_ms,
     )  # fmt: skip
-    return f"ticks:{names[0]}:{decision_ms}ms", result
+    return f"ticks:{name}:{decision_ms}ms", result
 
 
 @app.command()

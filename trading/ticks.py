@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.errors import DataError
+from features.errors import ConfigError, DataError
 
 _DATE_SUFFIX = re.compile(r"_\d{8}$")
 
@@ -57,6 +57,23 @@ def instrument_name(path: Path) -> str:
     """``spot_btcusdt_20240808.gz`` -> ``spot_btcusdt`` (the capture files of one instrument)."""
     stem = path.name.removesuffix(".gz")
     return _DATE_SUFFIX.sub("", stem)
+
+
+def select_capture(path: Path, symbol: str) -> tuple[str, list[Path]]:
+    """The one capture under ``path`` for ``symbol`` (``BTCUSDT`` or a capture name such as
+    ``spot_btcusdt``): its name and files.
+
+    Raises:
+        ConfigError: no capture, or several (e.g. spot and futures), match ``symbol``.
+    """
+    groups = group_tick_files(path)
+    names = [n for n in groups if n == symbol.lower() or n.endswith("_" + symbol.lower())]
+    if len(names) != 1:
+        raise ConfigError(
+            f"--ticks {path}: {len(names)} captures of {symbol} among {sorted(groups)}; "
+            "pass one instrument's .gz file(s), or its capture name as --symbol (e.g. spot_btcusdt)"
+        )
+    return names[0], groups[names[0]]
 
 
 def group_tick_files(path: Path) -> dict[str, list[Path]]:
