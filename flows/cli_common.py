@@ -21,7 +21,7 @@ from rich.console import Console
 
 from features.errors import MmopsError
 from flows.params import Params, load_params
-from flows.settings import Locations, locations
+from flows.settings import Locations, locations, use_home
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="MLOps for ML-driven crypto market making."
@@ -59,20 +59,44 @@ def emit(payload: dict[str, Any], *, as_json: bool, human: str) -> None:
         Console().print(human, highlight=False)
 
 
+# Third-party output a person did not ask for: TensorFlow's C++ start-up lines (CUDA probing, CPU
+# features), MLflow's INFO lines and artifact progress bars, Prefect's per-task console lines (they
+# still reach the Prefect API and its UI). The user's own settings win; --verbose shows it all.
+QUIET_ENVIRONMENT = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_LOGGING_LEVEL": "ERROR",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+}
+QUIET_LOGGERS = {"tensorflow": logging.ERROR, "absl": logging.ERROR, "h5py": logging.WARNING}
+
+
+def prepare_process(*, verbose: bool) -> Locations:
+    """Set up a command's process before any heavy library is imported; returns the locations.
+
+    Third-party state goes under ``MMOPS_HOME`` (:func:`flows.settings.use_home`) and, unless
+    ``verbose``, their noise is off; our own logs go to stderr through rich.
+    """
+    from rich.logging import RichHandler
+
+    where = locations()
+    use_home(where)
+    if not verbose:
+        for key, value in QUIET_ENVIRONMENT.items():
+            os.environ.setdefault(key, value)
+        for name, level in QUIET_LOGGERS.items():
+            logging.getLogger(name).setLevel(level)
+    level = logging.INFO if verbose else logging.WARNING
+    handler = RichHandler(console=err, show_path=False, level=level)  # records propagated from below too
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler])
+    return where
+
+
 @app.callback()
 def main(
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="log INFO to stderr")] = False,
 ) -> None:
-    from rich.logging import RichHandler
-
-    if not verbose:  # keep stderr to what the user asked for; the user's own settings win
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False)],
-    )
+    prepare_process(verbose=verbose)
 
 
 def track(items: Iterable[T], description: str) -> Iterable[T]:

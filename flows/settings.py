@@ -8,6 +8,11 @@ else the repository's). ``MLFLOW_TRACKING_URI`` (default: SQLite ``$MMOPS_HOME/m
 under ``$MMOPS_HOME/mlartifacts``) and ``MMOPS_OPTUNA_STORAGE`` (default: SQLite
 ``$MMOPS_HOME/optuna.db``; any SQLAlchemy URL, e.g. PostgreSQL, for many workers) select the
 tracking server and the study storage.
+
+The libraries mmops runs keep their own state under ``MMOPS_HOME`` too (see
+:meth:`Locations.tool_environment`): Prefect's home and database, Keras's config, matplotlib's
+and ONNX Runtime's caches, BentoML's store. A run writes nothing into the user's home directory,
+and two homes never share a Prefect database.
 """
 
 from __future__ import annotations
@@ -72,6 +77,46 @@ class Locations:
     def gx_root(self) -> Path:
         """Great Expectations project: validation results and Data Docs HTML."""
         return self.reports / "data_quality"
+
+    @property
+    def prefect_home(self) -> Path:
+        """Prefect's profiles and the temporary server's SQLite database (``prefect.db``)."""
+        return self.home / "prefect"
+
+    def tool_environment(self) -> dict[str, str]:
+        """Environment variables that keep third-party state under this home, telemetry off.
+
+        ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` is ours to own: Prefect waits 20 s by
+        default for its temporary server, and a first start (creating and migrating
+        ``prefect.db`` on a loaded 2-core machine) can take longer.
+        """
+        cache = self.home / ".cache"
+        return {
+            "PREFECT_HOME": str(self.prefect_home),
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "XDG_CACHE_HOME": str(cache),  # ONNX Runtime writes a device id there on import
+            "MPLCONFIGDIR": str(cache / "matplotlib"),
+            "KERAS_HOME": str(cache / "keras"),
+            "BENTOML_HOME": str(self.home / "bentoml"),
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "1",
+        }
+
+
+def use_home(where: Locations, *, force: bool = False) -> None:
+    """Point third-party state at ``where`` (before Prefect, MLflow or TensorFlow is imported).
+
+    Args:
+        where: the resolved locations.
+        force: replace variables the user set (tests, for isolation); by default theirs win, so
+            ``PREFECT_HOME`` or ``XDG_CACHE_HOME`` set in the shell still apply.
+    """
+    for key, value in where.tool_environment().items():
+        if force:
+            os.environ[key] = value
+        else:
+            os.environ.setdefault(key, value)
 
 
 def locations() -> Locations:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,18 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Third-party state (Prefect's home and database, caches) in a fresh folder for the session,
+    never in the user's home, set before any test imports Prefect, MLflow or TensorFlow."""
+    from flows.settings import Locations, use_home
+
+    tools_home = Path(tempfile.mkdtemp(prefix="mmops-tests-"))
+    use_home(
+        Locations(home=tools_home, source_data=_source_data(), params_file=REPO / "params.yaml"), force=True
+    )
+    config.add_cleanup(lambda: shutil.rmtree(tools_home, ignore_errors=True))
 
 
 def _source_data() -> Path:
@@ -45,8 +59,9 @@ def btc_bars(source_data: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
-    """One temporary Prefect server for the whole session (each costs 15-20 s to start)."""
+    """One temporary Prefect server for the whole session (each costs 15-20 s to start, more on a
+    first start under load: the limit is generous because a slow start is not a failure)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=300):
         yield
