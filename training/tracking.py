@@ -1,14 +1,17 @@
 """MLflow tracking: experiments, parent/nested runs, the logged model and its lineage.
 
-One of the two modules that import MLflow (the other is :mod:`training.registry`). The logged
-model is an MLflow pyfunc whose artifact is the self-contained mmops artifact directory
+One of the two modules that import MLflow (the other is :mod:`training.registry`; the logged
+model's code, :mod:`training.pyfunc_model`, is a third by MLflow's design). The logged model is
+an MLflow pyfunc (models-from-code) whose artifact is the self-contained mmops artifact directory
 (``model.json`` + framework model + ``model.onnx``): ``mlflow.pyfunc.load_model`` works for
 anyone, and the serving path unwraps it to the ONNX :class:`training.artifact.Predictor`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import subprocess
@@ -134,21 +137,35 @@ def log_signal_model(
     signature = None
     if input_example is not None:
         signature = infer_signature(input_example, np.zeros(len(input_example), dtype=np.float64))
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=MmopsPyfunc(),
-        artifacts={MODEL_ARTIFACT: str(model_dir)},
-        signature=signature,
-        input_example=input_example,
-        registered_model_name=registered_name,
-        pip_requirements=[f"mmops=={_version('mmops')}", f"onnxruntime=={_version('onnxruntime')}"],
-    )
+    with _notices_to_log():  # "Successfully registered model ...": ours to log, not to print
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),  # models-from-code: no pickle
+            artifacts={MODEL_ARTIFACT: str(model_dir)},
+            signature=signature,
+            input_example=input_example,
+            registered_model_name=registered_name,
+            pip_requirements=[f"mmops=={_version('mmops')}", f"onnxruntime=={_version('onnxruntime')}"],
+        )
     version = str(info.registered_model_version)
     client = MlflowClient()
     for key, value in {**tags, "mmops.run_id": run.info.run_id}.items():
         client.set_model_version_tag(registered_name, version, key, str(value))
     logger.info("registered %s version %s", registered_name, version)
     return version
+
+
+@contextmanager
+def _notices_to_log() -> Iterator[None]:
+    """MLflow prints some notices straight to stderr (``eprint``); send them to our log instead."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    finally:
+        for line in captured.getvalue().splitlines():
+            if line.strip():
+                logger.info("mlflow: %s", line)
 
 
 @contextmanager

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -35,8 +37,29 @@ PREDICT_BATCH = 4096
 
 
 @functools.cache
+def _import_tensorflow() -> None:
+    """Import TensorFlow once; in quiet mode (``TF_CPP_MIN_LOG_LEVEL=3``, the CLI's default) with its
+    C++ start-up lines dropped as well. Since TF 2.19 the CUDA probe ("Could not find cuda drivers")
+    logs through absl before TensorFlow reads that variable (tensorflow/tensorflow#100442), so the
+    only way to keep it off a person's screen is to hold stderr during the import."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
+        import tensorflow  # noqa: F401
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@functools.cache
 def _keras_classes() -> tuple[Any, Any]:
     """Import Keras and define (once) the custom layer and the window dataset."""
+    _import_tensorflow()
     import keras
 
     @keras.saving.register_keras_serializable(package="mmops", name="Standardize")
@@ -127,12 +150,12 @@ class LSTMModel(SignalModel):
         self._lookback = value
 
     def _fit(self, X: FloatArray, y: FloatArray, val: tuple[FloatArray, FloatArray] | None) -> None:
+        _, windows_cls = _keras_classes()  # imports TensorFlow first (quietly)
         import keras
         import tensorflow as tf
 
         if self.lookback < 1:
             raise ValueError(f"lookback must be >= 1, got {self.lookback}")
-        _, windows_cls = _keras_classes()
         # Global seeds and deterministic kernels: same seed + data -> same weights.
         keras.utils.set_random_seed(self.random_state)
         tf.config.experimental.enable_op_determinism()
@@ -172,9 +195,9 @@ class LSTMModel(SignalModel):
         return (y - self.y_mean_) / self.y_scale_
 
     def _build(self, X: FloatArray) -> Any:
+        standardize_cls, _ = _keras_classes()
         import keras
 
-        standardize_cls, _ = _keras_classes()
         n_features = X.shape[1]
         inputs = keras.Input((self.lookback, n_features), dtype="float32", name="windows")
         standardize = standardize_cls(name="standardize")
@@ -206,9 +229,9 @@ class LSTMModel(SignalModel):
 
     @classmethod
     def load(cls, path: Path, info: ArtifactInfo) -> Self:
+        _keras_classes()  # registers the custom layer (and imports TensorFlow quietly)
         import keras
 
-        _keras_classes()  # registers the custom layer
         file = path / info.framework_file
         model = cls(**info.params)
         try:
