@@ -48,7 +48,7 @@ def protocol(
     if objective not in (None, "sharpe", "loss"):
         raise ConfigError(f"--objective must be sharpe or loss, not {objective!r}")
     tune = params.tune.model_copy(update={"objective": objective or params.tune.objective})
-    bars = series_bars(where, params, symbol, interval, venue)
+    bars = series_bars(where, params, symbol=symbol, interval=interval, venue=venue)
     try:
         base = prepare_job(bars, family=names[0], task=task_names[0], features=params.features,  # type: ignore[arg-type]
                            split=params.split, tune=tune, models=params.models, quote=params.quote,

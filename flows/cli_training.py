@@ -66,8 +66,10 @@ def tune(
     where, params = context()
     if model not in ("rf", "sgd", "lstm"):
         raise ConfigError(f"--model must be rf, sgd or lstm, not {model!r}")
-    bars = series_bars(where, params, symbol, interval, venue)
-    candidate = run_family(where, params, bars, model, resolve_task(params, task), trials, timeout)
+    bars = series_bars(where, params, symbol=symbol, interval=interval, venue=venue)
+    candidate = run_family(
+        where, params, bars, family=model, task=resolve_task(params, task), trials=trials, timeout=timeout
+    )
     from training.config import registered_name
 
     register_candidate(candidate, bars)
@@ -99,9 +101,12 @@ def train(
 
     where, params = context()
     names = families.split(",") if families else list(params.tune.families)
-    bars = series_bars(where, params, symbol, interval, venue)
+    bars = series_bars(where, params, symbol=symbol, interval=interval, venue=venue)
     chosen_task = resolve_task(params, task)
-    candidates = [run_family(where, params, bars, f.strip(), chosen_task, trials, timeout) for f in names]
+    candidates = [
+        run_family(where, params, bars, family=f.strip(), task=chosen_task, trials=trials, timeout=timeout)
+        for f in names
+    ]
     best = choose(candidates, params.tune.objective)
     register_candidate(best, bars)
     result = _result(

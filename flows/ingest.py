@@ -13,6 +13,7 @@ from prefect import flow, task
 
 from features.config import DatasetConfig
 from features.pipeline import build_features, ingest_source
+from features.progress import report
 from flows.params import Params, load_params
 from flows.settings import Locations, locations
 
@@ -21,17 +22,36 @@ from flows.settings import Locations, locations
 def ingest_dataset(
     dataset: DatasetConfig, where: Locations, params: Params, source_root: Path
 ) -> dict[str, Any]:
-    return ingest_source(
-        dataset.source, source_root / dataset.path, store_root=where.bars, quarantine_root=where.quarantine,
-        gx_root=where.gx_root, validation=params.validation, now=pd.Timestamp.now(tz="UTC"), symbol=dataset.symbol,
-        interval=dataset.interval, venue=dataset.venue, preset=dataset.preset,
-    )  # fmt: skip
+    result = ingest_source(
+        dataset.source,
+        source_root / dataset.path,
+        store_root=where.bars,
+        quarantine_root=where.quarantine,
+        gx_root=where.gx_root,
+        validation=params.validation,
+        now=pd.Timestamp.now(tz="UTC"),
+        symbol=dataset.symbol,
+        interval=dataset.interval,
+        venue=dataset.venue,
+        preset=dataset.preset,
+    )
+    for s in result["series"]:
+        report("ingest + validate", detail=f"{s['series']}: {s['rows_total']:,} bars, {s['gap_count']} gaps")
+    return result
 
 
 @task
 def features_for(dataset: DatasetConfig, where: Locations, params: Params) -> dict[str, Any]:
-    return build_features(where.bars, features_root=where.features, config=params.features, venue=dataset.venue,
-                          symbol=dataset.symbol, interval=dataset.interval)  # fmt: skip
+    built = build_features(
+        where.bars,
+        features_root=where.features,
+        config=params.features,
+        venue=dataset.venue,
+        symbol=dataset.symbol,
+        interval=dataset.interval,
+    )
+    report("features", detail=f"{built['series']}: {built['rows']:,} rows x {built['columns']} columns")
+    return built
 
 
 @flow(name="ingest", log_prints=True)

@@ -12,10 +12,12 @@ from typing import Any
 
 from prefect import flow, task
 
+from features.progress import report
 from flows.ingest import features_for, ingest_dataset
 from flows.params import Params, load_params
 from flows.settings import Locations, locations
 from flows.training_steps import (
+    evaluator_for,
     model_name,
     open_registry,
     register_candidate,
@@ -31,36 +33,41 @@ def tune_family(
     where: Locations, params: Params, family: str, task_name: str, trials: int | None
 ) -> Candidate:
     """Walk-forward tuning, refit, evaluation on the hold-outs, logged to MLflow (not registered)."""
-    bars = series_bars(where, params, None, None, None)
-    return run_family(where, params, bars, family, task_name, trials, None)
+    bars = series_bars(where, params)
+    return run_family(where, params, bars, family=family, task=task_name, trials=trials)
 
 
 @task(retries=2, retry_delay_seconds=10)  # the registry is a server in production
 def register_best(where: Locations, params: Params, candidates: list[Candidate]) -> dict[str, Any]:
     best = choose(candidates, params.tune.objective)
-    register_candidate(best, series_bars(where, params, None, None, None))
-    return {
-        "version": best.version,
-        "chosen": best.summary(),
-        "candidates": [c.summary() for c in candidates],
-    }
+    version = register_candidate(best, series_bars(where, params))
+    report("register", detail=f"{best.family} {best.task} as {model_name(params, None)} version {version}")
+    return {"version": version, "chosen": best.summary(), "candidates": [c.summary() for c in candidates]}
 
 
 @task(retries=2, retry_delay_seconds=10)
 def gate_version(where: Locations, params: Params, version: str) -> dict[str, Any]:
     """The metric gate and head-to-head; a pass sets @challenger. Only a human approval (or the
     opt-in auto-approve policy) makes it champion, so a failed gate is a verdict, not an error."""
-    from flows.training_steps import evaluator_for
-
-    outcome = open_registry(where).gate(model_name(params, None), version, config=params.gate,
-                                        evaluate=evaluator_for(where, params, params.gate.window))  # fmt: skip
-    return {"version": version, "passed": outcome.verdict.passed, "report": str(outcome.report),
-            "checks": [c.describe() for c in outcome.verdict.checks]}  # fmt: skip
+    evaluate = evaluator_for(where, params, params.gate.window)
+    outcome = open_registry(where).gate(
+        model_name(params, None), version, config=params.gate, evaluate=evaluate
+    )
+    verdict = outcome.verdict
+    report("gate", detail=f"version {version} {'passed' if verdict.passed else 'failed'}")
+    return {
+        "version": version,
+        "passed": verdict.passed,
+        "report": str(outcome.report),
+        "checks": [c.describe() for c in verdict.checks],
+        "failed": [c.sentence() for c in verdict.failed],
+    }
 
 
 @flow(name="retrain", log_prints=True)
-def retrain_flow(families: list[str] | None = None, trials: int | None = None,
-                 task_name: str | None = None) -> dict[str, Any]:  # fmt: skip
+def retrain_flow(
+    families: list[str] | None = None, trials: int | None = None, task_name: str | None = None
+) -> dict[str, Any]:
     """Tune every family on the primary series and register the best as a new version."""
     where = locations()
     params = load_params(where.params_file)
@@ -73,8 +80,9 @@ def retrain_flow(families: list[str] | None = None, trials: int | None = None,
 
 
 @flow(name="nightly", log_prints=True)
-def nightly_flow(source_root: str | None = None, families: list[str] | None = None,
-                 trials: int | None = None) -> dict[str, Any]:  # fmt: skip
+def nightly_flow(
+    source_root: str | None = None, families: list[str] | None = None, trials: int | None = None
+) -> dict[str, Any]:
     """The nightly retrain end to end: fresh data in, a new registered version out."""
     where = locations()
     params = load_params(where.params_file)

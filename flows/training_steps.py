@@ -21,8 +21,14 @@ if TYPE_CHECKING:
     from training.registry import Registry
 
 
-def series_bars(where: Locations, params: Params, symbol: str | None, interval: str | None,
-                venue: str | None) -> pd.DataFrame:  # fmt: skip
+def series_bars(
+    where: Locations,
+    params: Params,
+    *,
+    symbol: str | None = None,
+    interval: str | None = None,
+    venue: str | None = None,
+) -> pd.DataFrame:
     """Bars of the requested series; by default the first dataset of params.yaml (the primary)."""
     from features.pipeline import resolve_venue
     from features.schema import normalize_interval, normalize_symbol
@@ -81,8 +87,16 @@ def resolve_task(params: Params, task: str | None) -> Any:
     return chosen
 
 
-def run_family(where: Locations, params: Params, bars: pd.DataFrame, family: str, task: Any,
-               trials: int | None, timeout: float | None) -> Candidate:  # fmt: skip
+def run_family(
+    where: Locations,
+    params: Params,
+    bars: pd.DataFrame,
+    *,
+    family: str,
+    task: Any,
+    trials: int | None = None,
+    timeout: float | None = None,
+) -> Candidate:
     from training.pipeline import prepare_job, tune_and_log
 
     try:
@@ -111,8 +125,13 @@ def evaluate_uri(where: Locations, params: Params, model_uri: str, *, window: st
 
             bars = read_validated(data, config=params.validation, now=pd.Timestamp.now(tz="UTC"))
         else:
-            bars = series_bars(where, params, tags.get("mmops.symbol"), tags.get("mmops.interval"),
-                               tags.get("mmops.venue"))  # fmt: skip
+            bars = series_bars(
+                where,
+                params,
+                symbol=tags.get("mmops.symbol"),
+                interval=tags.get("mmops.interval"),
+                venue=tags.get("mmops.venue"),
+            )
         return evaluate_artifact(model_dir, bars, window=window, features=params.features, split=params.split,
                                  quote=params.quote, risk=params.risk, backtest=params.backtest,
                                  evaluate=params.evaluate)  # fmt: skip

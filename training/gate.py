@@ -69,6 +69,7 @@ class GateCheck:
     passed: bool
     skipped: bool = False
     note: str = ""
+    label: str = ""  # the check in words for people, e.g. "forward Sharpe of the model's quoter"
 
     @property
     def margin(self) -> float | None:
@@ -82,6 +83,17 @@ class GateCheck:
         state = "skipped" if self.skipped else ("pass" if self.passed else "FAIL")
         note = f" ({self.note})" if self.note else ""
         return f"{self.name}: {shown} {self.comparator} {self.threshold:.6g} -> {state}{note}"
+
+    def sentence(self) -> str:
+        """The check in words with its numbers, e.g. ``forward Sharpe ... -19.41 is below the minimum 0``."""
+        what = self.label or self.name
+        if self.skipped:
+            return f"{what}: not checked ({self.note})"
+        if self.value is None:
+            return f"{what}: {self.note or 'missing'}"
+        bound, short = ("minimum", "is below") if self.comparator == ">=" else ("maximum", "is above")
+        relation = "meets" if self.passed else short
+        return f"{what} {self.value:.4g} {relation} the {bound} {self.threshold:.4g}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,16 +118,23 @@ class GateVerdict:
 
 
 def _check(
-    name: str, value: float | None, threshold: float, comparator: Comparator, *, note: str = ""
+    name: str,
+    value: float | None,
+    threshold: float,
+    comparator: Comparator,
+    *,
+    note: str = "",
+    label: str = "",
 ) -> GateCheck:
     if value is None:
-        return GateCheck(name, None, threshold, comparator, passed=False, note=note or "metric not logged")
+        note = note or "metric not logged"
+        return GateCheck(name, None, threshold, comparator, passed=False, note=note, label=label)
     ok = value >= threshold if comparator == ">=" else value <= threshold
-    return GateCheck(name, float(value), threshold, comparator, passed=ok, note=note)
+    return GateCheck(name, float(value), threshold, comparator, passed=ok, note=note, label=label)
 
 
-def _skip(name: str, threshold: float, comparator: Comparator, note: str) -> GateCheck:
-    return GateCheck(name, None, threshold, comparator, passed=True, skipped=True, note=note)
+def _skip(name: str, threshold: float, comparator: Comparator, note: str, *, label: str = "") -> GateCheck:
+    return GateCheck(name, None, threshold, comparator, passed=True, skipped=True, note=note, label=label)
 
 
 def threshold_checks(metrics: Mapping[str, float], *, task: str, config: GateConfig) -> list[GateCheck]:
@@ -127,22 +146,47 @@ def threshold_checks(metrics: Mapping[str, float], *, task: str, config: GateCon
         return None if value is None else float(value)
 
     checks = [
-        _check(f"{w}_sharpe", get("sharpe"), config.min_sharpe, ">="),
-        _check(f"{w}_max_drawdown_pct", get("max_drawdown_pct"), config.max_drawdown_pct, "<="),
         _check(
-            f"{w}_sharpe_diff (model - A-S quoter)", get("sharpe_diff"), config.min_sharpe_over_quoter, ">="
+            f"{w}_sharpe",
+            get("sharpe"),
+            config.min_sharpe,
+            ">=",
+            label=f"{w} Sharpe (365 d) of the model's quoter",
         ),
-        _check(f"{w}_n_trades", get("n_trades"), float(config.min_trades), ">="),
+        _check(
+            f"{w}_max_drawdown_pct",
+            get("max_drawdown_pct"),
+            config.max_drawdown_pct,
+            "<=",
+            label=f"{w} max drawdown, % of peak",
+        ),
+        _check(
+            f"{w}_sharpe_diff (model - A-S quoter)",
+            get("sharpe_diff"),
+            config.min_sharpe_over_quoter,
+            ">=",
+            label=f"{w} Sharpe over the model-free A-S quoter",
+        ),
+        _check(f"{w}_n_trades", get("n_trades"), float(config.min_trades), ">=", label=f"{w} fills"),
     ]
     if config.require_ci_over_quoter:
-        checks.append(_check(f"{w}_sharpe_diff_lo (95% CI)", get("sharpe_diff_lo"), 0.0, ">="))
+        checks.append(
+            _check(
+                f"{w}_sharpe_diff_lo (95% CI)",
+                get("sharpe_diff_lo"),
+                0.0,
+                ">=",
+                label=f"{w} lower 95% bound of the Sharpe over the A-S quoter",
+            )
+        )
     for key, limit in (("mae", config.max_mae), ("rmse", config.max_rmse)):
         if limit is None:
             continue
+        label = f"{w} {key.upper()} of the forward log return"
         if task != "regressor":
-            checks.append(_skip(f"{w}_{key}", limit, "<=", f"not checked for a {task}"))
+            checks.append(_skip(f"{w}_{key}", limit, "<=", f"not checked for a {task}", label=label))
         else:
-            checks.append(_check(f"{w}_{key}", get(key), limit, "<="))
+            checks.append(_check(f"{w}_{key}", get(key), limit, "<=", label=label))
     return checks
 
 
@@ -151,12 +195,14 @@ def head_to_head_check(
 ) -> GateCheck:
     """Candidate vs champion Sharpe, both evaluated on the same windows by the same evaluator."""
     name = "head-to-head sharpe (candidate - champion)"
+    label = "Sharpe over the champion on the same window"
+    limit = config.min_sharpe_over_champion
     if champion is None:
-        return _skip(name, config.min_sharpe_over_champion, ">=", "no champion yet")
+        return _skip(name, limit, ">=", "no champion yet", label=label)
     if "sharpe" not in candidate or "sharpe" not in champion:
-        return _check(name, None, config.min_sharpe_over_champion, ">=", note="evaluator returned no sharpe")
+        return _check(name, None, limit, ">=", note="evaluator returned no sharpe", label=label)
     diff = float(candidate["sharpe"]) - float(champion["sharpe"])
-    return _check(name, diff, config.min_sharpe_over_champion, ">=")
+    return _check(name, diff, limit, ">=", label=label)
 
 
 def judge(

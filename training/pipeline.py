@@ -21,6 +21,7 @@ import pandas as pd
 
 from features.config import FeaturesConfig
 from features.errors import DataError
+from features.progress import report
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig
 from training import plots, tracking
 from training.config import EvaluateConfig, ModelsConfig, SplitConfig, Task, TuneConfig, registered_name
@@ -31,6 +32,25 @@ from training.tune import TuneJob, best_params, fit_window, open_study, run_tria
 
 logger = logging.getLogger(__name__)
 WINDOWS = ("backtest", "forward")
+# What a candidate's summary (the flow's result, the demo's table, DVC metrics) carries per window:
+# forecast errors, the model quoter, the model-free A-S quoter (as_) and buy-and-hold (bh_).
+SUMMARY_METRICS = (
+    "mae",
+    "rmse",
+    "accuracy",
+    "sharpe",
+    "pnl_pct",
+    "max_drawdown_pct",
+    "as_sharpe",
+    "as_pnl_pct",
+    "bh_sharpe",
+    "bh_pnl_pct",
+    "sharpe_diff",
+    "sharpe_diff_lo",
+    "sharpe_diff_hi",
+    "n_trades",
+    "as_n_trades",
+)
 
 
 @dataclass(frozen=True)
@@ -73,14 +93,18 @@ class Candidate:
         return -self.metrics.get(key, math.nan)
 
     def summary(self) -> dict[str, Any]:
-        keys = [f"{w}_{m}" for w in WINDOWS for m in ("mae", "rmse", "accuracy", "sharpe", "pnl_pct", "as_sharpe",
-                                                      "sharpe_diff", "sharpe_diff_lo", "sharpe_diff_hi", "n_trades")]  # fmt: skip
+        keys = [f"{w}_{m}" for w in WINDOWS for m in SUMMARY_METRICS]
         return {
-            "family": self.family, "task": self.task, "study": self.study, "run_id": self.run_id,
-            "trials": self.trials, "best_value": self.best_value, "best_params": self.best_params,
+            "family": self.family,
+            "task": self.task,
+            "study": self.study,
+            "run_id": self.run_id,
+            "trials": self.trials,
+            "best_value": self.best_value,
+            "best_params": self.best_params,
             "registered_version": self.version,
             "metrics": {k: self.metrics[k] for k in keys if k in self.metrics},
-        }  # fmt: skip
+        }
 
 
 class _FastRows:
@@ -115,11 +139,21 @@ def tune_and_log(job: TuneJob, settings: TrackingSettings, *, trials: int, timeo
             **tracking.lineage_tags(repo=settings.repo, params_doc=settings.params_doc,
                                     data_hash=settings.dvc_data_hash)}  # fmt: skip
     with tracking.parent_run(experiment, run_name=name, tags=tags) as parent_id:
+        finished = 0
 
         def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            tracking.log_trial(parent_id, experiment_id=experiment, number=trial.number, params=trial.params,
-                               fold_scores=list(trial.user_attrs.get("fold_scores", [])),
-                               value=trial.value, state=trial.state.name)  # fmt: skip
+            nonlocal finished
+            finished += 1
+            tracking.log_trial(
+                parent_id,
+                experiment_id=experiment,
+                number=trial.number,
+                params=trial.params,
+                fold_scores=list(trial.user_attrs.get("fold_scores", [])),
+                value=trial.value,
+                state=trial.state.name,
+            )
+            report(f"tune {job.family}", done=finished, total=trials, detail=_trial_detail(study, trial))
 
         run_trials(study, job, trials=trials, timeout_s=timeout_s, on_trial=on_trial)
         params = best_params(study)
@@ -144,6 +178,15 @@ def tune_and_log(job: TuneJob, settings: TrackingSettings, *, trials: int, timeo
                      best_value=float(study.best_value),
                      equity={w: r.equity for w, r in reports.items()},
                      input_example=pd.DataFrame(ds.X[-5:], columns=list(ds.feature_names)))  # fmt: skip
+
+
+def _trial_detail(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
+    value = "pruned" if trial.value is None else f"{trial.value:.3g}"
+    try:
+        best = f"{study.best_value:.3g}"
+    except ValueError:  # no completed trial yet
+        best = "none yet"
+    return f"trial {trial.number}: {value}, best {best}"
 
 
 def write_outputs(candidate: Candidate, out_dir: Path) -> dict[str, Path]:

@@ -113,6 +113,8 @@ def open_study(storage_url: str, name: str, *, maximize: bool, config: TuneConfi
     """Create or resume a study in an RDB storage (SQLite waits for locks rather than failing)."""
     from training.tracking import sqlite_init_lock
 
+    # Optuna's per-study and per-trial INFO lines give way to our progress reports (features.progress)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     engine_kwargs: dict[str, Any] = {}
     if storage_url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 120}}
@@ -139,7 +141,6 @@ def run_trials(
     Exceptions inside a trial other than pruning fail the trial and propagate: a broken model or
     bad data must stop the run, not be averaged away.
     """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     callbacks = [on_trial] if on_trial else None
     study.optimize(make_objective(job), n_trials=trials, timeout=timeout_s, callbacks=callbacks,
                    catch=(), gc_after_trial=True)  # fmt: skip
