@@ -1,29 +1,135 @@
-"""``make demo``: the nightly pipeline end to end on the shipped real data, then where to look."""
+"""``make demo``: the nightly pipeline end to end on the shipped real data, then a one-screen summary.
+
+Progress shows one line (or bar) per step; the full result goes to ``reports/demo/nightly.json``
+and the summary says where to look next, with real paths.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
+import time
+from pathlib import Path
+from typing import Any
 
-from flows.retrain import nightly_flow
-from flows.settings import locations
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from features.errors import MmopsError
+from flows.cli_common import prepare_process
+from flows.progress_view import show_progress
+from flows.settings import Locations
+
+# (column title, metric suffix): the model's quoter, the model-free A-S quoter, buy-and-hold.
+COLUMNS = (
+    ("model PnL %", "pnl_pct"),
+    ("Sharpe", "sharpe"),
+    ("A-S PnL %", "as_pnl_pct"),
+    ("A-S Sharpe", "as_sharpe"),
+    ("B&H PnL %", "bh_pnl_pct"),
+    ("B&H Sharpe", "bh_sharpe"),
+    ("fills", "n_trades"),
+)
 
 
 def main() -> int:
-    where = locations()
+    started = time.monotonic()
+    where = prepare_process(verbose=False)
+    out = Console(highlight=False, width=None if sys.stdout.isatty() else 100)  # a log file has no width
     if not where.source_data.is_dir():
-        sys.stderr.write(f"error: no source data at {where.source_data}; set MMOPS_SOURCE_DATA\n")
+        out.print(f"error: no source data at {where.source_data}; set MMOPS_SOURCE_DATA", style="red")
         return 1
-    result = nightly_flow()
-    print(json.dumps(result, indent=1, default=str))
-    print(
-        f"\nDone. Validated bars: {where.bars}\nFeatures: {where.features}\n"
-        f"Data Docs: {where.gx_root}/gx/uncommitted/data_docs/local_site/index.html\n"
-        f"MLflow: {where.tracking_uri} (`.venv/bin/mlflow ui --backend-store-uri {where.tracking_uri}`)\n"
-        f"Optuna studies: {where.optuna_storage}\n"
-        "Next: `.venv/bin/mmops registry status`, `mmops gate --version N`, `mmops approve ...`, `mmops serve`."
-    )
+    out.print(f"mmops demo: the nightly pipeline on {where.source_data} (MMOPS_HOME={where.home})")
+    if not os.environ.get("PREFECT_API_URL"):
+        out.print(f"Starting a temporary Prefect server (database {where.prefect_home / 'prefect.db'})")
+    from flows.retrain import nightly_flow  # after prepare_process: Prefect reads its settings on import
+
+    try:
+        with show_progress(out):
+            result = nightly_flow()
+    except MmopsError as exc:
+        out.print(f"error: {exc}", style="red", soft_wrap=True)
+        return 1
+    saved = where.reports / "demo" / "nightly.json"
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(result, indent=1, default=str))
+    summarize(out, where, result["trained"], saved=saved)
+    minutes, seconds = divmod(round(time.monotonic() - started), 60)
+    out.print(f"\nThe demo took {minutes} min {seconds:02d} s.")
     return 0
+
+
+def summarize(out: Console, where: Locations, trained: dict[str, Any], *, saved: Path) -> None:
+    """The families side by side, the registered version, the gate verdict and what to run next."""
+    chosen = trained["chosen"]
+    table = Table(
+        title=f"Candidates ({chosen['task']}), quoters net of fees; chosen on the backtest window",
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+        padding=(0, 1),
+        pad_edge=False,
+    )
+    table.add_column("family")
+    table.add_column("window")
+    for title, _ in COLUMNS:
+        table.add_column(title, justify="right")
+    for candidate in trained["candidates"]:
+        mark = " *" if candidate["family"] == chosen["family"] else ""
+        for window in ("backtest", "forward"):
+            metrics = candidate["metrics"]
+            cells = [_number(metrics.get(f"{window}_{key}")) for _, key in COLUMNS]
+            name = f"{candidate['family']}{mark}" if window == "backtest" else ""
+            table.add_row(name, window, *cells)
+    out.print()
+    out.print(table)
+    gate = trained["gate"]
+    bin_dir = Path(sys.executable).parent
+    out.print(
+        f"Registered: version {trained['version']} ({chosen['family']} {chosen['task']}, "
+        f"{chosen['trials']} trials in its study)"
+    )
+    if gate["passed"]:
+        out.print(f"Gate: [green]passed[/green]; version {gate['version']} is @challenger")
+    else:
+        out.print(f"Gate: [red]refused[/red] version {gate['version']}:")
+        for reason in gate["failed"]:
+            out.print(f"  - {reason}")
+    out.print("\nNext:")
+    for command, why in _next_steps(where, gate, bin_dir):
+        out.print(f"  {command}\n      {why}", soft_wrap=True)
+    out.print(f"Full result: {saved}")
+
+
+def _next_steps(where: Locations, gate: dict[str, Any], bin_dir: Path) -> list[tuple[str, str]]:
+    mmops = bin_dir / "mmops"
+    docs = where.gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    steps = [
+        (f"{bin_dir / 'mlflow'} ui --backend-store-uri {where.tracking_uri}", "studies, trials, artifacts"),
+        (str(docs), "Great Expectations Data Docs (open in a browser)"),
+        (gate["report"], "the gate report"),
+        (f"{mmops} registry status", "versions, aliases, verdicts"),
+    ]
+    version = gate["version"]
+    if gate["passed"]:
+        steps.append((f'{mmops} approve --version {version} --by "$USER" --reason "..."', "make it champion"))
+    else:
+        steps.append(
+            (
+                f"MMOPS_PARAMS=my-params.yaml {mmops} gate --version {version}",
+                "to try approve and serve anyway: gate again with lower `gate` thresholds",
+            )
+        )
+    steps.append((f"{mmops} serve --port 3000", "serve @champion over HTTP (once one is approved)"))
+    return steps
+
+
+def _number(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.2f}"
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -74,7 +75,7 @@ def run_json(runner: CliRunner, *args: str) -> dict[str, Any]:
 
 @pytest.mark.e2e
 def test_train_leaves_study_runs_artifacts_and_a_registered_version(
-    mmops: CliRunner, train_home: Path
+    mmops: CliRunner, train_home: Path, tmp_path: Path
 ) -> None:
     import mlflow
     import optuna
@@ -106,6 +107,23 @@ def test_train_leaves_study_runs_artifacts_and_a_registered_version(
     for tag in ("lineage.git_commit", "lineage.dvc_data_hash", "lineage.params_hash", "lineage.packages",
                 "lineage.bars_hash", "mmops.family", "mmops.task", "mmops.symbol"):  # fmt: skip
         assert version.tags.get(tag), tag
+    # Models-from-code: the logged model is source plus the artifact directory, nothing to unpickle,
+    # and mlflow.pyfunc gives the same signals as the ONNX Predictor that serving runs.
+    from training.artifact import load_predictor
+    from training.tracking import download_model
+
+    model_dir, _ = download_model("models:/mmops-BTCUSDT-1m/1", dest=tmp_path)
+    logged = model_dir.parents[1]
+    flavor = yaml.safe_load((logged / "MLmodel").read_text())["flavors"]["python_function"]
+    assert flavor.get("model_code_path") and not list(logged.rglob("*.pkl"))
+    predictor = load_predictor(model_dir)
+    names = list(predictor.info.feature_names)
+    rows = np.random.default_rng(5).standard_normal((20, len(names))).astype(np.float32)
+    frame = pd.DataFrame(rows, columns=names)  # the signature is float32, as the model takes
+    np.testing.assert_array_equal(
+        mlflow.pyfunc.load_model("models:/mmops-BTCUSDT-1m/1").predict(frame),
+        predictor.predict_frame(rows),
+    )
     chosen = client.get_run(version.run_id)
     for metric in (
         "backtest_sharpe",

@@ -122,3 +122,18 @@ def test_audit_log_concurrent_appends_lose_nothing(tmp_path: Path) -> None:
         t.join()
     entries = [json.loads(line) for line in log.path.read_text().splitlines()]
     assert [e["seq"] for e in entries] == list(range(1, 81))
+
+
+def test_each_check_reads_as_a_sentence_with_its_numbers() -> None:
+    v = verdict({**GOOD, "forward_sharpe": -19.4057, "forward_max_drawdown_pct": 6.5})
+    assert [c.sentence() for c in v.failed] == [
+        "forward Sharpe (365 d) of the model's quoter -19.41 is below the minimum 0",
+        "forward max drawdown, % of peak 6.5 is above the maximum 5",
+    ]
+    passed = {c.name: c.sentence() for c in v.checks}
+    assert passed["forward_n_trades"] == "forward fills 50 meets the minimum 10"
+    assert passed["head-to-head sharpe (candidate - champion)"] == (
+        "Sharpe over the champion on the same window: not checked (no champion yet)"
+    )
+    missing = verdict({k: x for k, x in GOOD.items() if k != "forward_n_trades"})
+    assert missing.failed[0].sentence() == "forward fills: metric not logged"

@@ -1,0 +1,90 @@
+"""What ``make demo`` shows a person: progress per step, and a one-screen summary."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from features.progress import report
+from flows.demo import summarize
+from flows.progress_view import show_progress
+from flows.settings import Locations
+
+
+def _candidate(family: str, sharpe: float) -> dict[str, Any]:
+    metrics = {}
+    for window in ("backtest", "forward"):
+        metrics |= {
+            f"{window}_pnl_pct": -0.5,
+            f"{window}_sharpe": sharpe,
+            f"{window}_as_pnl_pct": -0.9,
+            f"{window}_as_sharpe": -83.0,
+            f"{window}_bh_pnl_pct": 4.2,
+            f"{window}_bh_sharpe": 5.4,
+            f"{window}_n_trades": 3013.0,
+        }
+    return {"family": family, "task": "regressor", "trials": 8, "metrics": metrics}
+
+
+def _trained(*, passed: bool) -> dict[str, Any]:
+    candidates = [_candidate("rf", -30.9), _candidate("sgd", -19.4), _candidate("lstm", -16.0)]
+    return {
+        "version": "1",
+        "chosen": candidates[1],
+        "candidates": candidates,
+        "gate": {
+            "version": "1",
+            "passed": passed,
+            "report": "/h/reports/gate/mmops-BTCUSDT-1m/v1/gate_report.md",
+            "failed": []
+            if passed
+            else ["forward Sharpe (365 d) of the model's quoter -19.41 is below the minimum 0"],
+        },
+    }
+
+
+def _render(trained: dict[str, Any], tmp_path: Path) -> list[str]:
+    console = Console(width=100, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    where = Locations(home=tmp_path, source_data=tmp_path, params_file=tmp_path / "params.yaml")
+    summarize(console, where, trained, saved=tmp_path / "reports" / "demo" / "nightly.json")
+    return console.export_text().splitlines()
+
+
+def test_summary_fits_one_screen_and_says_why_the_gate_refused(tmp_path: Path) -> None:
+    lines = _render(_trained(passed=False), tmp_path)
+    assert len(lines) <= 40  # one screen
+    # lines without a path fit 100 columns (a command with its real path may be longer: no wrap)
+    assert all(
+        len(line.rstrip()) <= 100 for line in lines if str(tmp_path) not in line and "/bin/" not in line
+    )
+    rows = [line.split() for line in lines if line.strip().startswith(("rf", "sgd", "lstm"))]
+    assert [r[0] for r in rows] == ["rf", "sgd", "lstm"] and rows[1][1] == "*"  # the chosen family
+    assert "-19.40" in next(line for line in lines if line.startswith(" sgd"))
+    text = "\n".join(lines)
+    assert "Gate: refused version 1:" in text
+    assert "  - forward Sharpe (365 d) of the model's quoter -19.41 is below the minimum 0" in text
+    assert f"--backend-store-uri sqlite:///{tmp_path / 'mlflow.db'}" in text  # real paths, this home
+    assert "gate --version 1" in text and "approve --version" not in text  # nothing to approve yet
+    assert f"Full result: {tmp_path / 'reports' / 'demo' / 'nightly.json'}" in text
+
+
+def test_a_passed_gate_points_at_the_approval(tmp_path: Path) -> None:
+    text = "\n".join(_render(_trained(passed=True), tmp_path))
+    assert "Gate: passed; version 1 is @challenger" in text
+    assert 'approve --version 1 --by "$USER"' in text
+
+
+def test_progress_prints_a_line_per_step_off_a_terminal(tmp_path: Path) -> None:
+    console = Console(width=100, record=True, file=open("/dev/null", "w"), force_terminal=False)  # noqa: SIM115
+    with show_progress(console):
+        report("ingest + validate", detail="binance:BTCUSDT:1m: 87,840 bars, 0 gaps")
+        report("tune rf", done=1, total=8, detail="trial 0: -29.1, best -29.1")
+        logging.getLogger("mmops.progress").info("a record without a Progress is not shown")
+    report("gate", detail="after the block: not shown")
+    lines = console.export_text().splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith("ingest + validate      binance:BTCUSDT:1m: 87,840 bars, 0 gaps")
+    assert "tune rf 1/8" in lines[1] and lines[1].endswith("trial 0: -29.1, best -29.1")
