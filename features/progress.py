@@ -28,4 +28,9 @@ def report(step: str, *, done: int = 1, total: int | None = None, detail: str = 
     """Log a progress record for ``step`` (INFO on ``mmops.progress``)."""
     event = Progress(step=step, done=done, total=total, detail=detail)
     counted = f" {done}/{total}" if total else ""
-    logging.getLogger(PROGRESS_LOGGER).info("%s%s %s", step, counted, detail, extra={"progress": event})
+    logger = logging.getLogger(PROGRESS_LOGGER)
+    if logger.level == logging.NOTSET:
+        # Progress is INFO wherever it is handled (a Prefect worker's extra loggers get handlers but
+        # keep the root's WARNING level); consoles decide by their own handler level.
+        logger.setLevel(logging.INFO)
+    logger.info("%s%s %s", step, counted, detail, extra={"progress": event})

@@ -8,6 +8,7 @@ commands start fast.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -103,6 +104,13 @@ def track(items: Iterable[T], description: str) -> Iterable[T]:
     from rich.progress import track
 
     return track(list(items), description=description, console=err)
+
+
+def progress_shown(*, as_json: bool) -> contextlib.AbstractContextManager[None]:
+    """Progress lines or bars on stderr for long commands (tune, train); none with ``--json``."""
+    from flows.progress_view import show_progress
+
+    return contextlib.nullcontext() if as_json else show_progress(err)
 
 
 def no_progress(items: Iterable[T], _description: str) -> Iterable[T]:

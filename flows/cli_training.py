@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from features.errors import ConfigError
-from flows.cli_common import IntervalOpt, JsonOpt, SymbolOpt, VenueOpt, app, context, emit, reported
+from flows.cli_common import (
+    IntervalOpt,
+    JsonOpt,
+    SymbolOpt,
+    VenueOpt,
+    app,
+    context,
+    emit,
+    progress_shown,
+    reported,
+)
 from flows.training_steps import (
     evaluate_uri,
     register_candidate,
@@ -67,9 +77,10 @@ def tune(
     if model not in ("rf", "sgd", "lstm"):
         raise ConfigError(f"--model must be rf, sgd or lstm, not {model!r}")
     bars = series_bars(where, params, symbol=symbol, interval=interval, venue=venue)
-    candidate = run_family(
-        where, params, bars, family=model, task=resolve_task(params, task), trials=trials, timeout=timeout
-    )
+    with progress_shown(as_json=as_json):
+        candidate = run_family(
+            where, params, bars, family=model, task=resolve_task(params, task), trials=trials, timeout=timeout
+        )
     from training.config import registered_name
 
     register_candidate(candidate, bars)
@@ -103,10 +114,13 @@ def train(
     names = families.split(",") if families else list(params.tune.families)
     bars = series_bars(where, params, symbol=symbol, interval=interval, venue=venue)
     chosen_task = resolve_task(params, task)
-    candidates = [
-        run_family(where, params, bars, family=f.strip(), task=chosen_task, trials=trials, timeout=timeout)
-        for f in names
-    ]
+    with progress_shown(as_json=as_json):
+        candidates = [
+            run_family(
+                where, params, bars, family=f.strip(), task=chosen_task, trials=trials, timeout=timeout
+            )
+            for f in names
+        ]
     best = choose(candidates, params.tune.objective)
     register_candidate(best, bars)
     result = _result(

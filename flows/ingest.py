@@ -15,7 +15,7 @@ from features.config import DatasetConfig
 from features.pipeline import build_features, ingest_source
 from features.progress import report
 from flows.params import Params, load_params
-from flows.settings import Locations, locations
+from flows.settings import Locations, locations, use_home
 
 
 @task(retries=2, retry_delay_seconds=10)  # reads files or a venue: the outside world
@@ -58,6 +58,7 @@ def features_for(dataset: DatasetConfig, where: Locations, params: Params) -> di
 def ingest_flow(source_root: str | None = None) -> list[dict[str, Any]]:
     """Ingest and validate every dataset in ``params.yaml``; a failing batch fails the flow."""
     where = locations()
+    use_home(where)  # run by a worker: the libraries' own state under MMOPS_HOME too
     params = load_params(where.params_file)
     root = Path(source_root) if source_root else where.source_data
     return [ingest_dataset(d, where, params, root) for d in params.data.datasets]
@@ -67,5 +68,6 @@ def ingest_flow(source_root: str | None = None) -> list[dict[str, Any]]:
 def features_flow() -> list[dict[str, Any]]:
     """Rebuild the feature and label frames of every dataset."""
     where = locations()
+    use_home(where)
     params = load_params(where.params_file)
     return [features_for(d, where, params) for d in params.data.datasets]

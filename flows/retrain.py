@@ -15,7 +15,7 @@ from prefect import flow, task
 from features.progress import report
 from flows.ingest import features_for, ingest_dataset
 from flows.params import Params, load_params
-from flows.settings import Locations, locations
+from flows.settings import Locations, locations, use_home
 from flows.training_steps import (
     evaluator_for,
     model_name,
@@ -70,6 +70,7 @@ def retrain_flow(
 ) -> dict[str, Any]:
     """Tune every family on the primary series and register the best as a new version."""
     where = locations()
+    use_home(where)  # run by a worker: the libraries' own state under MMOPS_HOME too
     params = load_params(where.params_file)
     chosen_task = resolve_task(params, task_name)
     candidates = [
@@ -85,6 +86,7 @@ def nightly_flow(
 ) -> dict[str, Any]:
     """The nightly retrain end to end: fresh data in, a new registered version out."""
     where = locations()
+    use_home(where)
     params = load_params(where.params_file)
     root = Path(source_root) if source_root else where.source_data
     ingested = [ingest_dataset(d, where, params, root) for d in params.data.datasets]

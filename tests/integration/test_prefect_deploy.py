@@ -133,5 +133,10 @@ def test_deploy_all_creates_every_deployment_and_a_worker_runs_one(
     _prefect(env, "worker", "start", "--pool", POOL, "--run-once", timeout=600)
     state = httpx.get(f"{env['PREFECT_API_URL']}/flow_runs/{run['id']}", timeout=30).json()["state"]
     assert state["type"] == "COMPLETED", state
+    logs = _post(env, "/logs/filter", {"logs": {"flow_run_id": {"any_": [run["id"]]}}, "limit": 200})
+    progress = [entry["message"] for entry in logs if entry["name"] == "mmops.progress"]
+    assert any(m.startswith("ingest + validate") and "binance:BTCUSDT:1m" in m for m in progress), sorted(
+        {e["name"] for e in logs}
+    )
     series = BarStore(tmp_path / "data" / "bars").series()
     assert {(s.venue, s.symbol, s.interval) for s in series} >= {("binance", "BTCUSDT", "1m")}
