@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from features.progress import report
@@ -46,15 +47,18 @@ def _trained(*, passed: bool) -> dict[str, Any]:
     }
 
 
-def _render(trained: dict[str, Any], tmp_path: Path) -> list[str]:
+def _render(trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # this home's own SQLite registry
     console = Console(width=100, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
     where = Locations(home=tmp_path, source_data=tmp_path, params_file=tmp_path / "params.yaml")
     summarize(console, where, trained, saved=tmp_path / "reports" / "demo" / "nightly.json")
     return console.export_text().splitlines()
 
 
-def test_summary_fits_one_screen_and_says_why_the_gate_refused(tmp_path: Path) -> None:
-    lines = _render(_trained(passed=False), tmp_path)
+def test_summary_fits_one_screen_and_says_why_the_gate_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = _render(_trained(passed=False), tmp_path, monkeypatch)
     assert len(lines) <= 40  # one screen
     # lines without a path fit 100 columns (a command with its real path may be longer: no wrap)
     assert all(
@@ -71,8 +75,8 @@ def test_summary_fits_one_screen_and_says_why_the_gate_refused(tmp_path: Path) -
     assert f"Full result: {tmp_path / 'reports' / 'demo' / 'nightly.json'}" in text
 
 
-def test_a_passed_gate_points_at_the_approval(tmp_path: Path) -> None:
-    text = "\n".join(_render(_trained(passed=True), tmp_path))
+def test_a_passed_gate_points_at_the_approval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "\n".join(_render(_trained(passed=True), tmp_path, monkeypatch))
     assert "Gate: passed; version 1 is @challenger" in text
     assert 'approve --version 1 --by "$USER"' in text
 

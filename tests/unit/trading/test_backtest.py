@@ -1,4 +1,9 @@
-"""Fill engine and backtest: hand-computed fills and fees, accounting, limits, kill, latency, lookahead."""
+"""Fill engine and backtest: hand-computed fills and fees, accounting, limits, kill, latency, lookahead.
+
+Hand-computed float64 values are compared with ``pytest.approx``'s default (relative 1e-6): the
+round-off of these few operations is ~1e-15, so the default only absorbs the rounding of the
+decimal constants written here, and a wrong formula or a missed fee is off by far more.
+"""
 
 from __future__ import annotations
 
@@ -82,6 +87,7 @@ def test_accounting_identity_and_inventory_limit_on_real_data(btc_march: pd.Data
         backtest=BacktestConfig(queue_haircut_ticks=0, latency_ms=120_000),
     )  # fmt: skip
     e = res.equity
+    # one float64 rounding at $1e5 per bar (~2e-11); 1e-6 dollars is below any fee a bug could drop
     np.testing.assert_allclose(e["cash"] + e["position"] * e["mark"], e["equity"], rtol=0, atol=1e-6)
     assert e["inventory"].abs().max() == 15  # reached, never beyond
     assert res.metrics.n_trades > 100

@@ -1,4 +1,9 @@
-"""Quoting: the A-S formulas by hand, and behaviour (inventory, volatility, signal)."""
+"""Quoting: the A-S formulas by hand, and behaviour (inventory, volatility, signal).
+
+Hand-computed float64 values are compared with ``pytest.approx``'s default (relative 1e-6): the
+round-off of these few operations is ~1e-15, so the default only absorbs the rounding of the
+decimal constants written here, and a wrong formula or a missed fee is off by far more.
+"""
 
 from __future__ import annotations
 
@@ -58,7 +63,7 @@ def test_higher_sigma_widens_the_spread() -> None:
 
 def test_positive_predicted_return_shifts_quotes_up() -> None:
     flat, up, down = quotes(), quotes(pred_return=0.001), quotes(pred_return=-0.001)
-    assert up.bid_ticks - flat.bid_ticks == pytest.approx(0.001 * MID, abs=1)
+    assert up.bid_ticks - flat.bid_ticks == pytest.approx(0.001 * MID, abs=1)  # quotes round to whole ticks
     assert up.ask_ticks > flat.ask_ticks
     assert down.ask_ticks < flat.ask_ticks
 

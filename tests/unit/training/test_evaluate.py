@@ -1,4 +1,9 @@
-"""Window evaluation: statistics, baselines, the bootstrap interval, and tuning determinism."""
+"""Window evaluation: statistics, baselines, the bootstrap interval, and tuning determinism.
+
+Hand-computed float64 values are compared with ``pytest.approx``'s default (relative 1e-6): the
+round-off of these few operations is ~1e-15, so the default only absorbs the rounding of the
+decimal constants written here, and a wrong formula or a missed fee is off by far more.
+"""
 
 from __future__ import annotations
 
