@@ -24,7 +24,7 @@ def ingest_dataset(
     return ingest_source(
         dataset.source, source_root / dataset.path, store_root=where.bars, quarantine_root=where.quarantine,
         gx_root=where.gx_root, validation=params.validation, now=pd.Timestamp.now(tz="UTC"), symbol=dataset.symbol,
-        interval=dataset.interval, venue=dataset.venue, preset=dataset.preset,
+        interval=dataset.interval, venue=dataset.venue, layout=dataset.layout(),
     )  # fmt: skip
 
 
