@@ -15,8 +15,10 @@ from typing import Annotated, Any, cast
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from features.errors import ConfigError
+from features.sources.presets import PRESETS
 from flows.cli_common import (
     IntervalOpt,
     JsonOpt,
@@ -33,18 +35,31 @@ from flows.cli_common import (
 )
 
 FILE_PANEL = "File source (--source file)"
-INGEST_EXAMPLES = """Examples:
+_FILE_EXAMPLES = (
+    "mmops ingest --source file --path btc-local.parquet --symbol BTCUSDT --venue binance --interval 5m "
+    "--tz Europe/Berlin",
+    "mmops ingest --source file --preset kraken --path ../shared/data/kraken-daily/XBTUSD_1440.csv",
+    "mmops ingest --source file --path export.csv --columns 'timestamp=unix,volume=Volume BTC' --symbol BTCUSDT "
+    "--venue binance --interval 1h --json",
+)
+_FILE_RULES = (
+    "Columns are detected by their usual names (timestamp/open_time/unix/time/datetime/date, open, high, low, "
+    "close, volume, ... in any case) unless a preset or --columns says otherwise; the output says which columns "
+    "were chosen. Newest-first files are sorted, exact duplicate rows dropped and counted; rows with the same "
+    "time and different values are rejected, naming both lines (1-based, header included)."
+)
+INGEST_EPILOG = "\n\n".join(
+    [
+        "Examples:",
+        *(f"  {example}" for example in _FILE_EXAMPLES),
+        "Presets:",
+        *(escape(f"  {p.name}: {p.description}") for p in PRESETS.values()),
+        _FILE_RULES,
+    ]
+)
 
-  mmops ingest --source file --path btc-local.parquet --symbol BTCUSDT --interval 1m --venue binance --tz Europe/Berlin
 
-  mmops ingest --source file --preset kraken --path ../shared/data/kraken-daily/XBTUSD_1440.csv
-
-  mmops ingest --source file --path Binance_BTCUSDT_1h.csv --columns 'timestamp=unix,volume=Volume BTC' --symbol BTCUSDT --interval 1h --venue binance --json
-
-Columns are detected by their usual names (timestamp/open_time/unix/time/datetime/date, open, high, low, close, volume, ... in any case) unless a preset or --columns says otherwise; the output says which columns were chosen. Newest-first files are sorted, exact duplicate rows dropped and counted; rows with the same time and different values are rejected, naming both lines."""
-
-
-@app.command(epilog=INGEST_EXAMPLES)
+@app.command(epilog=INGEST_EPILOG)
 @reported
 def ingest(
     source: Annotated[
@@ -55,10 +70,14 @@ def ingest(
         typer.Option("--path", help="file or directory; for ccxt the exchange id, e.g. --path bars.csv.gz"),
     ] = None,
     all_datasets: Annotated[
-        bool, typer.Option("--all", help="every dataset in params.yaml, under --root")
+        bool,
+        typer.Option("--all", help="every dataset in params.yaml, under --root, e.g. --all --root data/raw"),
     ] = False,
     root: Annotated[
-        Path | None, typer.Option("--root", help="with --all: where datasets live (MMOPS_SOURCE_DATA)")
+        Path | None,
+        typer.Option(
+            "--root", help="with --all: where datasets live (MMOPS_SOURCE_DATA), e.g. --root ../shared/data"
+        ),
     ] = None,
     symbol: SymbolOpt = None,
     interval: IntervalOpt = None,
@@ -68,8 +87,8 @@ def ingest(
         typer.Option(
             "--preset",
             rich_help_panel=FILE_PANEL,
-            help="a known layout: freqtrade | kraken | cryptodatadownload | ccxt | binance-kline-csv "
-            "(default: detect the columns by name), e.g. --preset cryptodatadownload",
+            help=f"a known layout: {' | '.join(PRESETS)} (see below; default: detect the columns by "
+            "name), e.g. --preset cryptodatadownload",
         ),
     ] = None,
     columns: Annotated[
@@ -119,7 +138,10 @@ def ingest(
         ),
     ] = "infer",
     since: Annotated[
-        str | None, typer.Option("--since", help="ccxt: first bar (default: after the last stored)")
+        str | None,
+        typer.Option(
+            "--since", help="ccxt: first bar (default: after the last stored), e.g. --since 2026-04-01"
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

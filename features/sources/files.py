@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
+from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype
 
 from features.errors import SourceError
 from features.schema import TIMESTAMP, VALUE_COLUMNS, conform, normalize_interval, normalize_symbol
 from features.sources.layout import PRESETS, ColumnChoice, FileLayout, Preset, resolve_columns
-from features.sources.tables import RawTable, read_table
+from features.sources.tables import DECIMAL, RawTable, as_numbers, read_table
 from features.sources.timestamps import Times, parse_times
 
 _MISSING = frozenset({"", "nan", "none", "null", "na", "n/a"})
@@ -68,7 +68,7 @@ class FileRead:
             "format": self.format,
             "preset": self.preset,
             "header_line": self.header_line,
-            "columns": {c.canonical: c.label for c in self.columns},
+            "columns": {c.canonical: c.source for c in self.columns},
             "chosen_by": {c.canonical: c.chosen_by for c in self.columns},
             "time_unit": self.times.unit,
             "time_format": self.times.time_format,
@@ -88,8 +88,9 @@ def describe(read: Mapping[str, Any]) -> str:
     """The one-line account of a :meth:`FileRead.to_dict` (what the CLI prints)."""
     time = read["time_unit"] if read["time_unit"] != "datetime" else read["time_format"] or "datetime"
     columns = ", ".join(
-        f"{key}<-{label}" + (f" ({time}, {read['tz']})" if key == TIMESTAMP else "")
-        for key, label in read["columns"].items()
+        f"{key}<-{source if isinstance(source, str) else f'column {source}'}"
+        + (f" ({time}, {read['tz']})" if key == TIMESTAMP else "")
+        for key, source in read["columns"].items()
     )
     notes = [f"{read['rows_read']} rows"]
     if read["duplicates_dropped"]:
@@ -97,7 +98,7 @@ def describe(read: Mapping[str, Any]) -> str:
     if read["sorted"]:
         notes.append("newest-first input sorted")
     if read["ambiguous_local_times"]:
-        notes.append(f"{read['ambiguous_local_times']} repeated local times resolved")
+        notes.append(f"{read['ambiguous_local_times']} rows in the hour the clocks repeat resolved")
     how = set(read["chosen_by"].values())
     ways = [f"preset {read['preset']}"] if read["preset"] else []
     ways += [label for key, label in (("columns", "--columns"), ("auto", "detected names")) if key in how]
@@ -137,7 +138,7 @@ def read_bars(
     source = by_name[TIMESTAMP]
     times = parse_times(
         table.frame[str(source.index)],
-        unit=layout.time_unit if layout.time_unit != "auto" or not preset else preset.time_unit,
+        unit=preset.time_unit if preset and layout.time_unit == "auto" else layout.time_unit,
         time_format=layout.time_format,
         tz=layout.tz,
         ambiguous=layout.ambiguous,
@@ -221,37 +222,30 @@ def _numbers(table: RawTable, choice: ColumnChoice, path: Path, *, whole: bool) 
         raise SourceError(
             f"{label} holds {column.dtype} values, not numbers; map another column with --columns"
         )
-    fast = _plain_numbers(column)
+    fast = as_numbers(column)
+    text: pd.Series | None = None
     if fast is not None:
-        values, text = fast, None
-    else:
+        values = fast.astype("float64")
+    else:  # missing values, stray spaces, or text: find the first bad row, then parse exactly
         text = column.astype(str).str.strip()
         missing = column.isna().to_numpy() | text.str.lower().isin(_MISSING).to_numpy()
-        values = pd.to_numeric(text.where(~missing), errors="coerce").to_numpy(dtype="float64")
-        bad = np.isnan(values) & ~missing
+        bad = ~(missing | text.str.fullmatch(DECIMAL).to_numpy(dtype=bool))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise SourceError(f"{label}, {table.where(row)}: {text.iloc[row]!r} is not a number")
+        parsed = as_numbers(text.where(~missing, "nan"))
+        if parsed is None:  # unreachable: every value is now a decimal or "nan"
+            raise SourceError(f"{label}: cannot read the numbers")
+        values = parsed.astype("float64")
     odd = np.isinf(values) | (
         whole & ~np.isnan(values) & ((values != np.floor(values)) | (np.abs(values) >= 2**53))
     )
     if odd.any():
         row = int(np.flatnonzero(odd)[0])
-        shown = text.iloc[row] if text is not None else values[row]
-        kind = "a whole number" if whole and np.isfinite(values[row]) else "a finite number"
+        shown = text.iloc[row] if text is not None else str(column.iloc[row])
+        kind = "a whole number below 2**53" if whole and np.isfinite(values[row]) else "a finite number"
         raise SourceError(f"{label}, {table.where(row)}: {shown!r} is not {kind}")
     return values
-
-
-def _plain_numbers(column: pd.Series) -> np.ndarray | None:
-    """The column as floats when every value is a number or empty (the fast, common case)."""
-    if is_numeric_dtype(column.dtype):
-        return column.to_numpy(dtype="float64")
-    try:
-        numbers = pd.to_numeric(column)
-    except (ValueError, TypeError, OverflowError):
-        return None
-    return numbers.to_numpy(dtype="float64") if is_numeric_dtype(numbers.dtype) else None
 
 
 def _order(bars: pd.DataFrame, table: RawTable, path: Path) -> tuple[pd.DataFrame, int, bool]:

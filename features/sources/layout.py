@@ -1,5 +1,6 @@
-"""How a generic OHLCV file maps onto canonical bars: the layout a user asks for, the presets,
-and the resolution of both against the columns a file actually has.
+"""How a generic OHLCV file maps onto canonical bars: the layout a user asks for, and its
+resolution (with the preset's help, :mod:`features.sources.presets`) against the columns a
+file actually has.
 
 A :class:`FileLayout` is what the command line (``--preset``, ``--columns``, ``--time-unit``,
 ``--time-format``, ``--tz``, ``--ambiguous``) and a ``params.yaml`` dataset entry both build.
@@ -20,11 +21,9 @@ from typing import Final, Literal, get_args
 
 from features.errors import ConfigError, SourceError
 from features.schema import TIMESTAMP, VALUE_COLUMNS
+from features.sources.presets import PRESETS, Preset, PresetName, Source, TimeUnit
 
-TimeUnit = Literal["auto", "s", "ms", "us", "ns", "datetime"]
 Ambiguous = Literal["infer", "earliest", "latest", "raise"]
-PresetName = Literal["freqtrade", "kraken", "cryptodatadownload", "ccxt", "binance-kline-csv"]
-Source = str | int  # a header name, or a 0-based position
 
 CANONICAL: Final = (TIMESTAMP, *VALUE_COLUMNS)
 REQUIRED: Final = (TIMESTAMP, "open", "high", "low", "close", "volume")
@@ -65,103 +64,6 @@ _HEADERLESS: Final[Mapping[int, tuple[str, ...]]] = MappingProxyType(
     }
 )
 _VOLUME_IN = re.compile(r"^volume_([a-z0-9]+)$")  # CryptoDataDownload: "Volume BTC", "Volume USDT"
-
-
-@dataclass(frozen=True, slots=True)
-class Preset:
-    """A well-known public layout: where its columns are and what its file names say.
-
-    Attributes:
-        name: the ``--preset`` value.
-        description: one line for ``--help``.
-        columns: canonical column -> source (name, or 0-based position when the file has no header).
-        optional: canonical columns of ``columns`` that a file of this layout may lack.
-        time_unit: unit of the timestamp column.
-        header: whether files have a header row (None: detect).
-        name_pattern: parses ``symbol``, ``interval`` and ``venue`` out of the file name.
-        venue: the venue when the name does not say it.
-        interval_aliases: interval spellings of the file names -> canonical intervals.
-        interval_minutes_in_name: the name's interval is a number of minutes (``XBTUSD_1440.csv``).
-        name_example: a file name ``name_pattern`` reads.
-    """
-
-    name: str
-    description: str
-    columns: Mapping[str, Source] = field(default_factory=dict)
-    optional: frozenset[str] = frozenset()
-    time_unit: TimeUnit = "auto"
-    header: bool | None = None
-    name_pattern: re.Pattern[str] | None = None
-    venue: str | None = None
-    interval_aliases: Mapping[str, str] = field(default_factory=dict)
-    interval_minutes_in_name: bool = False
-    name_example: str | None = None
-
-
-_POSITIONAL_OHLCV: Final = {TIMESTAMP: 0, "open": 1, "high": 2, "low": 3, "close": 4, "volume": 5}
-PRESETS: Final[Mapping[str, Preset]] = MappingProxyType(
-    {
-        "freqtrade": Preset(
-            "freqtrade",
-            "freqtrade feather/parquet: date (UTC), open, high, low, close, volume",
-            columns={TIMESTAMP: "date"},
-            name_pattern=re.compile(
-                r"^(?P<venue>[a-z0-9]+)_(?P<symbol>[A-Z0-9]+_[A-Z0-9]+)-(?P<interval>\d+[mhdw])"
-            ),
-            name_example="binance_BTC_USDT-1h_2017-08-17_2024-04-21.feather",
-        ),
-        "kraken": Preset(
-            "kraken",
-            "Kraken OHLCVT export, no header: unix seconds, open, high, low, close, volume[, trades], "
-            "with or without a trailing comma",
-            columns={**_POSITIONAL_OHLCV, "trades": 6},
-            optional=frozenset({"trades"}),
-            time_unit="s",
-            header=False,
-            name_pattern=re.compile(r"^(?P<symbol>[A-Z0-9]+)_(?P<interval>\d+)\.csv"),
-            venue="kraken",
-            interval_minutes_in_name=True,
-            name_example="XBTUSD_1440.csv",
-        ),
-        "cryptodatadownload": Preset(
-            "cryptodatadownload",
-            "CryptoDataDownload CSV: a URL line, then unix,date,symbol,open,high,low,close,"
-            "Volume <base>,Volume <quote>,tradecount, newest first; the unix column is the time",
-            columns={TIMESTAMP: "unix"},
-            header=True,
-            name_pattern=re.compile(
-                r"^(?P<venue>[A-Za-z]+)_(?P<symbol>[A-Z0-9]+)_(?:\d{4}_)?(?P<interval>d|1d|1h|1hr|h|minute|1min|m)\."
-            ),
-            interval_aliases={
-                "d": "1d",
-                "1d": "1d",
-                "1h": "1h",
-                "1hr": "1h",
-                "h": "1h",
-                "minute": "1m",
-                "1min": "1m",
-                "m": "1m",
-            },
-            name_example="Binance_BTCUSDT_1h.csv",
-        ),
-        "ccxt": Preset(
-            "ccxt",
-            "a ccxt fetch_ohlcv dump: JSON [[ms, o, h, l, c, v], ...] or the same rows as CSV",
-            columns=_POSITIONAL_OHLCV,
-        ),
-        "binance-kline-csv": Preset(
-            "binance-kline-csv",
-            "Binance kline CSV, with or without a header: open_time (ms or us), open, high, low, close, "
-            "volume, close_time, quote_volume, count, taker_buy_volume, ...",
-            columns={**_POSITIONAL_OHLCV, "quote_volume": 7, "trades": 8, "taker_buy_volume": 9},
-            name_pattern=re.compile(
-                r"^(?P<symbol>[A-Z0-9]+)-(?P<interval>\d+[smhdw])-\d{4}-\d{2}(?:-\d{2})?\."
-            ),
-            venue="binance",
-            name_example="BTCUSDT-1m-2026-03.csv",
-        ),
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,8 +165,13 @@ class ColumnChoice:
 
     canonical: str
     index: int
-    label: str
+    name: str
     chosen_by: str
+
+    @property
+    def source(self) -> str | int:
+        """The header name, or the 0-based position in a file without a header."""
+        return self.name or self.index
 
 
 def resolve_columns(
@@ -301,7 +208,7 @@ def resolve_columns(
     wanted = [key for key in CANONICAL if key not in chosen]
     detected = _by_name(names, taken, wanted, symbol) if header else _by_order(names, taken, wanted)
     for key, index in detected.items():
-        chosen[key] = ColumnChoice(key, index, _label(names, index), "auto")
+        chosen[key] = ColumnChoice(key, index, names[index], "auto")
     missing = [key for key in REQUIRED if key not in chosen]
     if missing:
         shown = [n for n in names] if header else f"{len(names)} columns without a header"
@@ -320,7 +227,7 @@ def _locate(
             raise SourceError(
                 f"{where}: column {key} is position {source} (0-based), but the file has {len(names)} columns"
             )
-        return ColumnChoice(key, source, _label(names, source), chosen_by)
+        return ColumnChoice(key, source, names[source], chosen_by)
     if source in names:
         return ColumnChoice(key, names.index(source), source, chosen_by)
     normalized = [normalize_name(n) for n in names]
@@ -372,10 +279,6 @@ def _by_name(
 def _by_order(names: Sequence[str], taken: set[int], wanted: Sequence[str]) -> dict[str, int]:
     order = _HEADERLESS.get(len(names), ())
     return {key: i for i, key in enumerate(order) if key in wanted and i not in taken}
-
-
-def _label(names: Sequence[str], index: int) -> str:
-    return names[index] if names[index] else f"column {index}"
 
 
 def _unknown(what: str, value: object, known: Sequence[str] | Mapping[str, object]) -> str:

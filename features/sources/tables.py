@@ -27,14 +27,18 @@ from typing import Any, Final, Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
+from pandas.api.types import is_bool_dtype, is_complex_dtype, is_extension_array_dtype, is_numeric_dtype
 
 from features.errors import SourceError
 
 _DELIMITERS: Final = (",", ";", "\t", "|")
 _PREAMBLE = re.compile(r"^\s*(?:https?://|www\.|#)", re.IGNORECASE)
+# A number as text: decimal or scientific, or nan/inf (the spellings Arrow and Python agree on).
+DECIMAL: Final = r"^(?i:[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|[-+]?inf(?:inity)?|nan)$"
 _NUMBER = re.compile(r"^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$")
 _NEWLINE = re.compile(r"\r\n|\r|\n")  # what pyarrow takes for a line end (str.splitlines takes more)
 _SAMPLE_LINES: Final = 20
@@ -69,8 +73,34 @@ class RawTable:
         return f"{self.unit} {int(self.locations[row])}"
 
     def label(self, index: int) -> str:
-        """How messages name source column ``index``."""
-        return repr(self.names[index]) if self.names[index] else f"column {index} (0-based)"
+        """How messages name source column ``index`` after the word "column": ``'close'``, ``4 (0-based)``."""
+        return repr(self.names[index]) if self.names[index] else f"{index} (0-based)"
+
+
+def as_numbers(column: pd.Series) -> np.ndarray | None:
+    """The column as int64 (all whole numbers) or float64 when every value is a number, else None.
+
+    Text is parsed by Arrow, which rounds correctly (pandas' ``to_numeric`` is one ulp off for
+    some 17-digit decimals, as pandas itself writes them); missing values make it None.
+    """
+    if is_bool_dtype(column.dtype) or is_complex_dtype(column.dtype):
+        return None
+    if is_numeric_dtype(column.dtype):
+        if is_extension_array_dtype(column.dtype):  # nullable Int64/Float64 from a typed file
+            return column.to_numpy(dtype="float64", na_value=np.nan)
+        return column.to_numpy()
+    try:
+        array = pa.array(column, type=pa.string(), from_pandas=True)
+        if array.null_count or not pc.all(pc.match_substring_regex(array, DECIMAL)).as_py():
+            return None  # Arrow would also take hex ("0x10") and other spellings
+        for kind in (pa.int64(), pa.float64()):
+            try:
+                return np.asarray(pc.cast(array, kind).to_numpy(zero_copy_only=False))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    return None
 
 
 def read_table(path: Path, *, header: bool | None = None) -> RawTable:
@@ -215,7 +245,8 @@ def _csv(text: str, body: bytes, path: Path, *, header: bool | None, fmt: str) -
 
 
 def _sniff_delimiter(lines: list[str], path: Path, *, first_line: int) -> str:
-    counts = {d: min(len(_fields(line, d)) for line in lines) for d in _DELIMITERS}
+    # the usual field count of the sampled lines: one damaged line must not hide the delimiter
+    counts = {d: Counter(len(_fields(line, d)) for line in lines).most_common(1)[0][0] for d in _DELIMITERS}
     best = max(_DELIMITERS, key=lambda d: (counts[d], -_DELIMITERS.index(d)))
     if counts[best] < 2:
         raise SourceError(
@@ -278,11 +309,12 @@ def _field_count_message(row: Any, text: str, path: Path, *, header: bool) -> st
     line = f"line {row.number}" if row.number is not None else "a line"
     last = " (the last line: the file looks truncated)" if row.number and _is_last(text, row.number) else ""
     against = "the header has" if header else "the other rows have"
-    return f"{path}: {line} has {row.actual_columns} fields, {against} {row.expected_columns}{last}: {row.text[:100]!r}"
+    fields = f"{row.actual_columns} field{'' if row.actual_columns == 1 else 's'}"
+    return f"{path}: {line} has {fields}, {against} {row.expected_columns}{last}: {row.text[:100]!r}"
 
 
 def _is_last(text: str, line: int) -> bool:
     return len(_NEWLINE.split(text.rstrip("\r\n"))) == line
 
 
-__all__ = ["RawTable", "read_table"]
+__all__ = ["DECIMAL", "RawTable", "as_numbers", "read_table"]

@@ -19,11 +19,12 @@ from typing import Final
 
 import numpy as np
 import pandas as pd
-from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
+from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype
 from pandas.tseries.api import guess_datetime_format
 
 from features.errors import SourceError
 from features.sources.layout import Ambiguous, TimeUnit, zone
+from features.sources.tables import as_numbers
 
 _UNITS: Final = ("s", "ms", "us", "ns")
 _NS_PER: Final = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
@@ -92,31 +93,20 @@ def parse_times(
         values = pd.DatetimeIndex(column)
         _no_missing(np.asarray(values.isna()), where, label)
         return _zoned(values, tz=tz, ambiguous=ambiguous, where=where, label=label, fmt=None)
-    numbers = _plain_numbers(column) if time_format is None else None
+    numbers = as_numbers(column) if time_format is None else None
     if numbers is not None:
-        return _epochs(numbers.to_numpy(dtype="float64"), numbers, unit=unit, where=where, label=label, tz=tz)
+        return _epochs(numbers, column, unit=unit, where=where, label=label, tz=tz)
     text = column.astype(str).str.strip()
     _no_missing(column.isna().to_numpy() | text.str.lower().isin(_MISSING).to_numpy(), where, label)
-    if time_format is None and bool(text.str.match(_EPOCH).all()):
-        numbers = pd.to_numeric(text, errors="coerce")
-        return _epochs(numbers.to_numpy(dtype="float64"), numbers, unit=unit, where=where, label=label, tz=tz)
+    epochs = as_numbers(text) if time_format is None and bool(text.str.match(_EPOCH).all()) else None
+    if epochs is not None:
+        return _epochs(epochs, text, unit=unit, where=where, label=label, tz=tz)
     if unit not in ("auto", "datetime"):
         row = int(np.flatnonzero(~text.str.match(_EPOCH).to_numpy())[0])
         raise SourceError(
             f"{label}, {where(row)}: {text.iloc[row]!r} is not a number of {unit} (--time-unit)"
         )
     return _strings(text, time_format=time_format, tz=tz, ambiguous=ambiguous, where=where, label=label)
-
-
-def _plain_numbers(column: pd.Series) -> pd.Series | None:
-    """The column as numbers when every value is one (or empty: reported as a missing time)."""
-    if is_numeric_dtype(column.dtype):
-        return column
-    try:
-        numbers = pd.to_numeric(column)
-    except (ValueError, TypeError, OverflowError):
-        return None
-    return numbers if is_numeric_dtype(numbers.dtype) else None
 
 
 def _no_missing(missing: np.ndarray, where: Where, label: str) -> None:
@@ -133,17 +123,21 @@ def _epochs(
             f"{label} holds numbers, which are no date-times without a format: use --time-unit auto "
             "(or s, ms, us, ns) for unix times, or give --time-format (e.g. '%Y%m%d')"
         )
-    _no_missing(np.isnan(values), where, label)
-    if not np.isfinite(values).all():
-        row = int(np.flatnonzero(~np.isfinite(values))[0])
+    floats = values.astype("float64")
+    _no_missing(np.isnan(floats), where, label)
+    if not np.isfinite(floats).all():
+        row = int(np.flatnonzero(~np.isfinite(floats))[0])
         raise SourceError(f"{label}, {where(row)}: {column.iloc[row]!r} is not a finite unix time")
+    if (floats < 0).any():
+        row = int(np.flatnonzero(floats < 0)[0])
+        raise SourceError(f"{label}, {where(row)}: {column.iloc[row]!r} is negative, no unix time of a bar")
     if tz != "UTC":
         raise SourceError(
             f"{label} holds unix times, which are UTC by definition; --tz {tz} applies only to naive "
             "date-times: drop --tz"
         )
-    chosen = _detect_unit(values, where, label) if unit == "auto" else unit
-    scaled = values * _NS_PER[chosen]
+    chosen = _detect_unit(floats, where, label) if unit == "auto" else unit
+    scaled = floats * _NS_PER[chosen]
     outside = np.abs(scaled) > _MAX_NS
     if outside.any():
         row = int(np.flatnonzero(outside)[0])
@@ -151,12 +145,11 @@ def _epochs(
             f"{label}, {where(row)}: {column.iloc[row]!r} {chosen} is outside the years 1677-2262 that "
             "nanosecond times can hold; check --time-unit"
         )
-    if column.dtype.kind in "iu":  # exact, even for nanosecond integers beyond 2**53
-        ns = column.to_numpy(dtype=np.int64) * _NS_PER[chosen]
-    elif (values == np.floor(values)).all() and np.abs(values).max() < 2**53:
-        ns = values.astype(np.int64) * _NS_PER[chosen]
-    else:  # fractional unix times
-        ns = np.round(scaled).astype(np.int64)
+    whole = values.dtype.kind in "iu" or bool(
+        (floats == np.floor(floats)).all() and np.abs(floats).max() < 2**53
+    )
+    # integers stay exact (nanosecond ones beyond 2**53 too); fractional unix times are rounded
+    ns = values.astype(np.int64) * _NS_PER[chosen] if whole else np.round(scaled).astype(np.int64)
     return Times(ns, chosen, None, "UTC")
 
 
@@ -236,7 +229,7 @@ def _zoned(
     zone(tz)
     early = naive.tz_localize(tz, ambiguous=np.ones(len(naive), dtype=bool), nonexistent="NaT")
     late = naive.tz_localize(tz, ambiguous=np.zeros(len(naive), dtype=bool), nonexistent="NaT")
-    gap = early.isna().to_numpy()
+    gap = np.asarray(early.isna())
     if gap.any():
         row = int(np.flatnonzero(gap)[0])
         raise SourceError(
