@@ -150,7 +150,13 @@ def read_bars(
         if column in by_name:
             frame[column] = _numbers(table, by_name[column], path, whole=column == "trades")
     bars = conform(frame, symbol=symbol, venue=venue, interval=interval)
-    bars, dropped, reversed_ = _order(bars, table, path)
+    naive_as_utc = times.unit == "datetime" and times.tz == "UTC"
+    hint = (
+        "; if these are local times, give --tz (a repeated hour is the clocks going back)"
+        if naive_as_utc
+        else ""
+    )
+    bars, dropped, reversed_ = _order(bars, table, path, hint=hint)
     return FileRead(
         bars=bars,
         path=path,
@@ -248,7 +254,7 @@ def _numbers(table: RawTable, choice: ColumnChoice, path: Path, *, whole: bool) 
     return values
 
 
-def _order(bars: pd.DataFrame, table: RawTable, path: Path) -> tuple[pd.DataFrame, int, bool]:
+def _order(bars: pd.DataFrame, table: RawTable, path: Path, *, hint: str) -> tuple[pd.DataFrame, int, bool]:
     locations = table.locations
     exact = bars.duplicated(keep="first").to_numpy()
     bars, locations = bars[~exact].reset_index(drop=True), locations[~exact]
@@ -263,7 +269,7 @@ def _order(bars: pd.DataFrame, table: RawTable, path: Path) -> tuple[pd.DataFram
         raise SourceError(
             f"{path}: open time {stamps.iloc[first].isoformat()} is on {unit}s {locations[first]} and "
             f"{locations[second]} with different values ({shown}); keep the right one and delete the other "
-            f"({unit}s count from 1{', header included' if unit == 'line' else ''})"
+            f"({unit}s count from 1{', header included' if unit == 'line' else ''}){hint}"
         )
     ns = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64)
     steps = np.diff(ns)
