@@ -143,7 +143,14 @@ def ingest(
             "--since", help="ccxt: first bar (default: after the last stored), e.g. --since 2026-04-01"
         ),
     ] = None,
-    as_json: JsonOpt = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="print one JSON document on stdout; for a file, series[].read says how it was read, "
+            "e.g. --json | jq '.series[0].read.columns'",
+        ),
+    ] = False,
 ) -> None:
     """Read a source into canonical bars, validate them, and merge them into the store.
 

@@ -211,7 +211,7 @@ def resolve_columns(
         chosen[key] = ColumnChoice(key, index, names[index], "auto")
     missing = [key for key in REQUIRED if key not in chosen]
     if missing:
-        shown = [n for n in names] if header else f"{len(names)} columns without a header"
+        shown = list(names) if header else f"{len(names)} columns without a header"
         raise SourceError(
             f"{where}: no {', '.join(missing)} column found (columns: {shown}); name them with "
             f"--columns, e.g. --columns {missing[0]}={'NAME' if header else 'POSITION'}, or pick a --preset"
