@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from features.schema import interval_ns, normalize_interval
+from features.sources.layout import Ambiguous, FileLayout, PresetName, TimeUnit
 
 WINDOW_PRESETS: dict[str, tuple[int, ...]] = {
     # counted in bars: 5 min .. 1 day of minute bars; 1 day .. 4 weeks of daily bars
@@ -22,11 +23,26 @@ class _Section(BaseModel):
 
 
 class DatasetConfig(_Section):
-    """One series the pipeline ingests and trains on."""
+    """One series the pipeline ingests and trains on.
+
+    For ``source: file`` the reading options are those of ``mmops ingest --source file``
+    (``features.sources.layout.FileLayout``): a ``preset``, a ``columns`` mapping (canonical
+    name -> header name or 0-based position), ``time_unit``, ``time_format``, ``tz`` for naive
+    date-times and the ``ambiguous`` policy for repeated local times.
+    """
 
     source: Literal["binance-dump", "file"] = "binance-dump"
     path: str = Field(description="source path, relative to the source-data root (MMOPS_SOURCE_DATA)")
-    preset: Literal["freqtrade", "kraken"] | None = None
+    preset: PresetName | None = None
+    columns: dict[str, str | int] | None = Field(
+        None, description="canonical column -> source column, e.g. {timestamp: unix, volume: Volume BTC}"
+    )
+    time_unit: TimeUnit = Field("auto", description="auto detects s/ms/us/ns by magnitude")
+    time_format: str | None = Field(None, description="strptime format of date-time strings")
+    tz: str = Field("UTC", description="IANA zone of naive date-times, e.g. Europe/Berlin")
+    ambiguous: Ambiguous = Field(
+        "infer", description="repeated local times: infer | earliest | latest | raise"
+    )
     venue: str = "binance"
     symbol: str
     interval: str
@@ -35,6 +51,25 @@ class DatasetConfig(_Section):
     @classmethod
     def _interval(cls, value: str) -> str:
         return normalize_interval(value)
+
+    @model_validator(mode="after")
+    def _file_options(self) -> DatasetConfig:
+        if self.source == "file":
+            self.layout()  # unknown columns or time zones fail here, with the nearest name
+        elif self.preset or self.columns or self.time_format or self.tz != "UTC" or self.time_unit != "auto":
+            raise ValueError("preset, columns, time_unit, time_format and tz apply to source: file only")
+        return self
+
+    def layout(self) -> FileLayout:
+        """How to read this dataset's file (the same object ``mmops ingest --source file`` builds)."""
+        return FileLayout(
+            preset=self.preset,
+            columns=self.columns or {},
+            time_unit=self.time_unit,
+            time_format=self.time_format,
+            tz=self.tz,
+            ambiguous=self.ambiguous,
+        )
 
 
 class DataConfig(_Section):

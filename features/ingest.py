@@ -12,13 +12,14 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
 from features.config import ValidationConfig
 from features.errors import DataError, SourceError, ValidationFailed
 from features.sources import binance, files
+from features.sources.layout import FileLayout
 from features.store import BarStore, WriteResult
 from features.validation import ValidationReport, validate_bars
 
@@ -35,7 +36,7 @@ class IngestResult:
     reports: tuple[ValidationReport, ...]
     writes: tuple[WriteResult, ...]
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "series": [
@@ -62,15 +63,32 @@ def read_source(
     interval: str | None = None,
     preset: str | None = None,
     venue: str | None = None,
+    layout: FileLayout | None = None,
 ) -> pd.DataFrame:
-    """Read a file source into canonical bars (ccxt is fetched by ``features.sources.ccxt_source``)."""
+    """Read a file source into canonical bars (ccxt is fetched by ``features.sources.ccxt_source``).
+
+    A ``file`` is read with ``layout`` (default: ``preset``, else columns detected by name).
+    """
     if source == "binance-dump":
         return binance.read_dumps(binance.dump_files(path), symbol=symbol, interval=interval)
     if source == "file":
-        if path.is_dir():
-            raise SourceError(f"{path}: --source file takes one file, not a directory")
-        return files.read_file(path, preset=preset, symbol=symbol, venue=venue, interval=interval)
+        return read_file_source(
+            path, layout=layout or FileLayout(preset=preset), symbol=symbol, venue=venue, interval=interval
+        ).bars
     raise SourceError(f"unknown source {source!r}; use binance-dump, file or ccxt")
+
+
+def read_file_source(
+    path: Path, *, layout: FileLayout, symbol: str | None, venue: str | None, interval: str | None
+) -> files.FileRead:
+    """Read one generic file (``--source file``) with everything decided on the way.
+
+    Raises:
+        SourceError: the path is a directory, or the file cannot be read (see ``files.read_bars``).
+    """
+    if path.is_dir():
+        raise SourceError(f"{path}: --source file takes one file, not a directory")
+    return files.read_bars(path, layout=layout, symbol=symbol, venue=venue, interval=interval)
 
 
 def ingest_bars(
@@ -133,7 +151,7 @@ def quarantine(
         ],
     }
     (target / "validation.json").write_text(json.dumps(payload, indent=1, default=str))
-    log.warning("quarantined %s in %s: %s", label, target, reason)
+    log.info("quarantined %s in %s: %s", label, target, reason)  # the raised error says it once
     return target
 
 
@@ -144,4 +162,12 @@ def raw_files_of(source: Source, path: Path) -> tuple[Path, ...]:
     return (path,) if path.is_file() else ()
 
 
-__all__ = ["DataError", "IngestResult", "ingest_bars", "quarantine", "raw_files_of", "read_source"]
+__all__ = [
+    "DataError",
+    "IngestResult",
+    "ingest_bars",
+    "quarantine",
+    "raw_files_of",
+    "read_file_source",
+    "read_source",
+]

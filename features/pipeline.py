@@ -15,9 +15,11 @@ import pandas as pd
 from features.build import compute_features, make_labels
 from features.config import FeaturesConfig, ValidationConfig
 from features.errors import DataError, SourceError, ValidationFailed
-from features.ingest import Source, ingest_bars, quarantine, raw_files_of, read_source
+from features.ingest import Source, ingest_bars, quarantine, raw_files_of, read_file_source, read_source
 from features.schema import interval_ns, normalize_interval, normalize_symbol
 from features.sources import binance
+from features.sources.files import FileRead
+from features.sources.layout import FileLayout
 from features.store import BarStore
 from features.validation import ValidationReport, validate_bars
 
@@ -43,16 +45,22 @@ def ingest_source(
     interval: str | None = None,
     venue: str | None = None,
     preset: str | None = None,
+    layout: FileLayout | None = None,
     since: str | None = None,
     progress: Progress[Path] = _no_progress,
 ) -> dict[str, Any]:
     """Read, validate and merge one source; a parse failure is quarantined like a failed batch.
 
+    A ``file`` source is read with ``layout`` (default: ``preset``, else detected columns); each
+    of its series in the result carries ``read``: the columns chosen, the time unit and zone,
+    rows read, exact duplicates dropped, and whether newest-first input was sorted.
+
     Raises:
-        SourceError: the source cannot be read (the raw files are quarantined).
+        SourceError: the source cannot be read (the raw files are quarantined; the message says where).
         ValidationFailed: the batch failed validation (quarantined, nothing merged).
     """
     store = BarStore(store_root)
+    read: FileRead | None = None
     if source == "ccxt":
         bars = _fetch_ccxt(str(path), store, symbol=symbol, interval=interval, since=since, now=now)
         raw: tuple[Path, ...] = ()
@@ -66,10 +74,21 @@ def ingest_source(
                     for p in progress(binance.dump_files(path), "reading")
                 ]
                 bars = pd.concat(frames, ignore_index=True)
+            elif typed == "file":
+                read = read_file_source(
+                    path,
+                    layout=layout or FileLayout(preset=preset),
+                    symbol=symbol,
+                    venue=venue,
+                    interval=interval,
+                )
+                bars = read.bars
             else:
-                bars = read_source(typed, path, symbol=symbol, interval=interval, preset=preset, venue=venue)
+                bars = read_source(typed, path, symbol=symbol, interval=interval)
         except SourceError as exc:
-            quarantine(
+            if not raw:  # nothing to keep: the path does not exist
+                raise
+            kept = quarantine(
                 None,
                 reason=str(exc),
                 quarantine_root=quarantine_root,
@@ -77,10 +96,14 @@ def ingest_source(
                 raw_files=raw,
                 now=now,
             )
-            raise
+            raise SourceError(f"{exc} (nothing merged; the raw file is kept in {kept})") from exc
     result = ingest_bars(bars, store=store, config=validation, now=now, quarantine_root=quarantine_root,
                          gx_root=gx_root, label=str(path), raw_files=raw)  # fmt: skip
-    return result.to_dict()
+    out = result.to_dict()
+    if read is not None:
+        for series in out["series"]:
+            series["read"] = read.to_dict()
+    return out
 
 
 def _fetch_ccxt(

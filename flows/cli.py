@@ -10,13 +10,15 @@ commands are here, the other stages in ``flows/cli_<stage>.py`` (registered at t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from features.errors import ConfigError
+from features.sources.presets import PRESETS
 from flows.cli_common import (
     IntervalOpt,
     JsonOpt,
@@ -32,57 +34,182 @@ from flows.cli_common import (
     track,
 )
 
+FILE_PANEL = "File source (--source file)"
+_FILE_EXAMPLES = (
+    "mmops ingest --source file --path btc-local.parquet --symbol BTCUSDT --venue binance --interval 5m "
+    "--tz Europe/Berlin",
+    "mmops ingest --source file --preset kraken --path ../shared/data/kraken-daily/XBTUSD_1440.csv",
+    "mmops ingest --source file --path export.csv --columns 'timestamp=unix,volume=Volume BTC' --symbol BTCUSDT "
+    "--venue binance --interval 1h --json",
+)
+_FILE_RULES = (
+    "Columns are detected by their usual names (timestamp/open_time/unix/time/datetime/date, open, high, low, "
+    "close, volume, ... in any case) unless a preset or --columns says otherwise; the output says which columns "
+    "were chosen. Newest-first files are sorted, exact duplicate rows dropped and counted; rows with the same "
+    "time and different values are rejected, naming both lines (1-based, header included)."
+)
+INGEST_EPILOG = "\n\n".join(
+    [
+        "Examples:",
+        *(f"  {example}" for example in _FILE_EXAMPLES),
+        "Presets:",
+        *(escape(f"  {p.name}: {p.description}") for p in PRESETS.values()),
+        _FILE_RULES,
+    ]
+)
 
-@app.command()
+
+@app.command(epilog=INGEST_EPILOG)
 @reported
 def ingest(
-    source: Annotated[str | None, typer.Option("--source", help="binance-dump | file | ccxt")] = None,
+    source: Annotated[
+        str | None, typer.Option("--source", help="binance-dump | file | ccxt, e.g. --source file")
+    ] = None,
     path: Annotated[
-        str | None, typer.Option("--path", help="file or directory; for ccxt the exchange id")
+        str | None,
+        typer.Option("--path", help="file or directory; for ccxt the exchange id, e.g. --path bars.csv.gz"),
     ] = None,
     all_datasets: Annotated[
-        bool, typer.Option("--all", help="every dataset in params.yaml, under --root")
+        bool,
+        typer.Option("--all", help="every dataset in params.yaml, under --root, e.g. --all --root data/raw"),
     ] = False,
     root: Annotated[
-        Path | None, typer.Option("--root", help="with --all: where datasets live (MMOPS_SOURCE_DATA)")
+        Path | None,
+        typer.Option(
+            "--root", help="with --all: where datasets live (MMOPS_SOURCE_DATA), e.g. --root ../shared/data"
+        ),
     ] = None,
     symbol: SymbolOpt = None,
     interval: IntervalOpt = None,
     venue: VenueOpt = None,
     preset: Annotated[
-        str | None, typer.Option("--preset", help="freqtrade | kraken (for --source file)")
+        str | None,
+        typer.Option(
+            "--preset",
+            rich_help_panel=FILE_PANEL,
+            help=f"a known layout: {' | '.join(PRESETS)} (see below; default: detect the columns by "
+            "name), e.g. --preset cryptodatadownload",
+        ),
     ] = None,
+    columns: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--columns",
+            rich_help_panel=FILE_PANEL,
+            help="canonical=source pairs, comma-separated; a source is a header name or a 0-based "
+            "position; overrides the preset and detection, e.g. --columns 'timestamp=unix,volume=Volume BTC'",
+        ),
+    ] = None,
+    time_unit: Annotated[
+        str,
+        typer.Option(
+            "--time-unit",
+            rich_help_panel=FILE_PANEL,
+            help="auto | s | ms | us | ns | datetime; auto reads numbers as unix times with the unit "
+            "detected by magnitude, and strings as date-times, e.g. --time-unit ms",
+        ),
+    ] = "auto",
+    time_format: Annotated[
+        str | None,
+        typer.Option(
+            "--time-format",
+            rich_help_panel=FILE_PANEL,
+            help="strptime format of date-time strings (default: the format of the first row; a row in "
+            "another format is rejected), e.g. --time-format '%Y-%m-%d %I-%p'",
+        ),
+    ] = None,
+    tz: Annotated[
+        str,
+        typer.Option(
+            "--tz",
+            rich_help_panel=FILE_PANEL,
+            help="IANA time zone of naive date-times (no offset in the value); default UTC; unix times "
+            "and values with an offset are never shifted, e.g. --tz Europe/Berlin",
+        ),
+    ] = "UTC",
+    ambiguous: Annotated[
+        str,
+        typer.Option(
+            "--ambiguous",
+            rich_help_panel=FILE_PANEL,
+            help="local times that occur twice when clocks go back: infer (file order: the first is "
+            "summer time) | earliest | latest | raise; local times that do not exist are always "
+            "rejected, e.g. --ambiguous raise",
+        ),
+    ] = "infer",
     since: Annotated[
-        str | None, typer.Option("--since", help="ccxt: first bar (default: after the last stored)")
+        str | None,
+        typer.Option(
+            "--since", help="ccxt: first bar (default: after the last stored), e.g. --since 2026-04-01"
+        ),
     ] = None,
-    as_json: JsonOpt = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="print one JSON document on stdout; for a file, series[].read says how it was read, "
+            "e.g. --json | jq '.series[0].read.columns'",
+        ),
+    ] = False,
 ) -> None:
-    """Read a source into canonical bars, validate them, and merge them into the store."""
+    """Read a source into canonical bars, validate them, and merge them into the store.
+
+    --source file reads any OHLCV file: CSV, Parquet, Feather or JSON, also in gzip or zip.
+    """
     from features.pipeline import ingest_source
+    from features.sources.files import describe
+    from features.sources.layout import Ambiguous, FileLayout, TimeUnit, parse_columns
 
     where, params = context()
-    jobs: list[tuple[str, Path, str | None, str | None, str | None, str | None]]
+    layout = FileLayout(  # the values are checked here: a bad one names the nearest valid one
+        preset=preset,
+        columns=parse_columns(columns or []),
+        time_unit=cast("TimeUnit", time_unit),
+        time_format=time_format,
+        tz=tz,
+        ambiguous=cast("Ambiguous", ambiguous),
+    )
+    jobs: list[tuple[str, Path, str | None, str | None, str | None, FileLayout]]
     if all_datasets:
-        jobs = [(d.source, (root or where.source_data) / d.path, d.symbol, d.interval, d.venue, d.preset)
-                for d in params.data.datasets]  # fmt: skip
+        jobs = [
+            (d.source, (root or where.source_data) / d.path, d.symbol, d.interval, d.venue, d.layout())
+            for d in params.data.datasets
+        ]
     elif source and path:
-        jobs = [(source, Path(path), symbol, interval, venue, preset)]
+        if source != "file" and layout != FileLayout():
+            raise ConfigError(
+                "--preset, --columns, --time-unit, --time-format, --tz and --ambiguous apply to --source file"
+            )
+        jobs = [(source, Path(path), symbol, interval, venue, layout)]
     else:
         raise ConfigError("give --source and --path, or --all")
     series: list[dict[str, Any]] = []
-    for src, src_path, sym, ivl, ven, pre in jobs:
+    for src, src_path, sym, ivl, ven, lay in jobs:
         series += ingest_source(
-            src, src_path, store_root=where.bars, quarantine_root=where.quarantine, gx_root=where.gx_root,
-            validation=params.validation, now=pd.Timestamp.now(tz="UTC"), symbol=sym, interval=ivl, venue=ven,
-            preset=pre, since=since, progress=no_progress if as_json else track,
-        )["series"]  # fmt: skip
-    result = {"series": series}
-    lines = [
-        f"{s['series']}: {s['rows_in']} rows in, {s['rows_added']} added, {s['rows_replaced']} replaced, "
-        f"{s['rows_total']} stored; {s['gap_count']} gaps" + ("" if s["months_written"] else " (unchanged)")
-        for s in result["series"]
-    ]
-    emit(result, as_json=as_json, human="\n".join(lines))
+            src,
+            src_path,
+            store_root=where.bars,
+            quarantine_root=where.quarantine,
+            gx_root=where.gx_root,
+            validation=params.validation,
+            now=pd.Timestamp.now(tz="UTC"),
+            symbol=sym,
+            interval=ivl,
+            venue=ven,
+            layout=lay,
+            since=since,
+            progress=no_progress if as_json else track,
+        )["series"]
+    lines = []
+    for s in series:
+        if "read" in s:
+            lines.append(describe(s["read"]))
+        lines.append(
+            f"{s['series']}: {s['rows_in']} rows in, {s['rows_added']} added, {s['rows_replaced']} replaced, "
+            f"{s['rows_total']} stored; {s['gap_count']} gaps"
+            + ("" if s["months_written"] else " (unchanged)")
+        )
+    emit({"series": series}, as_json=as_json, human="\n".join(lines))
 
 
 @app.command()

@@ -33,7 +33,7 @@ def ingest_dataset(
         symbol=dataset.symbol,
         interval=dataset.interval,
         venue=dataset.venue,
-        preset=dataset.preset,
+        layout=dataset.layout(),
     )
     for s in result["series"]:
         report("ingest + validate", detail=f"{s['series']}: {s['rows_total']:,} bars, {s['gap_count']} gaps")

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.errors import SourceError
+from features.errors import ConfigError, SourceError
 from features.sources import binance, ccxt_source, files
+from features.sources.layout import FileLayout
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 ROW_MS = "1772323200000,66973.26,67029.25,66967.18,66998.58,9.19306,1772323259999,615904.38,5610,4.61069,308907.14,0"
@@ -109,13 +110,13 @@ def test_kraken_preset_reads_seconds_and_trades(source_data: Path) -> None:
 
 
 def test_unknown_preset_and_missing_column_are_named(tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match="unknown preset"):
-        files.read_file(tmp_path / "x.csv", preset="nope")
+    with pytest.raises(ConfigError, match="unknown preset 'krakn'; did you mean 'kraken'"):
+        files.read_file(tmp_path / "x.csv", preset="krakn")
     path = tmp_path / "binance_BTC_USDT-1h.csv"
     path.write_text("date,open,high,low\n2024-01-01,1,2,0.5\n")
-    with pytest.raises(SourceError, match="'close'"):
+    with pytest.raises(SourceError, match="no close, volume column found"):
         files.read_file(
-            path, layout=files.PRESETS["freqtrade"], symbol="BTCUSDT", venue="binance", interval="1h"
+            path, layout=FileLayout(preset="freqtrade"), symbol="BTCUSDT", venue="binance", interval="1h"
         )
 
 
