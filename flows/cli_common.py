@@ -57,7 +57,7 @@ def emit(payload: dict[str, Any], *, as_json: bool, human: str) -> None:
     if as_json:
         sys.stdout.write(json.dumps(payload, default=str) + "\n")
     else:
-        Console().print(human, highlight=False)
+        Console().print(human, highlight=False, soft_wrap=True)  # a path or a command stays on one line
 
 
 # Third-party output a person did not ask for: TensorFlow's C++ start-up lines (CUDA probing, CPU
