@@ -17,7 +17,8 @@ export MMOPS_HOME
 
 $(BIN)/mmops: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	$(UV) sync --frozen --python $(PY_VERSION)
+	@echo "Installing $(VENV) from uv.lock and byte-compiling it (about a minute the first time)"
+	@$(UV) sync --frozen --quiet --python $(PY_VERSION)
 	@touch $@
 
 install: $(BIN)/mmops

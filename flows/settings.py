@@ -80,8 +80,13 @@ class Locations:
 
     @property
     def prefect_home(self) -> Path:
-        """Prefect's profiles and the temporary server's SQLite database (``prefect.db``)."""
-        return self.home / "prefect"
+        """Prefect's profiles and the temporary server's SQLite database (``prefect.db``).
+
+        A hidden folder, like Prefect's own ``~/.prefect``: a ``prefect/`` folder in a checkout (the
+        default home is the repository root) would read as a first-party ``prefect`` package to
+        import sorters and type checkers.
+        """
+        return self.home / ".prefect"
 
     def tool_environment(self) -> dict[str, str]:
         """Environment variables that keep third-party state under this home, telemetry off.
@@ -98,7 +103,7 @@ class Locations:
             "XDG_CACHE_HOME": str(cache),  # ONNX Runtime writes a device id there on import
             "MPLCONFIGDIR": str(cache / "matplotlib"),
             "KERAS_HOME": str(cache / "keras"),
-            "BENTOML_HOME": str(self.home / "bentoml"),
+            "BENTOML_HOME": str(self.home / ".bentoml"),  # hidden for the same reason
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "DO_NOT_TRACK": "1",
         }
