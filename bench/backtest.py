@@ -75,10 +75,17 @@ def chained_arrays(base: pd.DataFrame, n: int) -> BarArrays:
     pred[1:] = 0.1 * np.diff(np.log(close))
     return BarArrays(
         open_ns=1_772_323_200_000_000_000 + MINUTE_NS * np.arange(n, dtype=np.int64),
-        open=ticks[:, 0], high=ticks[:, 1], low=ticks[:, 2], close=close, volume=volume, buy_flow=buy,
-        sell_flow=np.maximum(volume - buy, 0.0), pred_return=pred, pred_sigma2=np.full(n, np.nan),
+        open=ticks[:, 0],
+        high=ticks[:, 1],
+        low=ticks[:, 2],
+        close=close,
+        volume=volume,
+        buy_flow=buy,
+        sell_flow=np.maximum(volume - buy, 0.0),
+        pred_return=pred,
+        pred_sigma2=np.full(n, np.nan),
         prob_up=np.full(n, np.nan),
-    )  # fmt: skip
+    )
 
 
 def params(n: int) -> tuple:

@@ -43,8 +43,11 @@ sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolv
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "mmops-BENCH-1m"
-FAMILIES = {"sgd": {"max_iter": 200}, "rf": {"n_estimators": 200, "max_depth": 12},
-            "lstm": {"lookback": 32, "units": 32, "epochs": 2, "batch_size": 256}}  # fmt: skip
+FAMILIES = {
+    "sgd": {"max_iter": 200},
+    "rf": {"n_estimators": 200, "max_depth": 12},
+    "lstm": {"lookback": 32, "units": 32, "epochs": 2, "batch_size": 256},
+}
 
 
 def build_registry(home: Path, n_features: int, rows: int) -> tuple[str, dict[str, str]]:
@@ -65,10 +68,16 @@ def build_registry(home: Path, n_features: int, rows: int) -> tuple[str, dict[st
         folder = model.save(home / "models" / family)
         with tracking.parent_run(experiment, run_name=family, tags={}):
             versions[family] = tracking.log_signal_model(
-                folder, registered_name=NAME, tags={"mmops.family": family, "mmops.task": "regressor"},
-                metrics={"forward_sharpe": 1.0, "forward_max_drawdown_pct": 1.0, "forward_sharpe_diff": 0.1,
-                         "forward_n_trades": 100.0},
-            )  # fmt: skip
+                folder,
+                registered_name=NAME,
+                tags={"mmops.family": family, "mmops.task": "regressor"},
+                metrics={
+                    "forward_sharpe": 1.0,
+                    "forward_max_drawdown_pct": 1.0,
+                    "forward_sharpe_diff": 0.1,
+                    "forward_n_trades": 100.0,
+                },
+            )
     return uri, versions
 
 
@@ -90,12 +99,23 @@ def start_server(home: Path, uri: str) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "MMOPS_HOME": str(home), "MMOPS_PARAMS": str(home / "params.yaml"),
-           "MLFLOW_TRACKING_URI": uri, "BENTOML_HOME": str(home / "bentoml")}  # fmt: skip
+    env = {
+        **os.environ,
+        "MMOPS_HOME": str(home),
+        "MMOPS_PARAMS": str(home / "params.yaml"),
+        "MLFLOW_TRACKING_URI": uri,
+        "BENTOML_HOME": str(home / "bentoml"),
+    }
     env.pop("MMOPS_SERVE_TOKEN", None)
     log = (home / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "flows", "serve", "--port", str(port)], cwd=REPO, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows", "serve", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -113,8 +133,10 @@ def start_server(home: Path, uri: str) -> tuple[subprocess.Popen[bytes], str]:
 def body(symbols: int, rows: int, n_features: int, seed: int = 0) -> bytes:
     """A ``/predict`` body: JSON windows, one item per symbol."""
     rng = np.random.default_rng(seed)
-    items = [{"symbol": f"S{i}USDT", "window": rng.normal(size=(rows, n_features)).round(6).tolist()}
-             for i in range(symbols)]  # fmt: skip
+    items = [
+        {"symbol": f"S{i}USDT", "window": rng.normal(size=(rows, n_features)).round(6).tolist()}
+        for i in range(symbols)
+    ]
     return json.dumps({"items": items}).encode()
 
 
@@ -161,8 +183,11 @@ def latency(base: str, json_body: bytes, raw_body: bytes, n: int) -> dict[str, f
     raw_ms: list[float] = []
     json_ms: list[float] = []
     info_ms: list[float] = []
-    calls = (("/predict", raw_body, "application/octet-stream", raw_ms),
-             ("/predict", json_body, "application/json", json_ms), ("/info", b"{}", "application/json", info_ms))  # fmt: skip
+    calls = (
+        ("/predict", raw_body, "application/octet-stream", raw_ms),
+        ("/predict", json_body, "application/json", json_ms),
+        ("/info", b"{}", "application/json", info_ms),
+    )
     with httpx.Client(base_url=base, timeout=10) as c:
         for i in range(n + n // 10):  # the first tenth warms up
             for path, content, media_type, sink in calls:
@@ -172,17 +197,28 @@ def latency(base: str, json_body: bytes, raw_body: bytes, n: int) -> dict[str, f
                 r.raise_for_status()
                 if i >= n // 10:
                     sink.append(elapsed)
-    return {"predict_p50_ms": pct(raw_ms, 50), "predict_p99_ms": pct(raw_ms, 99),
-            "info_p50_ms": pct(info_ms, 50), "info_p99_ms": pct(info_ms, 99),
-            "p99_ratio": pct(raw_ms, 99) / pct(info_ms, 99),
-            "json_predict_p50_ms": pct(json_ms, 50), "json_predict_p99_ms": pct(json_ms, 99),
-            "json_p99_ratio": pct(json_ms, 99) / pct(info_ms, 99), "requests": n}  # fmt: skip
+    return {
+        "predict_p50_ms": pct(raw_ms, 50),
+        "predict_p99_ms": pct(raw_ms, 99),
+        "info_p50_ms": pct(info_ms, 50),
+        "info_p99_ms": pct(info_ms, 99),
+        "p99_ratio": pct(raw_ms, 99) / pct(info_ms, 99),
+        "json_predict_p50_ms": pct(json_ms, 50),
+        "json_predict_p99_ms": pct(json_ms, 99),
+        "json_p99_ratio": pct(json_ms, 99) / pct(info_ms, 99),
+        "requests": n,
+    }
 
 
 def throughput(
-    base: str, path: str, batch_body: bytes, symbols: int, seconds: float, concurrency: int,
+    base: str,
+    path: str,
+    batch_body: bytes,
+    symbols: int,
+    seconds: float,
+    concurrency: int,
     content_type: str = "application/json",
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     done = [0] * concurrency
     errors: list[str] = []
     stop = time.monotonic() + seconds
@@ -205,8 +241,13 @@ def throughput(
     elapsed = time.perf_counter() - start
     if errors:
         raise RuntimeError(errors[0])
-    return {"predictions_per_s": sum(done) * symbols / elapsed, "requests_per_s": sum(done) / elapsed,
-            "symbols_per_request": symbols, "concurrency": concurrency, "seconds": elapsed}  # fmt: skip
+    return {
+        "predictions_per_s": sum(done) * symbols / elapsed,
+        "requests_per_s": sum(done) / elapsed,
+        "symbols_per_request": symbols,
+        "concurrency": concurrency,
+        "seconds": elapsed,
+    }
 
 
 def wait_for_version(base: str, version: str) -> dict[str, Any]:
@@ -249,11 +290,22 @@ def main() -> None:
                 )
                 n, secs, conc = args.symbols, args.seconds, args.concurrency
                 batched = {
-                    "json_items": throughput(base, "/predict", body(n, rows, args.features, 1), n, secs, conc),
-                    "bulk_b64": throughput(base, "/predict_batch", bulk_b64_body(n, rows, args.features, 1), n, secs, conc),
-                    "bulk_float32": throughput(base, "/predict_batch", bulk_body(n, rows, args.features, 1), n, secs,
-                                               conc, "application/octet-stream"),
-                }  # fmt: skip
+                    "json_items": throughput(
+                        base, "/predict", body(n, rows, args.features, 1), n, secs, conc
+                    ),
+                    "bulk_b64": throughput(
+                        base, "/predict_batch", bulk_b64_body(n, rows, args.features, 1), n, secs, conc
+                    ),
+                    "bulk_float32": throughput(
+                        base,
+                        "/predict_batch",
+                        bulk_body(n, rows, args.features, 1),
+                        n,
+                        secs,
+                        conc,
+                        "application/octet-stream",
+                    ),
+                }
                 results[family] = {"version": version, "window_rows": rows, **single, "batched": batched}
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -262,23 +314,36 @@ def main() -> None:
 
     report = {
         "bench": "serving",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_avg_1m": os.getloadavg()[0], "onnx_providers": onnxruntime.get_available_providers()},
-        "features": args.features, "setup_s": setup_s, "families": results,
-        "goals": {"lstm_p99_ratio_le_1_5": results["lstm"]["p99_ratio"] <= 1.5,
-                  "batched_ge_20k_per_s": {f: max(b["predictions_per_s"] for b in r["batched"].values()) >= 20_000
-                                           for f, r in results.items()}},
-    }  # fmt: skip
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_avg_1m": os.getloadavg()[0],
+            "onnx_providers": onnxruntime.get_available_providers(),
+        },
+        "features": args.features,
+        "setup_s": setup_s,
+        "families": results,
+        "goals": {
+            "lstm_p99_ratio_le_1_5": results["lstm"]["p99_ratio"] <= 1.5,
+            "batched_ge_20k_per_s": {
+                f: max(b["predictions_per_s"] for b in r["batched"].values()) >= 20_000
+                for f, r in results.items()
+            },
+        },
+    }
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         for family, r in results.items():
-            print(f"{family}: predict p50 {r['predict_p50_ms']:.2f} ms p99 {r['predict_p99_ms']:.2f} ms | info p50 "
-                  f"{r['info_p50_ms']:.2f} p99 {r['info_p99_ms']:.2f} | ratio {r['p99_ratio']:.2f} "
-                  f"(JSON items {r['json_p99_ratio']:.2f}) | "
-                  f"batched json {r['batched']['json_items']['predictions_per_s']:,.0f}/s, "
-                  f"bulk b64 {r['batched']['bulk_b64']['predictions_per_s']:,.0f}/s, "
-                  f"bulk raw {r['batched']['bulk_float32']['predictions_per_s']:,.0f}/s")  # fmt: skip
+            print(
+                f"{family}: predict p50 {r['predict_p50_ms']:.2f} ms p99 {r['predict_p99_ms']:.2f} ms | info p50 "
+                f"{r['info_p50_ms']:.2f} p99 {r['info_p99_ms']:.2f} | ratio {r['p99_ratio']:.2f} "
+                f"(JSON items {r['json_p99_ratio']:.2f}) | "
+                f"batched json {r['batched']['json_items']['predictions_per_s']:,.0f}/s, "
+                f"bulk b64 {r['batched']['bulk_b64']['predictions_per_s']:,.0f}/s, "
+                f"bulk raw {r['batched']['bulk_float32']['predictions_per_s']:,.0f}/s"
+            )
 
 
 if __name__ == "__main__":

@@ -112,11 +112,20 @@ def ingest_bars(
     reports = validate_bars(bars, config=config, now=now, gx_root=gx_root)
     failed = [r for r in reports if not r.success]
     if failed:
-        where = quarantine(bars, reason="; ".join(r.summary() for r in failed), quarantine_root=quarantine_root,
-                           label=label, raw_files=raw_files, reports=reports, now=now)  # fmt: skip
+        where = quarantine(
+            bars,
+            reason="; ".join(r.summary() for r in failed),
+            quarantine_root=quarantine_root,
+            label=label,
+            raw_files=raw_files,
+            reports=reports,
+            now=now,
+        )
         message = "\n".join(r.summary() for r in failed)
-        raise ValidationFailed(f"{label}: validation failed, nothing merged, batch quarantined in {where}\n{message}",
-                               quarantine_path=str(where))  # fmt: skip
+        raise ValidationFailed(
+            f"{label}: validation failed, nothing merged, batch quarantined in {where}\n{message}",
+            quarantine_path=str(where),
+        )
     writes = store.merge(bars)
     by_series = {r.series: r for r in reports}
     ordered = tuple(by_series[str(w.series)] for w in writes)

@@ -39,8 +39,19 @@ N_QUANTITIES = 16
 N_SUMMED = 15  # Q_LC is only looked up at lags, never summed
 # features per window, in output order
 WINDOW_FEATURES = (
-    "ret", "rv", "ad", "mfi", "bb_pctb", "bb_width", "kc_width", "kc_pos", "atr", "ofi", "vwap_dev", "vol_z",
-)  # fmt: skip
+    "ret",
+    "rv",
+    "ad",
+    "mfi",
+    "bb_pctb",
+    "bb_width",
+    "kc_width",
+    "kc_pos",
+    "atr",
+    "ofi",
+    "vwap_dev",
+    "vol_z",
+)
 BAR_FEATURES = ("bar_range", "psar_dist", "tod_sin", "tod_cos", "dow_sin", "dow_cos")
 # integer state: ring position, bars seen, PSAR up-trend flag
 I_POS, I_COUNT, I_UPTREND = range(3)
@@ -54,8 +65,18 @@ _WEEK_DAYS = 7
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _base_quantities(h: float, lo: float, c: float, v: float, tbv: float, prev_c: float, prev_lc: float,
-                     prev_tp: float, first: bool, q: np.ndarray) -> float:  # fmt: skip
+def _base_quantities(
+    h: float,
+    lo: float,
+    c: float,
+    v: float,
+    tbv: float,
+    prev_c: float,
+    prev_lc: float,
+    prev_tp: float,
+    first: bool,
+    q: np.ndarray,
+) -> float:
     tp = (h + lo + c) / 3.0
     lc = math.log(c)
     r1 = 0.0 if first else lc - prev_lc
@@ -83,8 +104,8 @@ def _base_quantities(h: float, lo: float, c: float, v: float, tbv: float, prev_c
 
 @nb.njit(cache=True, error_model="numpy")
 def _psar(  # noqa: C901 - Wilder's rules in one piece, to read against the reference
-    h: float, lo: float, c: float, count: int, istate: np.ndarray, fs: np.ndarray, step: float,
-    max_af: float) -> float:  # fmt: skip
+    h: float, lo: float, c: float, count: int, istate: np.ndarray, fs: np.ndarray, step: float, max_af: float
+) -> float:
     """Parabolic SAR, Wilder's rules as implemented by the ``ta`` library (its reference)."""
     if count == 0:
         istate[I_UPTREND] = 1
@@ -130,8 +151,18 @@ def _psar(  # noqa: C901 - Wilder's rules in one piece, to read against the refe
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _window_features(c: float, lc: float, lv: float, w: int, s: np.ndarray, lag_lc: float, bb_k: float,
-                     kc_k: float, out: np.ndarray, col: int) -> None:  # fmt: skip
+def _window_features(
+    c: float,
+    lc: float,
+    lv: float,
+    w: int,
+    s: np.ndarray,
+    lag_lc: float,
+    bb_k: float,
+    kc_k: float,
+    out: np.ndarray,
+    col: int,
+) -> None:
     vol = s[Q_VOL]
     out[col] = lc - lag_lc
     out[col + 1] = math.sqrt(max(s[Q_R1SQ], 0.0) / w)
@@ -182,9 +213,23 @@ def _advance_sums(
 
 
 @nb.njit(cache=True, error_model="numpy")
-def run_kernel(ts: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray,
-               tbv: np.ndarray, windows: np.ndarray, lags: np.ndarray, params: np.ndarray, buf: np.ndarray,
-               sums: np.ndarray, istate: np.ndarray, fstate: np.ndarray, out: np.ndarray) -> None:  # fmt: skip
+def run_kernel(
+    ts: np.ndarray,
+    o: np.ndarray,
+    h: np.ndarray,
+    lo: np.ndarray,
+    c: np.ndarray,
+    v: np.ndarray,
+    tbv: np.ndarray,
+    windows: np.ndarray,
+    lags: np.ndarray,
+    params: np.ndarray,
+    buf: np.ndarray,
+    sums: np.ndarray,
+    istate: np.ndarray,
+    fstate: np.ndarray,
+    out: np.ndarray,
+) -> None:
     """Advance the state over ``len(ts)`` new bars, writing one feature row per bar into ``out``.
 
     ``params`` = (bollinger_k, keltner_k, psar_step, psar_max). A feature needing ``w`` bars of

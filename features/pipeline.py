@@ -97,8 +97,16 @@ def ingest_source(
                 now=now,
             )
             raise SourceError(f"{exc} (nothing merged; the raw file is kept in {kept})") from exc
-    result = ingest_bars(bars, store=store, config=validation, now=now, quarantine_root=quarantine_root,
-                         gx_root=gx_root, label=str(path), raw_files=raw)  # fmt: skip
+    result = ingest_bars(
+        bars,
+        store=store,
+        config=validation,
+        now=now,
+        quarantine_root=quarantine_root,
+        gx_root=gx_root,
+        label=str(path),
+        raw_files=raw,
+    )
     out = result.to_dict()
     if read is not None:
         for series in out["series"]:
@@ -147,11 +155,12 @@ def validate_store(
     """Re-validate stored series (all, or those matching the filters)."""
     store = BarStore(store_root)
     keys = [
-        k for k in store.series()
+        k
+        for k in store.series()
         if (symbol is None or k.symbol == normalize_symbol(symbol))
         and (interval is None or k.interval == normalize_interval(interval))
         and (venue is None or k.venue == venue.lower())
-    ]  # fmt: skip
+    ]
     if not keys:
         raise DataError(
             f"no stored series match (symbol={symbol}, interval={interval}, venue={venue}); run `mmops ingest`"

@@ -122,7 +122,9 @@ def _suite(config: ValidationConfig, now: pd.Timestamp) -> Any:
     suite = gx.ExpectationSuite(name=SUITE_NAME)
     latest = now + pd.Timedelta(seconds=config.future_tolerance_s)
     expectations = [
-        gxe.ExpectTableColumnsToMatchOrderedList(column_list=[*COLUMNS, "ts_offset_ns", "log_return", "log_range"]),
+        gxe.ExpectTableColumnsToMatchOrderedList(
+            column_list=[*COLUMNS, "ts_offset_ns", "log_return", "log_range"]
+        ),
         gxe.ExpectColumnValuesToBeOfType(column=TIMESTAMP, type_="Timestamp"),
         *[gxe.ExpectColumnValuesToBeOfType(column=c, type_="float64") for c in (*PRICE_COLUMNS, "volume")],
         *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in (TIMESTAMP, *PRICE_COLUMNS, "volume")],
@@ -131,14 +133,28 @@ def _suite(config: ValidationConfig, now: pd.Timestamp) -> Any:
         gxe.ExpectColumnValuesToBeBetween(column="ts_offset_ns", min_value=0, max_value=0),
         gxe.ExpectColumnValuesToBeBetween(column=TIMESTAMP, max_value=latest.to_pydatetime()),
         *[gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, strict_min=True) for c in PRICE_COLUMNS],
-        *[gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0) for c in ("volume", "quote_volume", "trades")],
         *[
-            gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A=a, column_B=b, or_equal=True, ignore_row_if="either_value_is_missing")
-            for a, b in [("high", "low"), ("high", "open"), ("high", "close"), ("open", "low"), ("close", "low"), ("volume", "taker_buy_volume")]
+            gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0)
+            for c in ("volume", "quote_volume", "trades")
         ],
-        gxe.ExpectColumnValuesToBeBetween(column="log_return", min_value=-config.max_abs_log_return, max_value=config.max_abs_log_return),
+        *[
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A=a, column_B=b, or_equal=True, ignore_row_if="either_value_is_missing"
+            )
+            for a, b in [
+                ("high", "low"),
+                ("high", "open"),
+                ("high", "close"),
+                ("open", "low"),
+                ("close", "low"),
+                ("volume", "taker_buy_volume"),
+            ]
+        ],
+        gxe.ExpectColumnValuesToBeBetween(
+            column="log_return", min_value=-config.max_abs_log_return, max_value=config.max_abs_log_return
+        ),
         gxe.ExpectColumnValuesToBeBetween(column="log_range", min_value=0, max_value=config.max_log_range),
-    ]  # fmt: skip
+    ]
     for expectation in expectations:
         suite.add_expectation(expectation)
     return suite

@@ -221,14 +221,30 @@ def validate(
     from features.pipeline import validate_store
 
     where, params = context()
-    reports = validate_store(where.bars, config=params.validation, gx_root=where.gx_root, symbol=symbol,
-                             interval=interval, venue=venue, now=pd.Timestamp.now(tz="UTC"))  # fmt: skip
+    reports = validate_store(
+        where.bars,
+        config=params.validation,
+        gx_root=where.gx_root,
+        symbol=symbol,
+        interval=interval,
+        venue=venue,
+        now=pd.Timestamp.now(tz="UTC"),
+    )
     payload = {
         "success": all(r.success for r in reports),
         "data_docs": str(where.gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"),
-        "series": [{"series": r.series, "rows": r.rows, "success": r.success, "findings": [str(f) for f in r.findings],
-                    "gap_count": r.gaps.count, "longest_gap_bars": r.gaps.longest_bars} for r in reports],
-    }  # fmt: skip
+        "series": [
+            {
+                "series": r.series,
+                "rows": r.rows,
+                "success": r.success,
+                "findings": [str(f) for f in r.findings],
+                "gap_count": r.gaps.count,
+                "longest_gap_bars": r.gaps.longest_bars,
+            }
+            for r in reports
+        ],
+    }
     emit(
         payload,
         as_json=as_json,
@@ -257,8 +273,17 @@ def features(
     from features.pipeline import build_features
 
     where, params = context()
-    result = build_features(where.bars, features_root=where.features, config=params.features, venue=venue,
-                            symbol=symbol, interval=interval, start=start, end=end, out=out)  # fmt: skip
+    result = build_features(
+        where.bars,
+        features_root=where.features,
+        config=params.features,
+        venue=venue,
+        symbol=symbol,
+        interval=interval,
+        start=start,
+        end=end,
+        out=out,
+    )
     emit(
         result,
         as_json=as_json,

@@ -61,14 +61,34 @@ def gate(version: VersionOpt, model: ModelOpt = None, as_json: JsonOpt = False) 
     )
     v = outcome.verdict
     payload = {
-        "model": name, "version": outcome.version, "passed": v.passed, "champion": v.champion_version,
-        "auto_approved": v.auto_approve, "report": str(outcome.report), "changes": _changes(list(outcome.changes)),
-        "checks": [{"name": c.name, "value": c.value, "threshold": c.threshold, "comparator": c.comparator,
-                    "passed": c.passed, "skipped": c.skipped, "note": c.note} for c in v.checks],
-    }  # fmt: skip
-    human = "\n".join([f"{name} v{outcome.version}: gate {'PASSED' if v.passed else 'FAILED'}",
-                       *(f"  {c.describe()}" for c in v.checks), f"report: {outcome.report}",
-                       _human(list(outcome.changes))])  # fmt: skip
+        "model": name,
+        "version": outcome.version,
+        "passed": v.passed,
+        "champion": v.champion_version,
+        "auto_approved": v.auto_approve,
+        "report": str(outcome.report),
+        "changes": _changes(list(outcome.changes)),
+        "checks": [
+            {
+                "name": c.name,
+                "value": c.value,
+                "threshold": c.threshold,
+                "comparator": c.comparator,
+                "passed": c.passed,
+                "skipped": c.skipped,
+                "note": c.note,
+            }
+            for c in v.checks
+        ],
+    }
+    human = "\n".join(
+        [
+            f"{name} v{outcome.version}: gate {'PASSED' if v.passed else 'FAILED'}",
+            *(f"  {c.describe()}" for c in v.checks),
+            f"report: {outcome.report}",
+            _human(list(outcome.changes)),
+        ]
+    )
     emit(payload, as_json=as_json, human=human)
     if not v.passed:
         raise typer.Exit(1)
@@ -99,8 +119,11 @@ def reject(
     where, params = context()
     name = model_name(params, model)
     changes = open_registry(where).reject(name, version, by=by, reason=reason)
-    emit({"model": name, "version": version, "rejected": True, "changes": _changes(changes)}, as_json=as_json,
-         human=f"{name} v{version} rejected\n{_human(changes)}")  # fmt: skip
+    emit(
+        {"model": name, "version": version, "rejected": True, "changes": _changes(changes)},
+        as_json=as_json,
+        human=f"{name} v{version} rejected\n{_human(changes)}",
+    )
 
 
 @app.command()
@@ -126,9 +149,15 @@ def registry_status(model: ModelOpt = None, as_json: JsonOpt = False) -> None:
     state = open_registry(where).state(model_name(params, model)).to_dict()
     lines = [f"{state['name']}  aliases: {state['aliases'] or '-'}"]
     for v in state["versions"]:
-        lines.append(f"  v{v['version']:<4} {v['family'] or '?':<5} {','.join(v['aliases']) or '-':<20} "
-                     f"gate={v['gate'] or '-':<7} approval={v['approval'] or '-'}"
-                     + (f" by {v['approval_by']} at {v['approval_at']}: {v['approval_reason']}" if v['approval_by'] else ""))  # fmt: skip
+        lines.append(
+            f"  v{v['version']:<4} {v['family'] or '?':<5} {','.join(v['aliases']) or '-':<20} "
+            f"gate={v['gate'] or '-':<7} approval={v['approval'] or '-'}"
+            + (
+                f" by {v['approval_by']} at {v['approval_at']}: {v['approval_reason']}"
+                if v["approval_by"]
+                else ""
+            )
+        )
     emit(state, as_json=as_json, human="\n".join(lines))
 
 
@@ -150,8 +179,19 @@ def serve(
     settings = serve_settings(where, params, model=model, canary=canary, shadow=shadow)
     path = settings.write(where.home / "serving" / "settings.json")
     config = settings.config
-    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:SignalService", "--working-dir",
-           str(REPO_ROOT), "--port", str(port or config.port), "--host", host or config.host]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "serving.service:SignalService",
+        "--working-dir",
+        str(REPO_ROOT),
+        "--port",
+        str(port or config.port),
+        "--host",
+        host or config.host,
+    ]
     env = {**os.environ, "MMOPS_SERVE_SETTINGS": str(path), "BENTOML_DO_NOT_TRACK": "True"}
     raise typer.Exit(subprocess.call(cmd, env=env))
 
@@ -170,6 +210,9 @@ def serve_settings(
     elif shadow:
         overrides = {"mode": "shadow"}
     return ServeSettings(
-        model_name=model_name(params, model), tracking_uri=where.tracking_uri, cache_dir=where.models / "serving",
-        log_dir=where.logs, config=params.serve.model_copy(update=overrides),
-    )  # fmt: skip
+        model_name=model_name(params, model),
+        tracking_uri=where.tracking_uri,
+        cache_dir=where.models / "serving",
+        log_dir=where.logs,
+        config=params.serve.model_copy(update=overrides),
+    )

@@ -50,12 +50,26 @@ def protocol(
     tune = params.tune.model_copy(update={"objective": objective or params.tune.objective})
     bars = series_bars(where, params, symbol=symbol, interval=interval, venue=venue)
     try:
-        base = prepare_job(bars, family=names[0], task=task_names[0], features=params.features,  # type: ignore[arg-type]
-                           split=params.split, tune=tune, models=params.models, quote=params.quote,
-                           risk=params.risk, backtest=params.backtest)  # fmt: skip
+        base = prepare_job(
+            bars,
+            family=names[0],
+            task=task_names[0],  # type: ignore[arg-type]  # checked above
+            features=params.features,
+            split=params.split,
+            tune=tune,
+            models=params.models,
+            quote=params.quote,
+            risk=params.risk,
+            backtest=params.backtest,
+        )
         jobs = protocol_jobs(base, params.models, families=names, tasks=task_names)  # type: ignore[arg-type]
-        table = run_protocol(jobs, tracking_settings(where, params), trials=trials or params.tune.trials,
-                             timeout_s=params.tune.timeout_s, evaluate=params.evaluate)  # fmt: skip
+        table = run_protocol(
+            jobs,
+            tracking_settings(where, params),
+            trials=trials or params.tune.trials,
+            timeout_s=params.tune.timeout_s,
+            evaluate=params.evaluate,
+        )
     except ValueError as exc:
         if isinstance(exc, DataError):
             raise
@@ -68,5 +82,8 @@ def protocol(
         {str(k): (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
         for r in table.to_dict(orient="records")
     ]
-    emit({"symbol": str(bars["symbol"].iloc[0]), "interval": str(bars["interval"].iloc[0]), "rows": rows},
-         as_json=as_json, human=text)  # fmt: skip
+    emit(
+        {"symbol": str(bars["symbol"].iloc[0]), "interval": str(bars["interval"].iloc[0]), "rows": rows},
+        as_json=as_json,
+        human=text,
+    )

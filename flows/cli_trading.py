@@ -41,9 +41,14 @@ def _tick_backtest(
     name, files = select_capture(ticks, symbol)
     data = read_ticks(files)
     result = run_tick_backtest(
-        data, quote=params.quote, risk=params.risk, backtest=params.backtest, signals=signals,
-        strategy="model" if strategy == "model" else "as", decision_interval_ms=decision_ms,
-    )  # fmt: skip
+        data,
+        quote=params.quote,
+        risk=params.risk,
+        backtest=params.backtest,
+        signals=signals,
+        strategy="model" if strategy == "model" else "as",
+        decision_interval_ms=decision_ms,
+    )
     return f"ticks:{name}:{decision_ms}ms", result
 
 
@@ -105,9 +110,13 @@ def backtest(
     if len(bars) < 2:
         raise DataError(f"{ven}:{sym}:{ivl}: {len(bars)} bars between {start} and {end}; need at least 2")
     result = run_backtest(
-        bars, quote=params.quote, risk=params.risk, backtest=params.backtest, signals=sig,
+        bars,
+        quote=params.quote,
+        risk=params.risk,
+        backtest=params.backtest,
+        signals=sig,
         strategy="model" if strategy == "model" else "as",
-    )  # fmt: skip
+    )
     _report(result, out, series=f"{ven}:{sym}:{ivl}", strategy=strategy, as_json=as_json)
 
 
@@ -117,8 +126,12 @@ def _report(result: Any, out: Path, *, series: str, strategy: str, as_json: bool
 
     paths = write_backtest_outputs(result, out)
     m = result.metrics
-    payload = {"series": series, "strategy": strategy, "metrics": m.to_dict(),
-               "files": {k: str(v) for k, v in paths.items()}}  # fmt: skip
+    payload = {
+        "series": series,
+        "strategy": strategy,
+        "metrics": m.to_dict(),
+        "files": {k: str(v) for k, v in paths.items()},
+    }
     sharpe = "n/a" if m.sharpe is None else f"{m.sharpe:.2f}"
     human = (
         f"{series} {strategy}: {m.bars} bars, PnL {m.pnl:.2f} ({m.pnl_pct:.3f}%), Sharpe {sharpe}, "
@@ -180,10 +193,16 @@ def calibrate(
 
     _where, params = context()
     results = [
-        run_calibration(name, read_ticks(files), window_s=window_s, stride_s=stride_s,
-                        haircut_ticks=params.backtest.queue_haircut_ticks, delta_ticks=delta)
+        run_calibration(
+            name,
+            read_ticks(files),
+            window_s=window_s,
+            stride_s=stride_s,
+            haircut_ticks=params.backtest.queue_haircut_ticks,
+            delta_ticks=delta,
+        )
         for name, files in group_tick_files(ticks).items()
-    ]  # fmt: skip
+    ]
     payload: dict[str, Any] = {"instruments": {c.instrument: c.to_dict() for c in results}}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -194,8 +213,11 @@ def calibrate(
         payload["files"] = {"calibration": str(out / "calibration.json"), "plot": str(plot)}
         (out / "calibration.json").write_text(json.dumps(payload, indent=2, default=str))
     human = "\n\n".join(
-        "\n".join([f"{c.instrument} ({c.trades} trades, {c.duration_s:.0f} s, tick {c.tick_size:g})"]
-                  + [f"  {f.summary()}" for f in c.fits.values()] + [c.bar_vs_tick.table()])
+        "\n".join(
+            [f"{c.instrument} ({c.trades} trades, {c.duration_s:.0f} s, tick {c.tick_size:g})"]
+            + [f"  {f.summary()}" for f in c.fits.values()]
+            + [c.bar_vs_tick.table()]
+        )
         for c in results
-    )  # fmt: skip
+    )
     emit(payload, as_json=as_json, human=human)

@@ -42,9 +42,14 @@ TimeoutOpt = Annotated[
 
 
 def _result(candidate: Candidate, registered: str, others: list[Candidate]) -> dict[str, Any]:
-    return {"registered_model": registered, "version": candidate.version, "family": candidate.family,
-            "task": candidate.task, "chosen": candidate.summary(),
-            "candidates": [c.summary() for c in others]}  # fmt: skip
+    return {
+        "registered_model": registered,
+        "version": candidate.version,
+        "family": candidate.family,
+        "task": candidate.task,
+        "chosen": candidate.summary(),
+        "candidates": [c.summary() for c in others],
+    }
 
 
 def _human(result: Mapping[str, Any]) -> str:

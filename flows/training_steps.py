@@ -50,9 +50,15 @@ def tracking_settings(where: Locations, params: Params) -> TrackingSettings:
 
     dvc_file = where.home / "data.dvc" if (where.home / "data.dvc").is_file() else REPO_ROOT / "data.dvc"
     data_hash = dvc_data_hash(dvc_file)
-    return TrackingSettings(tracking_uri=where.tracking_uri, artifact_root=where.artifact_root,
-                            optuna_storage=where.optuna_storage, scratch=where.models, repo=REPO_ROOT,
-                            dvc_data_hash=data_hash, params_doc=params.model_dump(mode="json"))  # fmt: skip
+    return TrackingSettings(
+        tracking_uri=where.tracking_uri,
+        artifact_root=where.artifact_root,
+        optuna_storage=where.optuna_storage,
+        scratch=where.models,
+        repo=REPO_ROOT,
+        dvc_data_hash=data_hash,
+        params_doc=params.model_dump(mode="json"),
+    )
 
 
 def model_name(params: Params, model: str | None) -> str:
@@ -100,19 +106,34 @@ def run_family(
     from training.pipeline import prepare_job, tune_and_log
 
     try:
-        job = prepare_job(bars, family=family, task=task, features=params.features, split=params.split,
-                          tune=params.tune, models=params.models, quote=params.quote, risk=params.risk,
-                          backtest=params.backtest)  # fmt: skip
-        return tune_and_log(job, tracking_settings(where, params), trials=trials or params.tune.trials,
-                            timeout_s=timeout or params.tune.timeout_s, evaluate=params.evaluate)  # fmt: skip
+        job = prepare_job(
+            bars,
+            family=family,
+            task=task,
+            features=params.features,
+            split=params.split,
+            tune=params.tune,
+            models=params.models,
+            quote=params.quote,
+            risk=params.risk,
+            backtest=params.backtest,
+        )
+        return tune_and_log(
+            job,
+            tracking_settings(where, params),
+            trials=trials or params.tune.trials,
+            timeout_s=timeout or params.tune.timeout_s,
+            evaluate=params.evaluate,
+        )
     except ValueError as exc:
         if isinstance(exc, DataError):
             raise
         raise DataError(f"{family}: {exc}") from exc
 
 
-def evaluate_uri(where: Locations, params: Params, model_uri: str, *, window: str | None,
-                 data: Path | None = None) -> dict[str, float]:  # fmt: skip
+def evaluate_uri(
+    where: Locations, params: Params, model_uri: str, *, window: str | None, data: Path | None = None
+) -> dict[str, float]:
     """Metrics of a logged model on a hold-out window of its series, or on a raw file."""
     from training.pipeline import evaluate_artifact
     from training.tracking import download_model, use_tracking
@@ -132,9 +153,17 @@ def evaluate_uri(where: Locations, params: Params, model_uri: str, *, window: st
                 interval=tags.get("mmops.interval"),
                 venue=tags.get("mmops.venue"),
             )
-        return evaluate_artifact(model_dir, bars, window=window, features=params.features, split=params.split,
-                                 quote=params.quote, risk=params.risk, backtest=params.backtest,
-                                 evaluate=params.evaluate)  # fmt: skip
+        return evaluate_artifact(
+            model_dir,
+            bars,
+            window=window,
+            features=params.features,
+            split=params.split,
+            quote=params.quote,
+            risk=params.risk,
+            backtest=params.backtest,
+            evaluate=params.evaluate,
+        )
 
 
 def evaluator_for(

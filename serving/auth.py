@@ -42,7 +42,15 @@ class BearerAuth:
             return
         reason = "missing bearer token" if not given else "wrong bearer token"
         body = json.dumps({"error": f"{reason}: send 'Authorization: Bearer <token>'"}).encode()
-        await send({"type": "http.response.start", "status": 401,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"www-authenticate", b'Bearer realm="mmops"')]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="mmops"'),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -134,8 +134,13 @@ class SignalEngine:
             if challenger is not None and (why := compatible(champion, challenger)):
                 logger.warning("%s: not routing to the challenger: %s", self.name, why)
                 challenger = None
-            models = ModelSet(champion=champion, challenger=challenger, mode=self.config.mode,
-                              canary_fraction=self.config.canary_fraction, canary_salt=self.config.canary_salt)  # fmt: skip
+            models = ModelSet(
+                champion=champion,
+                challenger=challenger,
+                mode=self.config.mode,
+                canary_fraction=self.config.canary_fraction,
+                canary_salt=self.config.canary_salt,
+            )
             for model in models.active:  # warm up before anyone is routed to it
                 model.predictor.predict(
                     np.zeros((1, model.lookback, len(model.feature_names)), dtype=np.float32)
@@ -186,11 +191,16 @@ class SignalEngine:
     def _describe(self, models: ModelSet) -> InfoResponse:
         d = models.describe()
         return InfoResponse(
-            model=self.name, mode=d["mode"], canary_fraction=d["canary_fraction"], window_rows=d["window_rows"],
-            feature_names=d["feature_names"], champion=ModelInfo(**d["champion"]),
+            model=self.name,
+            mode=d["mode"],
+            canary_fraction=d["canary_fraction"],
+            window_rows=d["window_rows"],
+            feature_names=d["feature_names"],
+            champion=ModelInfo(**d["champion"]),
             challenger=None if d["challenger"] is None else ModelInfo(**d["challenger"]),
-            loaded_at=dt.datetime.now(dt.UTC).isoformat(), providers=self.providers,
-        )  # fmt: skip
+            loaded_at=dt.datetime.now(dt.UTC).isoformat(),
+            providers=self.providers,
+        )
 
     async def predict(
         self, items: Sequence[SymbolWindow], *, feature_names: Sequence[str] | None, request_id: str | None
@@ -208,28 +218,42 @@ class SignalEngine:
         )
 
     async def predict_windows(
-        self, symbols: Sequence[str], windows: np.ndarray, *, feature_names: Sequence[str] | None,
+        self,
+        symbols: Sequence[str],
+        windows: np.ndarray,
+        *,
+        feature_names: Sequence[str] | None,
         request_id: str | None,
-    ) -> PredictResponse:  # fmt: skip
+    ) -> PredictResponse:
         """:meth:`predict` for stacked windows ``(n_symbols, rows, features)`` (the raw single path)."""
         self._check_count(len(symbols))
         rid, values, served_by = await self._run(symbols, windows, feature_names, request_id)
-        signals = [Signal.model_construct(symbol=s, value=float(v), kind=m.kind, version=m.version, alias=m.alias)
-                   for s, v, m in zip(symbols, values, served_by, strict=True)]  # fmt: skip
+        signals = [
+            Signal.model_construct(symbol=s, value=float(v), kind=m.kind, version=m.version, alias=m.alias)
+            for s, v, m in zip(symbols, values, served_by, strict=True)
+        ]
         return PredictResponse.model_construct(request_id=rid, model=self.name, signals=signals)
 
     async def predict_columns(
-        self, symbols: Sequence[str], windows: np.ndarray, *, feature_names: Sequence[str] | None,
+        self,
+        symbols: Sequence[str],
+        windows: np.ndarray,
+        *,
+        feature_names: Sequence[str] | None,
         request_id: str | None,
-    ) -> BatchPredictResponse:  # fmt: skip
+    ) -> BatchPredictResponse:
         """The same as :meth:`predict` for stacked windows, answered column-wise (the bulk path)."""
         self._check_count(len(symbols))
         rid, values, served_by = await self._run(symbols, windows, feature_names, request_id)
         return BatchPredictResponse.model_construct(
-            request_id=rid, model=self.name, symbols=list(symbols), values=values.tolist(),
-            versions=[m.version for m in served_by], aliases=[m.alias for m in served_by],
+            request_id=rid,
+            model=self.name,
+            symbols=list(symbols),
+            values=values.tolist(),
+            versions=[m.version for m in served_by],
+            aliases=[m.alias for m in served_by],
             kinds=[m.kind for m in served_by],
-        )  # fmt: skip
+        )
 
     def _check_count(self, n: int) -> None:
         if n == 0:
@@ -300,11 +324,20 @@ class SignalEngine:
             if self.observe is not None:
                 self.observe(model, role, len(idx))
             if self.log is not None:
-                self.log.record(PredictionRecord(
-                    at=at, request_id=rid, symbols=tuple(symbols[i] for i in idx), model=model.name,
-                    version=model.version, alias=model.alias, role=role, windows=x,
-                    outputs=out, latency_ms=latency_ms,
-                ))  # fmt: skip
+                self.log.record(
+                    PredictionRecord(
+                        at=at,
+                        request_id=rid,
+                        symbols=tuple(symbols[i] for i in idx),
+                        model=model.name,
+                        version=model.version,
+                        alias=model.alias,
+                        role=role,
+                        windows=x,
+                        outputs=out,
+                        latency_ms=latency_ms,
+                    )
+                )
 
 
 def _select(windows: np.ndarray, idx: np.ndarray, lookback: int) -> np.ndarray:
@@ -331,8 +364,13 @@ def engine_from_settings(
         else None
     )
     return SignalEngine(
-        name=settings.model_name, config=config, source=RegistrySource(settings),
-        batcher=MicroBatcher(max_windows=config.max_batch_windows, inline_max=config.inline_max_windows,
-                             observe=observe_batch),
-        log=log, providers=onnxruntime.get_available_providers(), observe=observe,
-    )  # fmt: skip
+        name=settings.model_name,
+        config=config,
+        source=RegistrySource(settings),
+        batcher=MicroBatcher(
+            max_windows=config.max_batch_windows, inline_max=config.inline_max_windows, observe=observe_batch
+        ),
+        log=log,
+        providers=onnxruntime.get_available_providers(),
+        observe=observe,
+    )

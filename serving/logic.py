@@ -74,9 +74,17 @@ class LoadedModel:
 
     def describe(self) -> dict[str, Any]:
         info = self.predictor.info
-        return {"name": self.name, "version": self.version, "alias": self.alias, "family": info.family,
-                "task": info.task, "kind": self.kind, "lookback": self.lookback,
-                "feature_names": list(self.feature_names), "lineage": dict(self.lineage)}  # fmt: skip
+        return {
+            "name": self.name,
+            "version": self.version,
+            "alias": self.alias,
+            "family": info.family,
+            "task": info.task,
+            "kind": self.kind,
+            "lookback": self.lookback,
+            "feature_names": list(self.feature_names),
+            "lineage": dict(self.lineage),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +130,10 @@ class ModelSet:
 def compatible(champion: LoadedModel, challenger: LoadedModel) -> str | None:
     """Why ``challenger`` cannot share requests with ``champion`` (None when it can)."""
     if challenger.feature_names != champion.feature_names:
-        return (f"challenger v{challenger.version} expects features {list(challenger.feature_names)}, "
-                f"the champion v{champion.version} {list(champion.feature_names)}")  # fmt: skip
+        return (
+            f"challenger v{challenger.version} expects features {list(challenger.feature_names)}, "
+            f"the champion v{champion.version} {list(champion.feature_names)}"
+        )
     return None
 
 
@@ -243,11 +253,15 @@ def check_windows(
             loc=("feature_names",),
         )
     if windows.shape[2] != width:
-        raise InvalidInput(f"each window row needs {width} features {list(models.feature_names)}; got {windows.shape[2]}",
-                           loc=("items", 0, "window"))  # fmt: skip
+        raise InvalidInput(
+            f"each window row needs {width} features {list(models.feature_names)}; got {windows.shape[2]}",
+            loc=("items", 0, "window"),
+        )
     if windows.shape[1] < rows:
-        raise InvalidInput(f"each window needs at least {rows} rows (the model lookback); got {windows.shape[1]}",
-                           loc=("items", 0, "window"))  # fmt: skip
+        raise InvalidInput(
+            f"each window needs at least {rows} rows (the model lookback); got {windows.shape[1]}",
+            loc=("items", 0, "window"),
+        )
     windows = windows[:, -rows:, :]
     finite = np.isfinite(windows).all(axis=(1, 2))
     if not finite.all():

@@ -93,8 +93,20 @@ class PredictionLog:
 
 def _lines(r: PredictionRecord) -> list[str]:
     return [
-        json.dumps({"at": r.at, "request_id": r.request_id, "symbol": s, "model": r.model, "version": r.version,
-                    "alias": r.alias, "role": r.role, "inputs_digest": inputs_digest(r.windows[i]),
-                    "output": float(r.outputs[i]), "latency_ms": round(r.latency_ms, 3)}) + "\n"
+        json.dumps(
+            {
+                "at": r.at,
+                "request_id": r.request_id,
+                "symbol": s,
+                "model": r.model,
+                "version": r.version,
+                "alias": r.alias,
+                "role": r.role,
+                "inputs_digest": inputs_digest(r.windows[i]),
+                "output": float(r.outputs[i]),
+                "latency_ms": round(r.latency_ms, 3),
+            }
+        )
+        + "\n"
         for i, s in enumerate(r.symbols)
-    ]  # fmt: skip
+    ]

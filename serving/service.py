@@ -62,9 +62,11 @@ class PredictBatchInput(bentoml.IODescriptor):
             if parsed.windows_raw is not None:
                 raise validation_error(InvalidInput("windows_raw is not a JSON field", loc=("windows_raw",)))
             if parsed.windows_b64 is None:
-                raise validation_error(InvalidInput(
-                    f"send windows_b64, or the raw windows as {RAW_MEDIA_TYPE}", loc=("windows_b64",)
-                ))  # fmt: skip
+                raise validation_error(
+                    InvalidInput(
+                        f"send windows_b64, or the raw windows as {RAW_MEDIA_TYPE}", loc=("windows_b64",)
+                    )
+                )
             return parsed
         try:
             head, raw = split_raw_batch(await request.body())
@@ -72,9 +74,11 @@ class PredictBatchInput(bentoml.IODescriptor):
             raise validation_error(exc) from exc
         parsed = cls.model_validate_json(head)
         if parsed.windows_b64 is not None or parsed.windows_raw is not None:
-            raise validation_error(InvalidInput(
-                "the raw form carries the windows after the JSON line, not in it", loc=("windows_b64",)
-            ))  # fmt: skip
+            raise validation_error(
+                InvalidInput(
+                    "the raw form carries the windows after the JSON line, not in it", loc=("windows_b64",)
+                )
+            )
         parsed.windows_raw = raw
         return parsed
 
@@ -125,8 +129,12 @@ class SignalService:
         from serving.engine import engine_from_settings
 
         calls = prom.Counter("mmops_predictions", "signals computed", ["model", "version", "alias", "role"])
-        seconds = prom.Histogram("mmops_model_call_seconds", "one batched model call", ["version"],
-                                 buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.5))  # fmt: skip
+        seconds = prom.Histogram(
+            "mmops_model_call_seconds",
+            "one batched model call",
+            ["version"],
+            buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.5),
+        )
 
         def observe(model: LoadedModel, role: str, n: int) -> None:
             calls.labels(model.name, model.version, model.alias, role).inc(n)

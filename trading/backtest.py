@@ -165,9 +165,14 @@ def ewma_alpha(halflife_steps: float) -> float:
 
 
 def engine_params(
-    *, quote: QuoteConfig, risk: RiskConfig, backtest: BacktestConfig, bar_ns: int, need_signal: bool,
+    *,
+    quote: QuoteConfig,
+    risk: RiskConfig,
+    backtest: BacktestConfig,
+    bar_ns: int,
+    need_signal: bool,
     kill_from: int,
-) -> EngineParams:  # fmt: skip
+) -> EngineParams:
     """Flatten the three configs into the kernel's :class:`EngineParams`."""
     return EngineParams(
         bar_ns=bar_ns,
@@ -195,21 +200,44 @@ def step_arrays(n: int) -> StepArrays:
     """Zeroed per-step outputs (cash, equity, inventory, quotes, risk status) for ``n`` steps."""
     cash, equity = np.zeros(n), np.zeros(n)
     inventory, bid, ask, bid_lots, ask_lots, status, reasons = np.zeros((7, n), dtype=np.int64)
-    return StepArrays(cash=cash, equity=equity, inventory=inventory, bid=bid, ask=ask, bid_lots=bid_lots,
-                      ask_lots=ask_lots, status=status, reasons=reasons)  # fmt: skip
+    return StepArrays(
+        cash=cash,
+        equity=equity,
+        inventory=inventory,
+        bid=bid,
+        ask=ask,
+        bid_lots=bid_lots,
+        ask_lots=ask_lots,
+        status=status,
+        reasons=reasons,
+    )
 
 
 def trade_arrays(capacity: int) -> TradeArrays:
     """Zeroed fill records with room for ``capacity`` fills."""
     bar, side, price, lots, maker = np.zeros((5, capacity), dtype=np.int64)
-    return TradeArrays(bar=bar, side=side, price=price, lots=lots, fee=np.zeros(capacity), maker=maker,
-                       ref_mid=np.zeros(capacity))  # fmt: skip
+    return TradeArrays(
+        bar=bar,
+        side=side,
+        price=price,
+        lots=lots,
+        fee=np.zeros(capacity),
+        maker=maker,
+        ref_mid=np.zeros(capacity),
+    )
 
 
 def fill_records(trades: TradeArrays, k: int) -> FillRecords:
     """The first ``k`` fills the kernel wrote, as :class:`FillRecords`."""
-    return FillRecords(bar=trades.bar[:k], side=trades.side[:k], price_ticks=trades.price[:k], lots=trades.lots[:k],
-                       fee=trades.fee[:k], maker=trades.maker[:k], ref_mid_ticks=trades.ref_mid[:k])  # fmt: skip
+    return FillRecords(
+        bar=trades.bar[:k],
+        side=trades.side[:k],
+        price_ticks=trades.price[:k],
+        lots=trades.lots[:k],
+        fee=trades.fee[:k],
+        maker=trades.maker[:k],
+        ref_mid_ticks=trades.ref_mid[:k],
+    )
 
 
 def allocate_outputs(n: int, latency_bars: int) -> tuple[StepArrays, TradeArrays, np.ndarray]:

@@ -173,12 +173,22 @@ def fit_intensity(
     total = np.log(rate[used]) - np.log(rate[used]).mean()
     r2 = 1.0 - float(resid @ resid) / float(total @ total) if float(total @ total) > 0 else math.nan
     return IntensityFit(
-        symbol=data.symbol, reference=reference, window_s=window_s, stride_s=stride_s or window_s,
-        tick_size=data.tick_size, window_sides=len(reach), delta_ticks=grid.tolist(), fills=fills.tolist(),
-        fill_prob=prob.tolist(), rate_per_s=[float(r) if math.isfinite(r) else math.inf for r in rate],
-        used=used.tolist(), a_per_s=float(math.exp(intercept)), kappa_per_tick=float(-slope),
-        kappa_per_price=float(-slope / data.tick_size), r2=r2,
-    )  # fmt: skip
+        symbol=data.symbol,
+        reference=reference,
+        window_s=window_s,
+        stride_s=stride_s or window_s,
+        tick_size=data.tick_size,
+        window_sides=len(reach),
+        delta_ticks=grid.tolist(),
+        fills=fills.tolist(),
+        fill_prob=prob.tolist(),
+        rate_per_s=[float(r) if math.isfinite(r) else math.inf for r in rate],
+        used=used.tolist(),
+        a_per_s=float(math.exp(intercept)),
+        kappa_per_tick=float(-slope),
+        kappa_per_price=float(-slope / data.tick_size),
+        r2=r2,
+    )
 
 
 @dataclass(frozen=True)
@@ -269,7 +279,10 @@ def compare_bar_tick(
     cur, ref = cur[ok], np.rint(prev["close"].to_numpy()[ok] / tick).astype(np.int64)
     if len(cur) < 2:
         raise DataError(f"{data.symbol}: {len(cur)} consecutive complete bars of {bar_s:g} s; need 2")
-    low, high = np.rint(cur["low"].to_numpy() / tick).astype(np.int64), np.rint(cur["high"].to_numpy() / tick).astype(np.int64)  # fmt: skip
+    low, high = (
+        np.rint(cur["low"].to_numpy() / tick).astype(np.int64),
+        np.rint(cur["high"].to_numpy() / tick).astype(np.int64),
+    )
     sell = np.rint(low_sell.reindex(cur["open_ns"]).to_numpy(dtype=float) / tick)  # NaN: no seller
     buy = np.rint(high_buy.reindex(cur["open_ns"]).to_numpy(dtype=float) / tick)
     h = haircut_ticks
@@ -298,10 +311,20 @@ def compare_bar_tick(
             float(1 - math.exp(-fit.a_per_s * math.exp(-fit.kappa_per_tick * d) * bar_s)) for d in delta_ticks
         ]
     return BarTickComparison(
-        symbol=data.symbol, bar_s=bar_s, bars=len(cur), haircut_ticks=h, delta_ticks=list(delta_ticks),
-        quotes=2 * len(cur), bar_fills=out["bar"], tick_fills=out["tick"], touch_fills=out["touch"],
-        agree=out["agree"], both_sides=out["both"], through_qty_median=through_qty, model_prob=model,
-    )  # fmt: skip
+        symbol=data.symbol,
+        bar_s=bar_s,
+        bars=len(cur),
+        haircut_ticks=h,
+        delta_ticks=list(delta_ticks),
+        quotes=2 * len(cur),
+        bar_fills=out["bar"],
+        tick_fills=out["tick"],
+        touch_fills=out["touch"],
+        agree=out["agree"],
+        both_sides=out["both"],
+        through_qty_median=through_qty,
+        model_prob=model,
+    )
 
 
 def _median_through_qty(
@@ -346,10 +369,19 @@ def plot_intensity(fits: dict[str, IntensityFit], path: Path) -> Path:
         rate = np.asarray(fit.rate_per_s)
         used = np.asarray(fit.used)
         ax.semilogy(d[used], rate[used], "o", label="measured (in fit)")
-        ax.semilogy(d[~used & np.isfinite(rate) & (rate > 0)], rate[~used & np.isfinite(rate) & (rate > 0)], "x",
-                    color="grey", label="measured (too few fills)")  # fmt: skip
-        ax.semilogy(d, fit.a_per_s * np.exp(-fit.kappa_per_tick * d), "-",
-                    label=f"A={fit.a_per_s:.3g}/s, kappa={fit.kappa_per_tick:.3g}/tick, R2={fit.r2:.2f}")  # fmt: skip
+        ax.semilogy(
+            d[~used & np.isfinite(rate) & (rate > 0)],
+            rate[~used & np.isfinite(rate) & (rate > 0)],
+            "x",
+            color="grey",
+            label="measured (too few fills)",
+        )
+        ax.semilogy(
+            d,
+            fit.a_per_s * np.exp(-fit.kappa_per_tick * d),
+            "-",
+            label=f"A={fit.a_per_s:.3g}/s, kappa={fit.kappa_per_tick:.3g}/tick, R2={fit.r2:.2f}",
+        )
         ax.set_title(f"{label}: from the {fit.reference}, {fit.window_s:g} s windows", fontsize=9)
         ax.set_xlabel(f"quote distance delta (ticks of {fit.tick_size:g})")
         ax.set_ylabel("fill intensity per side (1/s)")
@@ -410,11 +442,20 @@ def calibrate(
         for ref in ("mid", "touch")
     }
     comparison = compare_bar_tick(
-        data, delta_ticks=delta_ticks or [1, 10, 100, 300, 1000, 3000], haircut_ticks=haircut_ticks,
-        bar_s=window_s, fit=fits["mid"],
-    )  # fmt: skip
+        data,
+        delta_ticks=delta_ticks or [1, 10, 100, 300, 1000, 3000],
+        haircut_ticks=haircut_ticks,
+        bar_s=window_s,
+        fit=fits["mid"],
+    )
     return Calibration(
-        instrument=instrument, symbol=data.symbol, tick_size=data.tick_size, files=data.files,
-        duration_s=data.duration_s, trades=len(data.trades), bbo_updates=len(data.bbo), fits=fits,
+        instrument=instrument,
+        symbol=data.symbol,
+        tick_size=data.tick_size,
+        files=data.files,
+        duration_s=data.duration_s,
+        trades=len(data.trades),
+        bbo_updates=len(data.bbo),
+        fits=fits,
         bar_vs_tick=comparison,
-    )  # fmt: skip
+    )

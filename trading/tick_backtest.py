@@ -75,12 +75,20 @@ def tick_arrays(
         sig_ns = opens["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64) + bar_ns
     lot = backtest.lot_size
     return TickArrays(
-        bbo_ns=bbo["local_ns"].to_numpy(dtype=np.int64), bid=bid, ask=ask,
-        bid_qty=bbo["bid_qty"].to_numpy(dtype=np.float64) / lot, ask_qty=bbo["ask_qty"].to_numpy(dtype=np.float64) / lot,
-        trade_ns=tr["local_ns"].to_numpy(dtype=np.int64), trade_px=ticks(tr, "price"),
-        trade_qty=tr["qty"].to_numpy(dtype=np.float64) / lot, trade_side=tr["side"].to_numpy(dtype=np.int64),
-        sig_close_ns=sig_ns, pred_return=sig["pred_return"], pred_vol=sig["pred_vol"], prob_up=sig["prob_up"],
-    )  # fmt: skip
+        bbo_ns=bbo["local_ns"].to_numpy(dtype=np.int64),
+        bid=bid,
+        ask=ask,
+        bid_qty=bbo["bid_qty"].to_numpy(dtype=np.float64) / lot,
+        ask_qty=bbo["ask_qty"].to_numpy(dtype=np.float64) / lot,
+        trade_ns=tr["local_ns"].to_numpy(dtype=np.int64),
+        trade_px=ticks(tr, "price"),
+        trade_qty=tr["qty"].to_numpy(dtype=np.float64) / lot,
+        trade_side=tr["side"].to_numpy(dtype=np.int64),
+        sig_close_ns=sig_ns,
+        pred_return=sig["pred_return"],
+        pred_vol=sig["pred_vol"],
+        prob_up=sig["prob_up"],
+    )
 
 
 def _fifo_capacity(arr: TickArrays, tp: TickParams, n_steps: int) -> int:
@@ -152,27 +160,46 @@ def run_tick_backtest(
             f"{data.symbol}: {n} decision steps of {decision_interval_ms} ms; need > {warmup} (warm-up)"
         )
     tp = TickParams(
-        start_ns=start, step_ns=step_ns, bar_ns=bar_ns, steps_per_bar=spb, warmup_steps=warmup,
-        latency_ns=backtest.latency_ms * 1_000_000, requote_on_bbo=requote_on_bbo,
-        requote_on_fill=backtest.requote_on_fill, tick=backtest.tick_size, lot=backtest.lot_size,
-        maker_fee=backtest.maker_fee_bps * 1e-4, taker_fee=backtest.taker_fee_bps * 1e-4,
-        haircut_ticks=backtest.queue_haircut_ticks, participation=backtest.max_participation,
-        initial_cash=backtest.initial_cash, max_position=risk.max_position_lots,
-        vol_alpha=ewma_alpha(quote.vol_halflife_bars * spb), fast_alpha=ewma_alpha(risk.vol_short_halflife_bars * spb),
-        slow_alpha=ewma_alpha(risk.vol_long_halflife_bars * spb), flatten_on_kill=risk.flatten_on_kill,
+        start_ns=start,
+        step_ns=step_ns,
+        bar_ns=bar_ns,
+        steps_per_bar=spb,
+        warmup_steps=warmup,
+        latency_ns=backtest.latency_ms * 1_000_000,
+        requote_on_bbo=requote_on_bbo,
+        requote_on_fill=backtest.requote_on_fill,
+        tick=backtest.tick_size,
+        lot=backtest.lot_size,
+        maker_fee=backtest.maker_fee_bps * 1e-4,
+        taker_fee=backtest.taker_fee_bps * 1e-4,
+        haircut_ticks=backtest.queue_haircut_ticks,
+        participation=backtest.max_participation,
+        initial_cash=backtest.initial_cash,
+        max_position=risk.max_position_lots,
+        vol_alpha=ewma_alpha(quote.vol_halflife_bars * spb),
+        fast_alpha=ewma_alpha(risk.vol_short_halflife_bars * spb),
+        slow_alpha=ewma_alpha(risk.vol_long_halflife_bars * spb),
+        flatten_on_kill=risk.flatten_on_kill,
         need_signal=strategy == "model",
-    )  # fmt: skip
+    )
     steps, trades, fill_ns, mid, counters = _simulate(arr, quote_params(quote), risk_params(risk), tp, n)
     k, placed, lots_quoted = counters
     fills = fill_records(trades, k)
     horizons = {str(h): max(round(h * spb), 1) for h in backtest.markout_bars}
     metrics = compute_metrics(
-        equity=steps.equity, inventory=steps.inventory, status=steps.status,
+        equity=steps.equity,
+        inventory=steps.inventory,
+        status=steps.status,
         close_ticks=cast(Any, mid),  # the mark is the (half-tick) mid; markouts read it as float
-        fills=fills, bar_ns=step_ns, initial_cash=backtest.initial_cash, tick=backtest.tick_size,
-        lot=backtest.lot_size, orders_placed=placed, lots_quoted=lots_quoted,
+        fills=fills,
+        bar_ns=step_ns,
+        initial_cash=backtest.initial_cash,
+        tick=backtest.tick_size,
+        lot=backtest.lot_size,
+        orders_placed=placed,
+        lots_quoted=lots_quoted,
         markout_bars=tuple(horizons.values()),
-    )  # fmt: skip
+    )
     by_step = metrics.markouts_bps
     metrics = replace(metrics, markouts_bps={h: by_step[str(s)] for h, s in horizons.items()})
     logger.info("tick backtest %s: %d steps, %d fills, pnl %.2f", data.symbol, n, k, metrics.pnl)

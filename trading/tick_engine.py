@@ -132,9 +132,18 @@ def _decide(now: int, arr: TickArrays, qp: QuoteParams, tp: TickParams, fifo: An
         pred_return, pred_vol, prob_up = _signal(now, arr, tp, si)
         mid = sf[MID]
         bid, ask, bl, al, _r, _s = quote_core(
-            mid, si[INV], sf[VAR_Q] * tp.steps_per_bar, horizon_tau(now // tp.bar_ns, qp), pred_return,
-            (pred_vol * mid) ** 2, prob_up, pressure, cap, tp.max_position, qp,
-        )  # fmt: skip
+            mid,
+            si[INV],
+            sf[VAR_Q] * tp.steps_per_bar,
+            horizon_tau(now // tp.bar_ns, qp),
+            pred_return,
+            (pred_vol * mid) ** 2,
+            prob_up,
+            pressure,
+            cap,
+            tp.max_position,
+            qp,
+        )
         ok_bid, ok_ask = allowed_sides(si[STATUS], si[INV])
         bid = min(bid, si[BBO_ASK] - 1)  # post-only: never cross the book, rest at the far touch - 1
         ask = max(ask, si[BBO_BID] + 1)
@@ -187,9 +196,16 @@ def _on_trade(
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _risk_and_flatten(
-    step: int, now: int, arr: TickArrays, rp: RiskParams, tp: TickParams, tr: TradeArrays, fill_ns: Any,
-    si: Any, sf: Any,
-) -> None:  # fmt: skip
+    step: int,
+    now: int,
+    arr: TickArrays,
+    rp: RiskParams,
+    tp: TickParams,
+    tr: TradeArrays,
+    fill_ns: Any,
+    si: Any,
+    sf: Any,
+) -> None:
     """Run the risk engine at a grid point; a latched kill closes the inventory at the touch (taker)."""
     inv = si[INV]
     mark = sf[MID] * tp.tick
@@ -198,9 +214,20 @@ def _risk_and_flatten(
     pred_return, _vol, prob_up = _signal(now, arr, tp, si)
     sig_ok = not tp.need_signal or pred_return == pred_return or prob_up == prob_up
     si[STATUS], si[REASONS], si[UNTIL] = risk_core(
-        si[REASONS], si[UNTIL], now, inv, abs(inv * tp.lot * mark), equity - tp.initial_cash,
-        (sf[PEAK] - equity) / sf[PEAK], sf[VAR_F] / sf[VAR_S], now - si[LAST_NS], sig_ok, 0.0, False, rp,
-    )  # fmt: skip
+        si[REASONS],
+        si[UNTIL],
+        now,
+        inv,
+        abs(inv * tp.lot * mark),
+        equity - tp.initial_cash,
+        (sf[PEAK] - equity) / sf[PEAK],
+        sf[VAR_F] / sf[VAR_S],
+        now - si[LAST_NS],
+        sig_ok,
+        0.0,
+        False,
+        rp,
+    )
     if si[STATUS] == 2 and si[REASONS] & LATCHED and tp.flatten_on_kill and inv != 0:
         side = 1 if inv < 0 else -1
         price = si[BBO_ASK] if side > 0 else si[BBO_BID]
@@ -213,9 +240,19 @@ def _risk_and_flatten(
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _grid_step(
-    step: int, arr: TickArrays, qp: QuoteParams, rp: RiskParams, tp: TickParams, out: StepArrays,
-    mid_out: Any, tr: TradeArrays, fill_ns: Any, fifo: Any, si: Any, sf: Any,
-) -> None:  # fmt: skip
+    step: int,
+    arr: TickArrays,
+    qp: QuoteParams,
+    rp: RiskParams,
+    tp: TickParams,
+    out: StepArrays,
+    mid_out: Any,
+    tr: TradeArrays,
+    fill_ns: Any,
+    fifo: Any,
+    si: Any,
+    sf: Any,
+) -> None:
     """Grid point ``step``: volatility, risk, a new quote (after the warm-up), and the state row."""
     now = tp.start_ns + step * tp.step_ns
     _arrive(now, fifo, si, sf)
@@ -244,9 +281,16 @@ def _grid_step(
 
 @njit(cache=True, error_model="numpy")
 def run_tick_kernel(
-    arr: TickArrays, qp: QuoteParams, rp: RiskParams, tp: TickParams, out: StepArrays, mid_out: Any,
-    tr: TradeArrays, fill_ns: Any, fifo: Any,
-) -> tuple[int, int, int]:  # fmt: skip
+    arr: TickArrays,
+    qp: QuoteParams,
+    rp: RiskParams,
+    tp: TickParams,
+    out: StepArrays,
+    mid_out: Any,
+    tr: TradeArrays,
+    fill_ns: Any,
+    fifo: Any,
+) -> tuple[int, int, int]:
     """Run the event loop over the merged BBO and trade events, writing the outputs in place.
 
     Args:

@@ -123,12 +123,24 @@ def _parse_lines(
             data = _field(json.loads(body), "data", where)
             symbols.add(str(_field(data, "s", where)))
             if is_bbo:
-                row = (int(head), float(_field(data, "b", where)), float(_field(data, "a", where)),
-                       float(_field(data, "B", where)), float(_field(data, "A", where)))  # fmt: skip
+                row = (
+                    int(head),
+                    float(_field(data, "b", where)),
+                    float(_field(data, "a", where)),
+                    float(_field(data, "B", where)),
+                    float(_field(data, "A", where)),
+                )
                 bbo.append(row)
             else:
-                trades.append((int(head), int(_field(data, "T", where)) * 1_000_000, float(_field(data, "p", where)),
-                               float(_field(data, "q", where)), -1 if _field(data, "m", where) else 1))  # fmt: skip
+                trades.append(
+                    (
+                        int(head),
+                        int(_field(data, "T", where)) * 1_000_000,
+                        float(_field(data, "p", where)),
+                        float(_field(data, "q", where)),
+                        -1 if _field(data, "m", where) else 1,
+                    )
+                )
         except (json.JSONDecodeError, TypeError, ValueError) as exc:
             if isinstance(exc, DataError):
                 raise
@@ -190,9 +202,12 @@ def read_ticks(paths: Sequence[Path], *, tick_size: float | None = None) -> Tick
             np.concatenate([bbo_frame["bid"].to_numpy(), bbo_frame["ask"].to_numpy()])
         )
     return TickData(
-        symbol=symbols.pop(), bbo=bbo_frame, trades=trade_frame, tick_size=tick_size,
+        symbol=symbols.pop(),
+        bbo=bbo_frame,
+        trades=trade_frame,
+        tick_size=tick_size,
         files=tuple(str(p) for p in sorted(paths)),
-    )  # fmt: skip
+    )
 
 
 def trade_bars(trades: pd.DataFrame, *, bar_ns: int = 60_000_000_000) -> pd.DataFrame:
@@ -211,9 +226,14 @@ def trade_bars(trades: pd.DataFrame, *, bar_ns: int = 60_000_000_000) -> pd.Data
     bar = t["exch_ns"].to_numpy() // bar_ns
     grouped = t.assign(bar=bar, buy=np.where(t["side"] > 0, t["qty"], 0.0)).groupby("bar")
     bars = grouped.agg(
-        open=("price", "first"), high=("price", "max"), low=("price", "min"), close=("price", "last"),
-        volume=("qty", "sum"), taker_buy_volume=("buy", "sum"), trades=("price", "size"),
-    )  # fmt: skip
+        open=("price", "first"),
+        high=("price", "max"),
+        low=("price", "min"),
+        close=("price", "last"),
+        volume=("qty", "sum"),
+        taker_buy_volume=("buy", "sum"),
+        trades=("price", "size"),
+    )
     if len(bars) < 3:
         raise DataError(f"trades cover {len(bars)} bars of {bar_ns / 1e9:g} s; need 3 (two are partial)")
     bars = bars.iloc[1:-1]

@@ -92,10 +92,15 @@ def build_dataset(bars: pd.DataFrame, config: FeaturesConfig, *, label_horizon: 
         raise DataError(f"features undefined at {bad} after the warm-up; check the bars around it")
     kept = bars.iloc[first:].reset_index(drop=True)
     return Dataset(
-        venue=str(bars["venue"].iloc[0]), symbol=str(bars["symbol"].iloc[0]), interval=str(bars["interval"].iloc[0]),
-        label_horizon=label_horizon, bars=kept, X=features.to_numpy(np.float32)[first:],
-        fwd_return=labels["fwd_return"].to_numpy(np.float64)[first:], feature_names=tuple(features.columns),
-    )  # fmt: skip
+        venue=str(bars["venue"].iloc[0]),
+        symbol=str(bars["symbol"].iloc[0]),
+        interval=str(bars["interval"].iloc[0]),
+        label_horizon=label_horizon,
+        bars=kept,
+        X=features.to_numpy(np.float32)[first:],
+        fwd_return=labels["fwd_return"].to_numpy(np.float64)[first:],
+        feature_names=tuple(features.columns),
+    )
 
 
 def predict_rows(model: RowPredictor, X: np.ndarray, rows: slice) -> np.ndarray:

@@ -181,10 +181,18 @@ def score_for_objective(result: BacktestResult) -> float:
 def _quoter(result: BacktestResult, prefix: str) -> dict[str, float]:
     m = result.metrics
     values: dict[str, Any] = {
-        "sharpe": m.sharpe, "sortino": m.sortino, "pnl_pct": m.pnl_pct, "max_drawdown_pct": m.max_drawdown_pct,
-        "fill_ratio": m.fill_ratio, "n_trades": m.n_trades, "fees": m.fees, "inventory_mean": m.inventory_mean,
-        "inventory_std": m.inventory_std, "inventory_max_abs": m.inventory_max_abs, "turnover": m.turnover,
-    }  # fmt: skip
+        "sharpe": m.sharpe,
+        "sortino": m.sortino,
+        "pnl_pct": m.pnl_pct,
+        "max_drawdown_pct": m.max_drawdown_pct,
+        "fill_ratio": m.fill_ratio,
+        "n_trades": m.n_trades,
+        "fees": m.fees,
+        "inventory_mean": m.inventory_mean,
+        "inventory_std": m.inventory_std,
+        "inventory_max_abs": m.inventory_max_abs,
+        "turnover": m.turnover,
+    }
     return {f"{prefix}{k}": _num(v) for k, v in values.items()}
 
 

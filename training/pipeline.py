@@ -120,8 +120,14 @@ class _FastRows:
         return np.asarray(self._predictor.predict_frame(X.astype(np.float32)), dtype=np.float64)
 
 
-def tune_and_log(job: TuneJob, settings: TrackingSettings, *, trials: int, timeout_s: float | None,
-                 evaluate: EvaluateConfig) -> Candidate:  # fmt: skip
+def tune_and_log(
+    job: TuneJob,
+    settings: TrackingSettings,
+    *,
+    trials: int,
+    timeout_s: float | None,
+    evaluate: EvaluateConfig,
+) -> Candidate:
     """Run more trials of the family's study, refit the best, evaluate and log it (not registered).
 
     Raises:
@@ -133,11 +139,18 @@ def tune_and_log(job: TuneJob, settings: TrackingSettings, *, trials: int, timeo
     study = open_study(settings.optuna_storage, name, maximize=job.maximize, config=job.tune)
     tracking.use_tracking(settings.tracking_uri)
     experiment = tracking.ensure_experiment(f"{registered}-{job.task}", artifact_root=settings.artifact_root)
-    tags = {"mmops.family": job.family, "mmops.task": job.task, "mmops.symbol": ds.symbol,
-            "mmops.interval": ds.interval, "mmops.venue": ds.venue, "mmops.study": name,
-            "lineage.bars_hash": ds.bars_hash(),
-            **tracking.lineage_tags(repo=settings.repo, params_doc=settings.params_doc,
-                                    data_hash=settings.dvc_data_hash)}  # fmt: skip
+    tags = {
+        "mmops.family": job.family,
+        "mmops.task": job.task,
+        "mmops.symbol": ds.symbol,
+        "mmops.interval": ds.interval,
+        "mmops.venue": ds.venue,
+        "mmops.study": name,
+        "lineage.bars_hash": ds.bars_hash(),
+        **tracking.lineage_tags(
+            repo=settings.repo, params_doc=settings.params_doc, data_hash=settings.dvc_data_hash
+        ),
+    }
     with tracking.parent_run(experiment, run_name=name, tags=tags) as parent_id:
         finished = 0
 
@@ -159,9 +172,16 @@ def tune_and_log(job: TuneJob, settings: TrackingSettings, *, trials: int, timeo
         params = best_params(study)
         tracking.log_params_flat({**job.family_config.fixed, **params})
         tracking.log_params_flat(
-            {"objective": job.tune.objective, "folds": len(job.plan.folds), "gap_bars": job.plan.gap,
-             "label_horizon": ds.label_horizon, "rows": len(ds), "features": len(ds.feature_names)}, prefix="mmops."
-        )  # fmt: skip
+            {
+                "objective": job.tune.objective,
+                "folds": len(job.plan.folds),
+                "gap_bars": job.plan.gap,
+                "label_horizon": ds.label_horizon,
+                "rows": len(ds),
+                "features": len(ds.feature_names),
+            },
+            prefix="mmops.",
+        )
         model = fit_window(job, params, job.plan.final_train(job.split.max_train_bars), seed=job.tune.seed)
         model_dir = settings.scratch / f"{name}-{parent_id}"
         model.save(model_dir)
@@ -173,11 +193,19 @@ def tune_and_log(job: TuneJob, settings: TrackingSettings, *, trials: int, timeo
         tracking.set_run_tags({"mmops.lookback": str(fast.lookback)})
         with tempfile.TemporaryDirectory() as tmp:
             tracking.log_artifacts(_write_reports(job, study, fast, reports, Path(tmp), evaluate))
-    return Candidate(family=job.family, task=job.task, study=name, run_id=parent_id, model_dir=model_dir,
-                     metrics=metrics, best_params=params, trials=len(study.trials),
-                     best_value=float(study.best_value),
-                     equity={w: r.equity for w, r in reports.items()},
-                     input_example=pd.DataFrame(ds.X[-5:], columns=list(ds.feature_names)))  # fmt: skip
+    return Candidate(
+        family=job.family,
+        task=job.task,
+        study=name,
+        run_id=parent_id,
+        model_dir=model_dir,
+        metrics=metrics,
+        best_params=params,
+        trials=len(study.trials),
+        best_value=float(study.best_value),
+        equity={w: r.equity for w, r in reports.items()},
+        input_example=pd.DataFrame(ds.X[-5:], columns=list(ds.feature_names)),
+    )
 
 
 def _trial_detail(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
@@ -195,8 +223,12 @@ def write_outputs(candidate: Candidate, out_dir: Path) -> dict[str, Path]:
     summary = candidate.summary()
     flat = {"best_value": summary["best_value"], "trials": summary["trials"], **summary["metrics"]}
     paths = {"metrics": out_dir / "metrics.json"}
-    paths["metrics"].write_text(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                                            for k, v in flat.items()}, indent=1))  # fmt: skip
+    paths["metrics"].write_text(
+        json.dumps(
+            {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in flat.items()},
+            indent=1,
+        )
+    )
     for window, frame in candidate.equity.items():
         paths[window] = out_dir / f"equity_{window}.csv"
         frame.to_csv(paths[window])
@@ -207,9 +239,12 @@ def register(candidate: Candidate, *, symbol: str, interval: str) -> str:
     """Log the candidate's model in its run and register it as a new version (lineage tags copied)."""
     if candidate.input_example is None:
         raise ValueError(f"{candidate.study}: candidate has no input example; was it built by tune_and_log?")
-    candidate.version = tracking.register_from_run(candidate.run_id, candidate.model_dir,
-                                                   registered_name=registered_name(symbol, interval),
-                                                   input_example=candidate.input_example)  # fmt: skip
+    candidate.version = tracking.register_from_run(
+        candidate.run_id,
+        candidate.model_dir,
+        registered_name=registered_name(symbol, interval),
+        input_example=candidate.input_example,
+    )
     return candidate.version
 
 
@@ -225,21 +260,50 @@ def choose(candidates: list[Candidate], objective: str) -> Candidate:
 def _evaluate(job: TuneJob, fast: _FastRows, rows: slice, config: EvaluateConfig) -> WindowReport:
     ds = job.dataset
     preds = predict_rows(fast, ds.X, rows)
-    return evaluate_window(ds.bars.iloc[rows].reset_index(drop=True), preds, ds.fwd_return[rows], task=job.task,
-                           quote=job.quote, risk=job.risk, backtest=job.backtest, config=config)  # fmt: skip
+    return evaluate_window(
+        ds.bars.iloc[rows].reset_index(drop=True),
+        preds,
+        ds.fwd_return[rows],
+        task=job.task,
+        quote=job.quote,
+        risk=job.risk,
+        backtest=job.backtest,
+        config=config,
+    )
 
 
-def _write_reports(job: TuneJob, study: optuna.Study, fast: _FastRows, reports: Mapping[str, WindowReport],
-                   folder: Path, config: EvaluateConfig) -> list[tuple[str, Path]]:  # fmt: skip
+def _write_reports(
+    job: TuneJob,
+    study: optuna.Study,
+    fast: _FastRows,
+    reports: Mapping[str, WindowReport],
+    folder: Path,
+    config: EvaluateConfig,
+) -> list[tuple[str, Path]]:
     """Equity curves, the trial/fold table, the split plan, permutation importance, Optuna plots."""
     ds = job.dataset
-    out = [("plots", plots.equity_plot({w: r.equity for w, r in reports.items()}, folder / "equity.png",
-                                       title=f"{ds.symbol} {job.family} {job.task}"))]  # fmt: skip
-    folds = pd.DataFrame([
-        {"trial": t.number, "state": t.state.name, "value": trial_value(t), **t.params,
-         **{f"fold_{i}": s for i, s in enumerate(t.user_attrs.get("fold_scores", []))}}
-        for t in study.trials
-    ])  # fmt: skip
+    out = [
+        (
+            "plots",
+            plots.equity_plot(
+                {w: r.equity for w, r in reports.items()},
+                folder / "equity.png",
+                title=f"{ds.symbol} {job.family} {job.task}",
+            ),
+        )
+    ]
+    folds = pd.DataFrame(
+        [
+            {
+                "trial": t.number,
+                "state": t.state.name,
+                "value": trial_value(t),
+                **t.params,
+                **{f"fold_{i}": s for i, s in enumerate(t.user_attrs.get("fold_scores", []))},
+            }
+            for t in study.trials
+        ]
+    )
     folds.to_csv(folder / "trials_folds.csv", index=False)
     (folder / "split_plan.json").write_text(json.dumps(job.plan.to_dict(ds.index), indent=1))
     out += [("tables", folder / "trials_folds.csv"), ("tables", folder / "split_plan.json")]
@@ -249,12 +313,17 @@ def _write_reports(job: TuneJob, study: optuna.Study, fast: _FastRows, reports: 
     labels = ds.fwd_return[context]
     metric = "mae" if job.task == "regressor" else "log_loss"
     table = plots.permutation_importance(
-        fast.predict, ds.X[context], lambda p: statistical_metrics(p, labels, job.task)[metric], ds.feature_names,
+        fast.predict,
+        ds.X[context],
+        lambda p: statistical_metrics(p, labels, job.task)[metric],
+        ds.feature_names,
         seed=config.seed,
-    )  # fmt: skip
+    )
     table.to_csv(folder / "permutation_importance.csv", index=False)
-    out += [("importance", folder / "permutation_importance.csv"),
-            ("importance", plots.importance_plot(table, folder / "permutation_importance.png"))]  # fmt: skip
+    out += [
+        ("importance", folder / "permutation_importance.csv"),
+        ("importance", plots.importance_plot(table, folder / "permutation_importance.png")),
+    ]
     out += [("optuna", path) for path in plots.optuna_plots(study, folder)]
     return out
 
@@ -288,8 +357,18 @@ def prepare_job(
     profile = split.for_interval(str(bars["interval"].iloc[0]))
     dataset = series_dataset(bars, features=features, split=split)
     plan = plan_splits(dataset.index, profile, label_horizon=dataset.label_horizon)
-    return TuneJob(dataset=dataset, plan=plan, family=family, task=task, family_config=models.family(family),
-                   tune=tune, split=profile, quote=quote, risk=risk, backtest=backtest)  # fmt: skip
+    return TuneJob(
+        dataset=dataset,
+        plan=plan,
+        family=family,
+        task=task,
+        family_config=models.family(family),
+        tune=tune,
+        split=profile,
+        quote=quote,
+        risk=risk,
+        backtest=backtest,
+    )
 
 
 def evaluate_artifact(
@@ -326,6 +405,14 @@ def evaluate_artifact(
         rows = getattr(plan_splits(dataset.index, profile, label_horizon=dataset.label_horizon), window)
     fast = _FastRows(model_dir)
     preds = predict_rows(fast, dataset.X, rows)
-    report = evaluate_window(dataset.bars.iloc[rows].reset_index(drop=True), preds, dataset.fwd_return[rows],
-                             task=info.task, quote=quote, risk=risk, backtest=backtest, config=evaluate)  # fmt: skip
+    report = evaluate_window(
+        dataset.bars.iloc[rows].reset_index(drop=True),
+        preds,
+        dataset.fwd_return[rows],
+        task=info.task,
+        quote=quote,
+        risk=risk,
+        backtest=backtest,
+        config=evaluate,
+    )
     return report.metrics

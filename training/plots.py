@@ -88,8 +88,10 @@ def optuna_plots(study: optuna.Study, folder: Path) -> list[Path]:
     from optuna.visualization import matplotlib as ovm
 
     written = []
-    for name, draw in (("optuna_history.png", ovm.plot_optimization_history),
-                       ("optuna_param_importance.png", ovm.plot_param_importances)):  # fmt: skip
+    for name, draw in (
+        ("optuna_history.png", ovm.plot_optimization_history),
+        ("optuna_param_importance.png", ovm.plot_param_importances),
+    ):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "experimental" notices and too-few-trials notes

@@ -26,24 +26,46 @@ from training.tune import TuneJob
 
 # table column -> metric key in ``Candidate.metrics`` (after the ``<window>_`` prefix)
 METRICS: dict[str, str] = {
-    "mae": "mae", "rmse": "rmse", "accuracy": "accuracy",
-    "quoter_pnl_pct": "pnl_pct", "quoter_sharpe": "sharpe", "as_pnl_pct": "as_pnl_pct", "as_sharpe": "as_sharpe",
-    "sharpe_diff": "sharpe_diff", "sharpe_diff_lo": "sharpe_diff_lo", "sharpe_diff_hi": "sharpe_diff_hi",
-    "lf_pnl_pct": "lf_pnl_pct", "lf_sharpe": "lf_sharpe", "bh_pnl_pct": "bh_pnl_pct", "bh_sharpe": "bh_sharpe",
+    "mae": "mae",
+    "rmse": "rmse",
+    "accuracy": "accuracy",
+    "quoter_pnl_pct": "pnl_pct",
+    "quoter_sharpe": "sharpe",
+    "as_pnl_pct": "as_pnl_pct",
+    "as_sharpe": "as_sharpe",
+    "sharpe_diff": "sharpe_diff",
+    "sharpe_diff_lo": "sharpe_diff_lo",
+    "sharpe_diff_hi": "sharpe_diff_hi",
+    "lf_pnl_pct": "lf_pnl_pct",
+    "lf_sharpe": "lf_sharpe",
+    "bh_pnl_pct": "bh_pnl_pct",
+    "bh_sharpe": "bh_sharpe",
     "quoter_trades": "n_trades",
-}  # fmt: skip
+}
 COLUMNS: tuple[str, ...] = ("family", "task", "window", *METRICS, "trials", "run_id")
 HEADERS: dict[str, str] = {
-    "family": "family", "task": "task", "window": "window", "mae": "MAE", "rmse": "RMSE", "accuracy": "acc.",
-    "quoter_pnl_pct": "quoter PnL %", "quoter_sharpe": "quoter Sharpe", "as_pnl_pct": "A–S PnL %",
-    "as_sharpe": "A–S Sharpe", "sharpe_diff": "Sharpe diff [95% CI]", "lf_pnl_pct": "long/flat PnL %",
-    "lf_sharpe": "long/flat Sharpe", "bh_pnl_pct": "buy&hold PnL %", "bh_sharpe": "buy&hold Sharpe",
+    "family": "family",
+    "task": "task",
+    "window": "window",
+    "mae": "MAE",
+    "rmse": "RMSE",
+    "accuracy": "acc.",
+    "quoter_pnl_pct": "quoter PnL %",
+    "quoter_sharpe": "quoter Sharpe",
+    "as_pnl_pct": "A–S PnL %",
+    "as_sharpe": "A–S Sharpe",
+    "sharpe_diff": "Sharpe diff [95% CI]",
+    "lf_pnl_pct": "long/flat PnL %",
+    "lf_sharpe": "long/flat Sharpe",
+    "bh_pnl_pct": "buy&hold PnL %",
+    "bh_sharpe": "buy&hold Sharpe",
     "quoter_trades": "quoter trades",
-}  # fmt: skip
+}
 
 
-def protocol_jobs(base: TuneJob, models: ModelsConfig, *, families: Sequence[str],
-                  tasks: Sequence[Task]) -> list[TuneJob]:  # fmt: skip
+def protocol_jobs(
+    base: TuneJob, models: ModelsConfig, *, families: Sequence[str], tasks: Sequence[Task]
+) -> list[TuneJob]:
     """One job per family x task on ``base``'s dataset and split plan (built once).
 
     Raises:
@@ -51,12 +73,21 @@ def protocol_jobs(base: TuneJob, models: ModelsConfig, *, families: Sequence[str
     """
     if not families or not tasks:
         raise ValueError("protocol: give at least one family and one task")
-    return [dataclasses.replace(base, family=f, task=t, family_config=models.family(f))
-            for f in families for t in tasks]  # fmt: skip
+    return [
+        dataclasses.replace(base, family=f, task=t, family_config=models.family(f))
+        for f in families
+        for t in tasks
+    ]
 
 
-def run_protocol(jobs: Iterable[TuneJob], settings: TrackingSettings, *, trials: int, timeout_s: float | None,
-                 evaluate: EvaluateConfig) -> pd.DataFrame:  # fmt: skip
+def run_protocol(
+    jobs: Iterable[TuneJob],
+    settings: TrackingSettings,
+    *,
+    trials: int,
+    timeout_s: float | None,
+    evaluate: EvaluateConfig,
+) -> pd.DataFrame:
     """Tune (``trials`` more trials per study), refit, evaluate and log every job; register nothing.
 
     Returns:
@@ -65,19 +96,26 @@ def run_protocol(jobs: Iterable[TuneJob], settings: TrackingSettings, *, trials:
     Raises:
         ValueError: a study completed no trial (the message names it).
     """
-    return protocol_table([tune_and_log(job, settings, trials=trials, timeout_s=timeout_s, evaluate=evaluate)
-                           for job in jobs])  # fmt: skip
+    return protocol_table(
+        [tune_and_log(job, settings, trials=trials, timeout_s=timeout_s, evaluate=evaluate) for job in jobs]
+    )
 
 
 def protocol_table(candidates: Sequence[Candidate]) -> pd.DataFrame:
     """Tidy table: one row per candidate and hold-out window, the columns of :data:`COLUMNS`
     (NaN where a metric is undefined, e.g. the Sharpe of a flat equity)."""
     rows = [
-        {"family": c.family, "task": c.task, "window": w,
-         **{col: c.metrics.get(f"{w}_{key}", math.nan) for col, key in METRICS.items()},
-         "trials": c.trials, "run_id": c.run_id}
-        for c in candidates for w in WINDOWS
-    ]  # fmt: skip
+        {
+            "family": c.family,
+            "task": c.task,
+            "window": w,
+            **{col: c.metrics.get(f"{w}_{key}", math.nan) for col, key in METRICS.items()},
+            "trials": c.trials,
+            "run_id": c.run_id,
+        }
+        for c in candidates
+        for w in WINDOWS
+    ]
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 

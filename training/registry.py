@@ -107,11 +107,16 @@ class Registry:
             name=name,
             aliases=aliases,
             versions=tuple(
-                VersionState(name=name, version=str(mv.version), run_id=mv.run_id, tags=dict(mv.tags or {}),
-                             aliases=tuple(sorted(a for a, v in aliases.items() if v == str(mv.version))))
+                VersionState(
+                    name=name,
+                    version=str(mv.version),
+                    run_id=mv.run_id,
+                    tags=dict(mv.tags or {}),
+                    aliases=tuple(sorted(a for a, v in aliases.items() if v == str(mv.version))),
+                )
                 for mv in versions
             ),
-        )  # fmt: skip
+        )
 
     def aliases(self, name: str) -> dict[str, str]:
         """alias -> version of ``name`` (one cheap call; what the service polls)."""
@@ -188,9 +193,13 @@ class Registry:
         champion_eval = evaluate(model_uri(name, versus)) if versus else None
         metrics = self.run_metrics(candidate)
         verdict = judge(
-            metrics, task=candidate.tags.get("mmops.task", "regressor"), config=config,
-            candidate_eval=candidate_eval, champion_eval=champion_eval, champion_version=versus,
-        )  # fmt: skip
+            metrics,
+            task=candidate.tags.get("mmops.task", "regressor"),
+            config=config,
+            candidate_eval=candidate_eval,
+            champion_eval=champion_eval,
+            champion_version=versus,
+        )
         at = self.clock().isoformat()
         report = self._write_report(name, candidate, verdict, metrics=metrics, at=at)
         report_uri = report.as_uri()
@@ -218,8 +227,12 @@ class Registry:
         if not changes:
             self._record(name, at=at, version=candidate.version, **context)
         if verdict.auto_approve:
-            changes += self.approve(name, candidate.version, by="policy:auto_approve",
-                                    reason=f"gate passed by the auto-approve margin ({verdict.summary()})")  # fmt: skip
+            changes += self.approve(
+                name,
+                candidate.version,
+                by="policy:auto_approve",
+                reason=f"gate passed by the auto-approve margin ({verdict.summary()})",
+            )
         return GateOutcome(version=candidate.version, verdict=verdict, report=report, changes=tuple(changes))
 
     def _write_report(
@@ -265,8 +278,13 @@ class Registry:
         champion = state.aliases.get(CHAMPION)
         _check_promotable(candidate, champion)
         at = self.clock().isoformat()
-        tags = {APPROVAL: "approved", APPROVAL_BY: by, APPROVAL_AT: at, APPROVAL_REASON: reason[:MAX_TAG],
-                PREVIOUS_CHAMPION: champion or NONE}  # fmt: skip
+        tags = {
+            APPROVAL: "approved",
+            APPROVAL_BY: by,
+            APPROVAL_AT: at,
+            APPROVAL_REASON: reason[:MAX_TAG],
+            PREVIOUS_CHAMPION: champion or NONE,
+        }
         for key, value in tags.items():
             self.client.set_model_version_tag(name, candidate.version, key, value)
         context = {"action": "approve", "by": by, "reason": reason}
@@ -323,30 +341,62 @@ class Registry:
                 f"with gate {target.gate or 'missing'}; approve a version instead"
             )
         at = self.clock().isoformat()
-        tags = {APPROVAL: "revoked", "mmops.rollback.by": by, "mmops.rollback.at": at,
-                "mmops.rollback.reason": reason[:MAX_TAG]}  # fmt: skip
+        tags = {
+            APPROVAL: "revoked",
+            "mmops.rollback.by": by,
+            "mmops.rollback.at": at,
+            "mmops.rollback.reason": reason[:MAX_TAG],
+        }
         for key, value in tags.items():
             self.client.set_model_version_tag(name, current, key, value)
         return self._move(name, CHAMPION, previous, current, at=at, action="rollback", by=by, reason=reason)
 
     # ---- writing -------------------------------------------------------------------------
     def _move(
-        self, name: str, alias: str, version: str | None, previous: str | None, *, at: str, action: str, by: str,
+        self,
+        name: str,
+        alias: str,
+        version: str | None,
+        previous: str | None,
+        *,
+        at: str,
+        action: str,
+        by: str,
         reason: str,
-    ) -> AliasChange:  # fmt: skip
+    ) -> AliasChange:
         if version is None:
             self.client.delete_registered_model_alias(name, alias)
         else:
             self.client.set_registered_model_alias(name, alias, version)
-        self.audit.append({"at": at, "name": name, "action": action, "alias": alias, "version": version,
-                           "previous": previous, "by": by, "reason": reason})  # fmt: skip
+        self.audit.append(
+            {
+                "at": at,
+                "name": name,
+                "action": action,
+                "alias": alias,
+                "version": version,
+                "previous": previous,
+                "by": by,
+                "reason": reason,
+            }
+        )
         logger.info("%s: %s %s -> %s (%s by %s)", name, alias, previous, version, action, by)
         return AliasChange(name=name, alias=alias, version=version, previous=previous)
 
     def _record(self, name: str, *, at: str, version: str, action: str, by: str, reason: str) -> None:
         """A decision that moved no alias (a failed gate, a rejection)."""
-        self.audit.append({"at": at, "name": name, "action": action, "alias": None, "version": version,
-                           "previous": None, "by": by, "reason": reason})  # fmt: skip
+        self.audit.append(
+            {
+                "at": at,
+                "name": name,
+                "action": action,
+                "alias": None,
+                "version": version,
+                "previous": None,
+                "by": by,
+                "reason": reason,
+            }
+        )
 
 
 def _require_person(by: str, reason: str) -> None:

@@ -15,13 +15,24 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 GATE_VERDICT, GATE_AT, GATE_CHAMPION = "mmops.gate.verdict", "mmops.gate.at", "mmops.gate.champion"
 GATE_SUMMARY, GATE_REPORT = "mmops.gate.summary", "mmops.gate.report"
 APPROVAL, APPROVAL_BY, APPROVAL_AT, APPROVAL_REASON = (
-    "mmops.approval.status", "mmops.approval.by", "mmops.approval.at", "mmops.approval.reason",
-)  # fmt: skip
+    "mmops.approval.status",
+    "mmops.approval.by",
+    "mmops.approval.at",
+    "mmops.approval.reason",
+)
 PREVIOUS_CHAMPION = "mmops.champion.previous"
 NONE = "none"
 MAX_TAG = 4000  # MLflow caps tag values (5000 chars on SQL stores)
-LINEAGE_PREFIXES = ("lineage.", "mmops.family", "mmops.task", "mmops.symbol", "mmops.interval",
-                    "mmops.venue", "mmops.lookback", "mmops.run_id")  # fmt: skip
+LINEAGE_PREFIXES = (
+    "lineage.",
+    "mmops.family",
+    "mmops.task",
+    "mmops.symbol",
+    "mmops.interval",
+    "mmops.venue",
+    "mmops.lookback",
+    "mmops.run_id",
+)
 
 
 def model_uri(name: str, version: str) -> str:

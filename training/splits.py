@@ -151,11 +151,15 @@ def plan_splits(index: pd.DatetimeIndex, profile: SplitProfile, *, label_horizon
     tuning = slice(0, tuning_stop)
     folds = tuple(
         walk_forward(
-            tuning_stop, n_folds=profile.n_folds, gap=gap, test_fraction=profile.test_fraction,
-            scheme=profile.scheme, rolling_train_bars=profile.rolling_train_bars,
+            tuning_stop,
+            n_folds=profile.n_folds,
+            gap=gap,
+            test_fraction=profile.test_fraction,
+            scheme=profile.scheme,
+            rolling_train_bars=profile.rolling_train_bars,
             max_train_bars=profile.max_train_bars,
         )
-    )  # fmt: skip
+    )
     return SplitPlan(tuning=tuning, folds=folds, backtest=backtest, forward=forward, gap=gap)
 
 

@@ -88,8 +88,9 @@ def fold_score(job: TuneJob, model: SignalModel, fold: Fold) -> float:
         return stats["mae"] if job.task == "regressor" else stats["log_loss"]
     bars = ds.bars.iloc[fold.test]
     signals = signal_frame(bars["timestamp"], preds, job.task)
-    result = run_backtest(bars, quote=job.quote, risk=job.risk, backtest=job.backtest, signals=signals,
-                          strategy="model")  # fmt: skip
+    result = run_backtest(
+        bars, quote=job.quote, risk=job.risk, backtest=job.backtest, signals=signals, strategy="model"
+    )
     return score_for_objective(result)
 
 
@@ -124,8 +125,14 @@ def open_study(storage_url: str, name: str, *, maximize: bool, config: TuneConfi
     pruner = optuna.pruners.MedianPruner(n_startup_trials=max(1, config.n_startup_trials), n_warmup_steps=0)
     with sqlite_init_lock(storage_url):  # table and study creation must not race between workers
         storage = optuna.storages.RDBStorage(storage_url, engine_kwargs=engine_kwargs)
-        return optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-                                   direction="maximize" if maximize else "minimize", load_if_exists=True)  # fmt: skip
+        return optuna.create_study(
+            study_name=name,
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            direction="maximize" if maximize else "minimize",
+            load_if_exists=True,
+        )
 
 
 def run_trials(
@@ -142,8 +149,14 @@ def run_trials(
     bad data must stop the run, not be averaged away.
     """
     callbacks = [on_trial] if on_trial else None
-    study.optimize(make_objective(job), n_trials=trials, timeout=timeout_s, callbacks=callbacks,
-                   catch=(), gc_after_trial=True)  # fmt: skip
+    study.optimize(
+        make_objective(job),
+        n_trials=trials,
+        timeout=timeout_s,
+        callbacks=callbacks,
+        catch=(),
+        gc_after_trial=True,
+    )
 
 
 def best_params(study: optuna.Study) -> dict[str, Any]:

@@ -42,9 +42,14 @@ def fit_tiny(family: str, out: Path, *, seed: int = 0, task: str = "regressor") 
 
 
 def register(
-    model_dir: Path, *, tracking_uri: str, name: str, family: str, metrics: Mapping[str, float] = PASSING,
+    model_dir: Path,
+    *,
+    tracking_uri: str,
+    name: str,
+    family: str,
+    metrics: Mapping[str, float] = PASSING,
     task: str = "regressor",
-) -> str:  # fmt: skip
+) -> str:
     """Log ``model_dir`` in a new run and register it as a new version of ``name``."""
     from training import tracking
 
@@ -53,7 +58,14 @@ def register(
         "mmops-tests",
         artifact_root=(Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri(),
     )
-    tags = {"mmops.family": family, "mmops.task": task, "mmops.symbol": "BTCUSDT", "mmops.interval": "1m",
-            "lineage.git_commit": "test", "lineage.dvc_data_hash": "test", "lineage.params_hash": "test"}  # fmt: skip
+    tags = {
+        "mmops.family": family,
+        "mmops.task": task,
+        "mmops.symbol": "BTCUSDT",
+        "mmops.interval": "1m",
+        "lineage.git_commit": "test",
+        "lineage.dvc_data_hash": "test",
+        "lineage.params_hash": "test",
+    }
     with tracking.parent_run(experiment, run_name=f"{family}-test", tags={}):
         return tracking.log_signal_model(model_dir, registered_name=name, tags=tags, metrics=metrics)

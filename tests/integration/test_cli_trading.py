@@ -24,10 +24,14 @@ def store_home(tmp_path_factory: pytest.TempPathFactory, source_data: Path) -> P
 
     home = tmp_path_factory.mktemp("home")
     ingest_source(
-        "binance-dump", source_data / "binance-spot-1m" / MONTH, store_root=home / "data" / "bars",
-        quarantine_root=home / "data" / "quarantine", gx_root=None,
-        validation=load_params(REPO_ROOT / "params.yaml").validation, now=pd.Timestamp.now(tz="UTC"),
-    )  # fmt: skip
+        "binance-dump",
+        source_data / "binance-spot-1m" / MONTH,
+        store_root=home / "data" / "bars",
+        quarantine_root=home / "data" / "quarantine",
+        gx_root=None,
+        validation=load_params(REPO_ROOT / "params.yaml").validation,
+        now=pd.Timestamp.now(tz="UTC"),
+    )
     return home
 
 
@@ -119,8 +123,21 @@ def test_simulate_prints_both_strategies(mmops: CliRunner) -> None:
 
 def test_calibrate_reports_fit_and_bar_vs_tick(mmops: CliRunner, source_data: Path, tmp_path: Path) -> None:
     capture = source_data / "ticks" / "spot_ethusdt_20240808.gz"
-    res = mmops.invoke(app, ["calibrate", "--ticks", str(capture), "--out", str(tmp_path), "--delta", "1",
-                             "--delta", "100", "--json"])  # fmt: skip
+    res = mmops.invoke(
+        app,
+        [
+            "calibrate",
+            "--ticks",
+            str(capture),
+            "--out",
+            str(tmp_path),
+            "--delta",
+            "1",
+            "--delta",
+            "100",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.stderr
     (cal,) = json.loads(res.stdout)["instruments"].values()
     assert cal["symbol"] == "ETHUSDT" and cal["fits"]["mid"]["kappa_per_tick"] > 0

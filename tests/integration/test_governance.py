@@ -49,8 +49,11 @@ def snapshot(reg: Registry, name: str) -> tuple:
 
 
 def alias_moves(reg: Registry, name: str) -> list[tuple[str, str, str | None, str | None]]:
-    return [(e["action"], e["alias"], e["version"], e["previous"]) for e in reg.audit.entries()
-            if e["name"] == name and e["alias"]]  # fmt: skip
+    return [
+        (e["action"], e["alias"], e["version"], e["previous"])
+        for e in reg.audit.entries()
+        if e["name"] == name and e["alias"]
+    ]
 
 
 def test_ungated_gate_failed_rejected_and_stale_versions_are_refused_without_any_change(world: dict) -> None:
@@ -120,11 +123,18 @@ def test_rollback_restores_the_previous_champion_and_the_audit_log_lists_every_a
     assert snapshot(reg, name) == before
 
     assert alias_moves(reg, name) == [
-        ("gate", "challenger", "1", None), ("approve", "champion", "1", None), ("approve", "challenger", None, "1"),
-        ("gate", "challenger", "2", None), ("approve", "champion", "2", "1"), ("approve", "challenger", None, "2"),
-        ("gate", "challenger", "3", None), ("approve", "champion", "3", "2"), ("approve", "challenger", None, "3"),
-        ("rollback", "champion", "2", "3"), ("rollback", "champion", "1", "2"),
-    ]  # fmt: skip
+        ("gate", "challenger", "1", None),
+        ("approve", "champion", "1", None),
+        ("approve", "challenger", None, "1"),
+        ("gate", "challenger", "2", None),
+        ("approve", "champion", "2", "1"),
+        ("approve", "challenger", None, "2"),
+        ("gate", "challenger", "3", None),
+        ("approve", "champion", "3", "2"),
+        ("approve", "challenger", None, "3"),
+        ("rollback", "champion", "2", "3"),
+        ("rollback", "champion", "1", "2"),
+    ]
     seqs = [e["seq"] for e in reg.audit.entries()]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
@@ -184,7 +194,8 @@ def test_cli_refusals_exit_non_zero_with_the_reason(world: dict, monkeypatch: py
     doc = json.loads(status.stdout)
     assert doc["aliases"] == {"champion": "1"}
     assert [(v["version"], v["gate"], v["approval"], v["approval_by"]) for v in doc["versions"]] == [
-        ("1", "passed", "approved", "dave"), ("2", None, None, None),
-    ]  # fmt: skip
+        ("1", "passed", "approved", "dave"),
+        ("2", None, None, None),
+    ]
     refused = runner.invoke(app, ["rollback", "--model", name, "--reason", "test"])
     assert refused.exit_code == 1 and "no previous champion" in refused.output

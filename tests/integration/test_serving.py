@@ -53,11 +53,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     params["serve"].update(model=NAME, poll_interval_s=0.3, log_flush_s=0.1)
     (home / "params.yaml").write_text(yaml.safe_dump(params))
     port = free_port()
-    env = {**os.environ, "MMOPS_HOME": str(home), "MMOPS_PARAMS": str(home / "params.yaml"),
-           "MLFLOW_TRACKING_URI": uri, "MMOPS_SERVE_TOKEN": TOKEN, "BENTOML_HOME": str(home / "bentoml")}  # fmt: skip
+    env = {
+        **os.environ,
+        "MMOPS_HOME": str(home),
+        "MMOPS_PARAMS": str(home / "params.yaml"),
+        "MLFLOW_TRACKING_URI": uri,
+        "MMOPS_SERVE_TOKEN": TOKEN,
+        "BENTOML_HOME": str(home / "bentoml"),
+    }
     log = (home / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "flows", "serve", "--port", str(port), "--canary", str(CANARY)],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows", "serve", "--port", str(port), "--canary", str(CANARY)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -127,8 +139,9 @@ def test_champion_answers_predict_and_info_reports_lineage(server: dict) -> None
         )
     assert out.request_id == "first"
     assert [(s.symbol, s.version, s.alias, s.kind) for s in out.signals] == [
-        ("BTCUSDT", "1", "champion", "forward_log_return"), ("ETHUSDT", "1", "champion", "forward_log_return"),
-    ]  # fmt: skip
+        ("BTCUSDT", "1", "champion", "forward_log_return"),
+        ("ETHUSDT", "1", "champion", "forward_log_return"),
+    ]
     assert all(np.isfinite(s.value) for s in out.signals)
 
 
@@ -148,8 +161,12 @@ def test_champion_answers_predict_and_info_reports_lineage(server: dict) -> None
     ],
 )
 def test_bad_inputs_get_a_4xx_with_a_message(server: dict, body: dict, message: str) -> None:
-    response = httpx.post(f"{server['base']}/predict", content=json.dumps(body), timeout=5,
-                          headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})  # fmt: skip
+    response = httpx.post(
+        f"{server['base']}/predict",
+        content=json.dumps(body),
+        timeout=5,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
     assert 400 <= response.status_code < 500
     assert message in response.text
 
@@ -165,8 +182,12 @@ def test_bulk_path_matches_the_item_path(server: dict) -> None:
     # Same float32 model on another batch composition: summation-order round-off only (~1e-7 relative;
     # see tests/helpers.summation_order_atol); 1e-5 is the fast path's own classifier tolerance.
     assert np.allclose(bulk.values, [s.value for s in items.signals], rtol=1e-5, atol=1e-9)
-    bad = httpx.post(f"{server['base']}/predict_batch", json={"symbols": ["A"], "windows_b64": "AAAA", "rows": 1},
-                     headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)  # fmt: skip
+    bad = httpx.post(
+        f"{server['base']}/predict_batch",
+        json={"symbols": ["A"], "windows_b64": "AAAA", "rows": 1},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=5,
+    )
     assert bad.status_code == 400 and "expected 1 symbols x 1 rows x features" in bad.text
 
 
@@ -207,9 +228,16 @@ def test_predict_raw_form_matches_json_and_bad_raw_bodies_get_400(server: dict) 
         rows = c.info().window_rows
         batch = windows([f"P{i}" for i in range(8)], rows, seed=5)
         typed = c.predict(batch, feature_names=FEATURES, request_id="raw-1")  # the client sends the raw form
-    as_json = httpx.post(url, headers=auth, timeout=10, json={
-        "items": [{"symbol": s, "window": np.asarray(w, dtype=np.float32).tolist()} for s, w in batch.items()],
-    })  # fmt: skip
+    as_json = httpx.post(
+        url,
+        headers=auth,
+        timeout=10,
+        json={
+            "items": [
+                {"symbol": s, "window": np.asarray(w, dtype=np.float32).tolist()} for s, w in batch.items()
+            ],
+        },
+    )
     assert as_json.status_code == 200, as_json.text
     assert typed.request_id == "raw-1"
     assert [s.symbol for s in typed.signals] == list(batch)
@@ -288,8 +316,12 @@ def test_alias_moves_are_picked_up_without_a_failed_request(server: dict) -> Non
 def test_canary_sends_a_sticky_share_of_symbols_to_the_challenger(server: dict) -> None:
     reg = server["registry"]
     champion = reg.aliases(NAME)["champion"]
-    reg.gate(NAME, "4", config=GateConfig(min_sharpe_over_champion=-10),
-             evaluate=lambda uri: {"sharpe": float(uri.rsplit("/", 1)[1])})  # fmt: skip
+    reg.gate(
+        NAME,
+        "4",
+        config=GateConfig(min_sharpe_over_champion=-10),
+        evaluate=lambda uri: {"sharpe": float(uri.rsplit("/", 1)[1])},
+    )
     info = wait_for(server, lambda i: i.challenger is not None and i.challenger.version == "4")
     assert (info.mode, info.canary_fraction) == ("canary", CANARY)
     symbols = [f"C{i}USDT" for i in range(1000)]

@@ -34,8 +34,10 @@ def small_budget_params(path: Path) -> Path:
     doc["tune"].update(trials=2, n_startup_trials=1)
     doc["models"]["rf"]["space"]["n_estimators"] = {"type": "int", "low": 10, "high": 20}
     doc["models"]["lstm"]["fixed"].update(epochs=1, batch_size=512)
-    doc["models"]["lstm"]["space"] = {"lookback": {"type": "int", "low": 4, "high": 8},
-                                      "units": {"type": "categorical", "choices": [4]}}  # fmt: skip
+    doc["models"]["lstm"]["space"] = {
+        "lookback": {"type": "int", "low": 4, "high": 8},
+        "units": {"type": "categorical", "choices": [4]},
+    }
     doc["evaluate"].update(bootstrap_samples=200, importance_rows=300)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -50,10 +52,14 @@ def train_home(tmp_path_factory: pytest.TempPathFactory, source_data: Path) -> P
     home = tmp_path_factory.mktemp("train")
     params = small_budget_params(home / "params.yaml")
     ingest_source(
-        "binance-dump", source_data / "binance-spot-1m" / MONTH, store_root=home / "data" / "bars",
-        quarantine_root=home / "data" / "quarantine", gx_root=None,
-        validation=load_params(params).validation, now=pd.Timestamp.now(tz="UTC"),
-    )  # fmt: skip
+        "binance-dump",
+        source_data / "binance-spot-1m" / MONTH,
+        store_root=home / "data" / "bars",
+        quarantine_root=home / "data" / "quarantine",
+        gx_root=None,
+        validation=load_params(params).validation,
+        now=pd.Timestamp.now(tz="UTC"),
+    )
     return home
 
 
@@ -87,8 +93,9 @@ def test_train_leaves_study_runs_artifacts_and_a_registered_version(
     assert {c["family"] for c in result["candidates"]} == {"sgd", "lstm"}
 
     for family in ("sgd", "lstm"):
-        study = optuna.load_study(study_name=f"mmops-BTCUSDT-1m-{family}-regressor",
-                                  storage=f"sqlite:///{train_home / 'optuna.db'}")  # fmt: skip
+        study = optuna.load_study(
+            study_name=f"mmops-BTCUSDT-1m-{family}-regressor", storage=f"sqlite:///{train_home / 'optuna.db'}"
+        )
         assert len(study.trials) == 2
 
     mlflow.set_tracking_uri(f"sqlite:///{train_home / 'mlflow.db'}")
@@ -104,8 +111,16 @@ def test_train_leaves_study_runs_artifacts_and_a_registered_version(
     assert all("fold_score" in c.data.metrics for c in children)
 
     version = client.get_model_version("mmops-BTCUSDT-1m", "1")
-    for tag in ("lineage.git_commit", "lineage.dvc_data_hash", "lineage.params_hash", "lineage.packages",
-                "lineage.bars_hash", "mmops.family", "mmops.task", "mmops.symbol"):  # fmt: skip
+    for tag in (
+        "lineage.git_commit",
+        "lineage.dvc_data_hash",
+        "lineage.params_hash",
+        "lineage.packages",
+        "lineage.bars_hash",
+        "mmops.family",
+        "mmops.task",
+        "mmops.symbol",
+    ):
         assert version.tags.get(tag), tag
     # Models-from-code: the logged model is source plus the artifact directory, nothing to unpickle,
     # and mlflow.pyfunc gives the same signals as the ONNX Predictor that serving runs.
@@ -138,8 +153,12 @@ def test_train_leaves_study_runs_artifacts_and_a_registered_version(
         for folder in ("plots", "tables", "importance")
         for a in client.list_artifacts(chosen.info.run_id, folder)
     }
-    assert {"plots/equity.png", "tables/trials_folds.csv", "tables/split_plan.json",
-            "importance/permutation_importance.csv"} <= artifacts  # fmt: skip
+    assert {
+        "plots/equity.png",
+        "tables/trials_folds.csv",
+        "tables/split_plan.json",
+        "importance/permutation_importance.csv",
+    } <= artifacts
 
     # evaluate reproduces the forward-window figures through the registry and the ONNX fast path
     evaluated = run_json(
@@ -176,9 +195,14 @@ def test_evaluate_on_a_raw_dump_never_writes_the_store(
 def test_two_tune_processes_share_one_sqlite_study(
     train_home: Path, tmp_path: Path, source_data: Path
 ) -> None:
-    env = {**os.environ, "MMOPS_HOME": str(train_home), "MMOPS_PARAMS": str(train_home / "params.yaml"),
-           "MMOPS_SOURCE_DATA": str(source_data), "MMOPS_OPTUNA_STORAGE": f"sqlite:///{tmp_path / 'shared.db'}",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}  # fmt: skip
+    env = {
+        **os.environ,
+        "MMOPS_HOME": str(train_home),
+        "MMOPS_PARAMS": str(train_home / "params.yaml"),
+        "MMOPS_SOURCE_DATA": str(source_data),
+        "MMOPS_OPTUNA_STORAGE": f"sqlite:///{tmp_path / 'shared.db'}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
     cmd = [sys.executable, "-m", "flows", "tune", "--model", "sgd", "--trials", "3", "--json"]
     procs = [
         subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

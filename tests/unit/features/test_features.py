@@ -24,12 +24,20 @@ def full(btc_bars: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_hand_worked_small_case() -> None:
-    bars = pd.DataFrame({
-        "timestamp": pd.date_range("2024-01-01", periods=4, freq="1D", tz="UTC"),
-        "symbol": "T", "venue": "v", "interval": "1d",
-        "open": [10.0, 11.0, 12.0, 11.0], "high": [11.0, 12.0, 13.0, 12.0], "low": [9.0, 10.0, 11.0, 10.0],
-        "close": [10.0, 11.0, 12.0, 11.0], "volume": [1.0, 2.0, 3.0, 4.0], "taker_buy_volume": [1.0, 1.5, 0.0, 4.0],
-    })  # fmt: skip
+    bars = pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2024-01-01", periods=4, freq="1D", tz="UTC"),
+            "symbol": "T",
+            "venue": "v",
+            "interval": "1d",
+            "open": [10.0, 11.0, 12.0, 11.0],
+            "high": [11.0, 12.0, 13.0, 12.0],
+            "low": [9.0, 10.0, 11.0, 10.0],
+            "close": [10.0, 11.0, 12.0, 11.0],
+            "volume": [1.0, 2.0, 3.0, 4.0],
+            "taker_buy_volume": [1.0, 1.5, 0.0, 4.0],
+        }
+    )
     f = compute_features(bars, FeaturesConfig(windows=(2,)))
     last = f.iloc[-1]
     # returns over 2 bars and realized vol of the last two 1-bar returns

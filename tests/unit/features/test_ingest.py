@@ -23,8 +23,16 @@ CONFIG = ValidationConfig()
 
 
 def ingest(path: Path, home: Path, **kwargs: object) -> dict[str, object]:
-    return ingest_source("binance-dump", path, store_root=home / "bars", quarantine_root=home / "quarantine",
-                         gx_root=None, validation=CONFIG, now=NOW, **kwargs)  # type: ignore[arg-type]  # fmt: skip
+    return ingest_source(
+        "binance-dump",
+        path,
+        store_root=home / "bars",
+        quarantine_root=home / "quarantine",
+        gx_root=None,
+        validation=CONFIG,
+        now=NOW,
+        **kwargs,
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -154,9 +162,17 @@ def test_reingesting_the_same_file_changes_no_byte(store_home: Path, source_data
     result = ingest(source_data / "binance-spot-1m" / "BTCUSDT-1m-2026-03.zip", store_home)
     assert store_bytes(store_home / "bars") == before
     assert result["series"] == [
-        {"series": "binance:BTCUSDT:1m", "rows_in": 44640, "rows_added": 0, "rows_replaced": 0, "rows_total": 44640,
-         "months_written": [], "gap_count": 0, "longest_gap_bars": 0}
-    ]  # fmt: skip
+        {
+            "series": "binance:BTCUSDT:1m",
+            "rows_in": 44640,
+            "rows_added": 0,
+            "rows_replaced": 0,
+            "rows_total": 44640,
+            "months_written": [],
+            "gap_count": 0,
+            "longest_gap_bars": 0,
+        }
+    ]
 
 
 def test_overlapping_ingest_leaves_exactly_the_same_rows(

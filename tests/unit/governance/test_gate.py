@@ -18,14 +18,25 @@ from training.gate import AutoApproveConfig, GateConfig, judge
 from training.gate_report import render_markdown
 
 GOOD = {
-    "forward_sharpe": 2.0, "forward_max_drawdown_pct": 1.0, "forward_sharpe_diff": 0.4, "forward_n_trades": 50.0,
-    "forward_mae": 0.001, "forward_rmse": 0.002, "backtest_sharpe": 1.5,
-}  # fmt: skip
+    "forward_sharpe": 2.0,
+    "forward_max_drawdown_pct": 1.0,
+    "forward_sharpe_diff": 0.4,
+    "forward_n_trades": 50.0,
+    "forward_mae": 0.001,
+    "forward_rmse": 0.002,
+    "backtest_sharpe": 1.5,
+}
 
 
 def verdict(metrics=GOOD, *, task="regressor", champion=None, candidate=None, **config):
-    return judge(metrics, task=task, config=GateConfig(**config), candidate_eval=candidate or {"sharpe": 2.0},
-                 champion_eval=champion, champion_version=None if champion is None else "1")  # fmt: skip
+    return judge(
+        metrics,
+        task=task,
+        config=GateConfig(**config),
+        candidate_eval=candidate or {"sharpe": 2.0},
+        champion_eval=champion,
+        champion_version=None if champion is None else "1",
+    )
 
 
 def test_good_candidate_passes_without_a_champion() -> None:
@@ -97,8 +108,14 @@ def test_auto_approve_needs_the_policy_and_the_margin() -> None:
 
 def test_report_has_the_verdict_checks_and_metrics_tables() -> None:
     v = verdict(champion={"sharpe": 2.5, "pnl_pct": 0.1}, candidate={"sharpe": 2.0, "pnl_pct": 0.2})
-    text = render_markdown(v, name="mmops-BTCUSDT-1m", version="3", metrics=GOOD, gated_at="2026-11-21T00:00:00+00:00",
-                           plots=["equity_forward.png"])  # fmt: skip
+    text = render_markdown(
+        v,
+        name="mmops-BTCUSDT-1m",
+        version="3",
+        metrics=GOOD,
+        gated_at="2026-11-21T00:00:00+00:00",
+        plots=["equity_forward.png"],
+    )
     assert "**Verdict: FAILED**" in text and "Champion compared against: 1" in text
     assert "| head-to-head sharpe (candidate - champion) | -0.5 | >= 0 | **FAIL** |" in text
     assert "| pnl_pct | 0.2 | 0.1 |" in text

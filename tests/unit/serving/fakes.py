@@ -46,5 +46,10 @@ class FakeSource:
 
     def load(self, version: str, alias: str) -> LoadedModel:
         self.loads.append(version)
-        return LoadedModel(name="mmops-TEST-1m", version=version, alias=alias, predictor=self.predictors[version],
-                           lineage={"lineage.git_commit": f"c{version}"})  # fmt: skip
+        return LoadedModel(
+            name="mmops-TEST-1m",
+            version=version,
+            alias=alias,
+            predictor=self.predictors[version],
+            lineage={"lineage.git_commit": f"c{version}"},
+        )

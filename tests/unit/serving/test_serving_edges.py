@@ -13,8 +13,11 @@ from serving.auth import BearerAuth
 from serving.client import RejectedRequest, ServiceUnavailable, SignalClient, Unauthorized
 from serving.logic import split_raw_batch, windows_from_bytes
 
-SIGNAL = {"request_id": "r", "model": "m",
-          "signals": [{"symbol": "A", "value": 0.5, "kind": "prob_up", "version": "3", "alias": "champion"}]}  # fmt: skip
+SIGNAL = {
+    "request_id": "r",
+    "model": "m",
+    "signals": [{"symbol": "A", "value": 0.5, "kind": "prob_up", "version": "3", "alias": "champion"}],
+}
 
 
 def call(app, path: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, dict]:
@@ -114,8 +117,10 @@ def test_client_gives_up_with_a_temporary_error() -> None:
 
 def test_client_does_not_retry_bad_requests_and_keeps_the_message() -> None:
     calls = []
-    detail = {"error": "1 validation error for Input",
-              "detail": [{"loc": ["items", 0, "window"], "msg": "item 0: window has NaN or infinite values"}]}  # fmt: skip
+    detail = {
+        "error": "1 validation error for Input",
+        "detail": [{"loc": ["items", 0, "window"], "msg": "item 0: window has NaN or infinite values"}],
+    }
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(1)

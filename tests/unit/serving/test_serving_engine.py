@@ -20,8 +20,13 @@ from serving.schemas import SymbolWindow
 
 def engine(source: FakeSource, tmp_path: Path | None = None, **config) -> SignalEngine:
     log = None if tmp_path is None else PredictionLog(tmp_path / "predictions.jsonl", flush_s=0.05)
-    eng = SignalEngine(name="mmops-TEST-1m", config=ServeConfig(**config), source=source,
-                       batcher=MicroBatcher(max_windows=1024, inline_max=4), log=log)  # fmt: skip
+    eng = SignalEngine(
+        name="mmops-TEST-1m",
+        config=ServeConfig(**config),
+        source=source,
+        batcher=MicroBatcher(max_windows=1024, inline_max=4),
+        log=log,
+    )
     eng.refresh()
     if log is not None:
         log.start()
@@ -39,8 +44,10 @@ def predict(eng: SignalEngine, batch, **kw):
 
 
 def two_versions(**challenger_info) -> FakeSource:
-    return FakeSource({"1": FakePredictor(100.0), "2": FakePredictor(200.0, FakeInfo(**challenger_info))},
-                      {"champion": "1", "challenger": "2"})  # fmt: skip
+    return FakeSource(
+        {"1": FakePredictor(100.0), "2": FakePredictor(200.0, FakeInfo(**challenger_info))},
+        {"champion": "1", "challenger": "2"},
+    )
 
 
 def test_champion_answers_single_and_multi_symbol_requests() -> None:
@@ -75,8 +82,11 @@ def test_shadow_returns_the_champion_and_logs_both(tmp_path: Path) -> None:
     eng.close()
     lines = [json.loads(x) for x in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     assert sorted((x["symbol"], x["role"], x["version"], x["output"]) for x in lines) == [
-        ("A", "served", "1", 100.0), ("A", "shadow", "2", 200.0), ("B", "served", "1", 101.0), ("B", "shadow", "2", 201.0),
-    ]  # fmt: skip
+        ("A", "served", "1", 100.0),
+        ("A", "shadow", "2", 200.0),
+        ("B", "served", "1", 101.0),
+        ("B", "shadow", "2", 201.0),
+    ]
     assert all(
         x["request_id"] == "req-7" and len(x["inputs_digest"]) == 24 and x["latency_ms"] >= 0 for x in lines
     )

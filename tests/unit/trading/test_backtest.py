@@ -80,12 +80,19 @@ def test_latency_delays_fills(latency_ms: int, first_fill_bar: int) -> None:
 
 
 def test_accounting_identity_and_inventory_limit_on_real_data(btc_march: pd.DataFrame) -> None:
-    risk = RiskConfig(max_position_lots=15, reduce_at_fraction=1.0, resume_at_fraction=1.0, max_loss=1e9,
-                      max_drawdown_pct=99.0)  # fmt: skip
+    risk = RiskConfig(
+        max_position_lots=15,
+        reduce_at_fraction=1.0,
+        resume_at_fraction=1.0,
+        max_loss=1e9,
+        max_drawdown_pct=99.0,
+    )
     res = run_backtest(
-        btc_march.iloc[:20_000], quote=QuoteConfig(), risk=risk,
+        btc_march.iloc[:20_000],
+        quote=QuoteConfig(),
+        risk=risk,
         backtest=BacktestConfig(queue_haircut_ticks=0, latency_ms=120_000),
-    )  # fmt: skip
+    )
     e = res.equity
     # one float64 rounding at $1e5 per bar (~2e-11); 1e-6 dollars is below any fee a bug could drop
     np.testing.assert_allclose(e["cash"] + e["position"] * e["mark"], e["equity"], rtol=0, atol=1e-6)

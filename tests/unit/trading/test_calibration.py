@@ -23,8 +23,13 @@ def tick_data(trades: list[tuple[int, float, int]], *, tick: float = 0.01, bid: 
     bbo = pd.DataFrame(
         {"local_ns": [0], "bid": [bid], "ask": [bid + tick], "bid_qty": [1.0], "ask_qty": [1.0]}
     )
-    return TickData(symbol="TEST", bbo=bbo, trades=t[["local_ns", "exch_ns", "price", "qty", "side"]],
-                    tick_size=tick, files=())  # fmt: skip
+    return TickData(
+        symbol="TEST",
+        bbo=bbo,
+        trades=t[["local_ns", "exch_ns", "price", "qty", "side"]],
+        tick_size=tick,
+        files=(),
+    )
 
 
 def test_fit_recovers_a_known_poisson_intensity() -> None:
@@ -51,10 +56,12 @@ def test_bar_rule_against_tick_rule_by_hand() -> None:
     trades = [
         (30 * S, 100.00, -1),  # minute 0: partial, dropped
         (m + 1, 100.00, -1),  # minute 1 closes at 100.00
-        (2 * m + 1, 99.97, -1), (2 * m + 2, 99.95, 1), (2 * m + 3, 100.01, 1),  # low 99.95 is a BUYER
+        (2 * m + 1, 99.97, -1),
+        (2 * m + 2, 99.95, 1),
+        (2 * m + 3, 100.01, 1),  # low 99.95 is a BUYER
         (3 * m + 1, 100.00, -1),  # minute 3 (ref = 100.01): a seller at 100.00
         (4 * m + 1, 100.00, -1),  # minute 4: partial, dropped
-    ]  # fmt: skip
+    ]
     cmp = compare_bar_tick(tick_data(trades), delta_ticks=[1, 3], haircut_ticks=1)
     assert (cmp.bars, cmp.quotes) == (2, 4)
     # delta 1, minute 2: bid 99.99 filled by bar (low 99.95) and tick (seller 99.97 <= 99.98); the ask

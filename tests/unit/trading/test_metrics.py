@@ -36,9 +36,14 @@ def test_drawdown_from_running_peak() -> None:
 def test_markouts_sign_and_horizon() -> None:
     close = np.array([100, 100, 110, 90], dtype=np.int64)
     fills = FillRecords(
-        bar=np.array([0, 1]), side=np.array([1, -1]), price_ticks=np.array([100, 100]), lots=np.array([1, 3]),
-        fee=np.zeros(2), maker=np.array([1, 1]), ref_mid_ticks=np.array([100.0, 100.0]),
-    )  # fmt: skip
+        bar=np.array([0, 1]),
+        side=np.array([1, -1]),
+        price_ticks=np.array([100, 100]),
+        lots=np.array([1, 3]),
+        fee=np.zeros(2),
+        maker=np.array([1, 1]),
+        ref_mid_ticks=np.array([100.0, 100.0]),
+    )
     m = markouts_bps(fills, close, (1, 2, 5))
     assert m["1"] == pytest.approx((1 * 0 + 3 * (-1000.0)) / 4)  # the sell at 100 then 110: adverse
     assert m["2"] == pytest.approx((1 * 1000.0 + 3 * 1000.0) / 4)

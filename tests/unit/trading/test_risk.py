@@ -13,9 +13,14 @@ CFG = RiskConfig()
 T0 = 1_770_000_000_000_000_000
 MIN = 60_000_000_000
 CALM = RiskSnapshot(
-    inventory_lots=0, notional=0.0, equity=100_000.0, initial_equity=100_000.0, peak_equity=100_000.0,
-    var_ratio=1.0, last_data_ns=T0,
-)  # fmt: skip
+    inventory_lots=0,
+    notional=0.0,
+    equity=100_000.0,
+    initial_equity=100_000.0,
+    peak_equity=100_000.0,
+    var_ratio=1.0,
+    last_data_ns=T0,
+)
 
 
 def run(snap: RiskSnapshot, now: int = T0, previous: RiskDecision | None = None) -> RiskDecision:

@@ -40,8 +40,15 @@ def capture(trades: list[tuple[float, float, float, int]], *, end_s: float = 4.0
     """A constant 99.99 / 100.01 book (mid 100.00) from 0 s to ``end_s`` and the given trades
     ``(time s, price, qty base ccy, aggressor side)``."""
     times = np.arange(0.0, end_s + 0.5, 0.5)
-    bbo = pd.DataFrame({"local_ns": (times * S).astype(np.int64), "bid": 99.99, "ask": 100.01,
-                        "bid_qty": 1.0, "ask_qty": 1.0})  # fmt: skip
+    bbo = pd.DataFrame(
+        {
+            "local_ns": (times * S).astype(np.int64),
+            "bid": 99.99,
+            "ask": 100.01,
+            "bid_qty": 1.0,
+            "ask_qty": 1.0,
+        }
+    )
     tr = pd.DataFrame(trades, columns=["t", "price", "qty", "side"])
     tr = tr.assign(local_ns=(tr["t"] * S).astype(np.int64), exch_ns=(tr["t"] * S).astype(np.int64))
     return TickData("BTCUSDT", bbo, tr[["local_ns", "exch_ns", "price", "qty", "side"]], 0.01, ())
@@ -73,7 +80,10 @@ def test_bid_fill_price_fee_and_cash_by_hand() -> None:
 
 
 def test_ask_fill_with_maker_rebate_and_haircut_zero() -> None:
-    res = run(capture([(2.5, 100.10, 0.5, 1)]), backtest=B.model_copy(update={"maker_fee_bps": -1.0, "queue_haircut_ticks": 0}))  # fmt: skip
+    res = run(
+        capture([(2.5, 100.10, 0.5, 1)]),
+        backtest=B.model_copy(update={"maker_fee_bps": -1.0, "queue_haircut_ticks": 0}),
+    )
     row = res.trades.iloc[0]
     assert (row["side"], row["price"], row["lots"]) == ("sell", pytest.approx(100.10), 10)
     assert row["fee"] == pytest.approx(-10.01 * 1e-4)
@@ -154,12 +164,32 @@ def test_accounting_identity_and_inventory_limit_on_random_stream() -> None:
     n = 4000
     t = np.sort(rng.uniform(0, 400, n))
     mid = 100.0 + np.cumsum(rng.normal(0, 0.03, n))
-    bbo = pd.DataFrame({"local_ns": (t * S).astype(np.int64), "bid": np.round(mid - 0.01, 2),
-                        "ask": np.round(mid - 0.01, 2) + 0.02, "bid_qty": 1.0, "ask_qty": 1.0})  # fmt: skip
+    bbo = pd.DataFrame(
+        {
+            "local_ns": (t * S).astype(np.int64),
+            "bid": np.round(mid - 0.01, 2),
+            "ask": np.round(mid - 0.01, 2) + 0.02,
+            "bid_qty": 1.0,
+            "ask_qty": 1.0,
+        }
+    )
     side = rng.choice([-1, 1], n)
-    tr = pd.DataFrame({"local_ns": bbo["local_ns"] + 1, "exch_ns": bbo["local_ns"] + 1,
-                       "price": np.round(mid + side * rng.uniform(0, 0.3, n), 2), "qty": 0.2, "side": side})  # fmt: skip
-    risk = RiskConfig(max_position_lots=15, reduce_at_fraction=1.0, resume_at_fraction=1.0, max_loss=1e9, max_drawdown_pct=99.0)  # fmt: skip
+    tr = pd.DataFrame(
+        {
+            "local_ns": bbo["local_ns"] + 1,
+            "exch_ns": bbo["local_ns"] + 1,
+            "price": np.round(mid + side * rng.uniform(0, 0.3, n), 2),
+            "qty": 0.2,
+            "side": side,
+        }
+    )
+    risk = RiskConfig(
+        max_position_lots=15,
+        reduce_at_fraction=1.0,
+        resume_at_fraction=1.0,
+        max_loss=1e9,
+        max_drawdown_pct=99.0,
+    )
     res = run(TickData("X", bbo, tr, 0.01, ()), risk=risk, backtest=B.model_copy(update={"latency_ms": 30}))
     e = res.equity
     # one float64 rounding at $1e5 per bar (~2e-11); 1e-6 dollars is below any fee a bug could drop
@@ -213,7 +243,9 @@ def test_real_capture_agrees_with_bar_engine_per_minute(btc_capture: TickData) -
     bar engine. Compared: filled lots per minute and side over the minutes both engines quote
     (the bar engine on 1m bars built from the capture's trades by exchange time)."""
     bt = BacktestConfig(requote_on_fill=False)
-    ticks = run_tick_backtest(btc_capture, quote=QuoteConfig(), risk=RiskConfig(), backtest=bt, decision_interval_ms=60_000)  # fmt: skip
+    ticks = run_tick_backtest(
+        btc_capture, quote=QuoteConfig(), risk=RiskConfig(), backtest=bt, decision_interval_ms=60_000
+    )
     bars = trade_bars(btc_capture.trades)
     bars = bars.assign(timestamp=pd.to_datetime(bars["open_ns"], utc=True), interval="1m")
     bar = run_backtest(bars, quote=QuoteConfig(), risk=RiskConfig(), backtest=bt)

@@ -37,9 +37,14 @@ def test_shipped_spot_btcusdt_days_read_as_one_instrument(ticks_dir: Path) -> No
 def test_parses_fields_and_aggressor_side(tmp_path: Path) -> None:
     path = write_capture(
         tmp_path / "x_20240101.gz",
-        ["1000 " + BBO, "1500 " + DEPTH, "2000 " + TRADE % ("100.00", 7, "true"),
-         "3000 " + TRADE % ("100.01", 8, "false"), '4000 {"lastUpdateId":5,"bids":[],"asks":[]}'],
-    )  # fmt: skip
+        [
+            "1000 " + BBO,
+            "1500 " + DEPTH,
+            "2000 " + TRADE % ("100.00", 7, "true"),
+            "3000 " + TRADE % ("100.01", 8, "false"),
+            '4000 {"lastUpdateId":5,"bids":[],"asks":[]}',
+        ],
+    )
     data = read_ticks([path])
     assert data.bbo.iloc[0].tolist() == [1000, 100.0, 100.01, 1.0, 2.0]
     assert data.trades["side"].tolist() == [-1, 1]  # m=true: the buyer was the maker, a seller hit the bid
@@ -77,11 +82,17 @@ def test_not_gzip_and_missing_streams_are_data_errors(tmp_path: Path) -> None:
 
 def test_trade_bars_are_binned_by_exchange_time_and_drop_partial_ends(tmp_path: Path) -> None:
     minute = 60_000
-    trades = [TRADE % (p, t, m) for p, t, m in [
-        ("100.00", 59_000, "true"),  # partial first minute: dropped
-        ("101.00", minute + 1, "false"), ("99.00", minute + 2, "true"), ("100.50", 2 * minute - 1, "false"),
-        ("100.20", 2 * minute, "true"), ("100.30", 3 * minute + 5, "false"),  # last minute: partial
-    ]]  # fmt: skip
+    trades = [
+        TRADE % (p, t, m)
+        for p, t, m in [
+            ("100.00", 59_000, "true"),  # partial first minute: dropped
+            ("101.00", minute + 1, "false"),
+            ("99.00", minute + 2, "true"),
+            ("100.50", 2 * minute - 1, "false"),
+            ("100.20", 2 * minute, "true"),
+            ("100.30", 3 * minute + 5, "false"),  # last minute: partial
+        ]
+    ]
     data = read_ticks(
         [write_capture(tmp_path / "b.gz", ["1 " + BBO] + [f"{i + 2} {t}" for i, t in enumerate(trades)])]
     )

@@ -40,9 +40,13 @@ def read_binance_klines(path: Path) -> pd.DataFrame:
 
 
 def make_bars(
-    *, close: list[float], low: list[float] | None = None, high: list[float] | None = None,
-    volume: float = 1.0, taker_buy: float | None = None,
-) -> pd.DataFrame:  # fmt: skip
+    *,
+    close: list[float],
+    low: list[float] | None = None,
+    high: list[float] | None = None,
+    volume: float = 1.0,
+    taker_buy: float | None = None,
+) -> pd.DataFrame:
     """Hand-made 1m bars: open = previous close (first: its own close)."""
     n = len(close)
     c = np.asarray(close, dtype=float)

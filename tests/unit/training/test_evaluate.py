@@ -71,9 +71,18 @@ def test_same_seed_and_data_give_the_same_tuning_metrics(btc_bars: pd.DataFrame,
     profile = SplitProfile(n_folds=2, backtest_days=0.5, forward_days=0.5, max_train_bars=2000)
     space = {"alpha": SearchParam(type="float", low=1e-6, high=1e-2, log=True)}
     tune = TuneConfig(trials=3, n_startup_trials=2, prune=False)
-    job = TuneJob(dataset=ds, plan=plan_splits(ds.index, profile, label_horizon=15), family="sgd", task="regressor",
-                  family_config=FamilyConfig(space=space), tune=tune, split=profile, quote=QuoteConfig(),
-                  risk=RiskConfig(), backtest=BacktestConfig())  # fmt: skip
+    job = TuneJob(
+        dataset=ds,
+        plan=plan_splits(ds.index, profile, label_horizon=15),
+        family="sgd",
+        task="regressor",
+        family_config=FamilyConfig(space=space),
+        tune=tune,
+        split=profile,
+        quote=QuoteConfig(),
+        risk=RiskConfig(),
+        backtest=BacktestConfig(),
+    )
     results = []
     for run in range(2):
         study = open_study(f"sqlite:///{tmp_path / f'{run}.db'}", "s", maximize=True, config=tune)

@@ -244,10 +244,31 @@ def test_corrupt_or_missing_artifacts_raise_data_error(data: dict[str, np.ndarra
 def test_make_model_params_and_errors() -> None:
     assert FAMILIES == ("rf", "sgd", "lstm")
     defaults: dict[str, dict[str, Any]] = {
-        "rf": {"n_estimators": 200, "max_depth": None, "min_samples_leaf": 1, "max_features": 0.5, "n_jobs": 1},
-        "sgd": {"alpha": 1e-4, "l1_ratio": 0.15, "penalty": "elasticnet", "max_iter": 1000, "tol": 1e-3, "epsilon": 0.01},
-        "lstm": {"lookback": 32, "units": 32, "dropout": 0.1, "learning_rate": 1e-3, "epochs": 20, "batch_size": 256, "patience": 3},
-    }  # fmt: skip
+        "rf": {
+            "n_estimators": 200,
+            "max_depth": None,
+            "min_samples_leaf": 1,
+            "max_features": 0.5,
+            "n_jobs": 1,
+        },
+        "sgd": {
+            "alpha": 1e-4,
+            "l1_ratio": 0.15,
+            "penalty": "elasticnet",
+            "max_iter": 1000,
+            "tol": 1e-3,
+            "epsilon": 0.01,
+        },
+        "lstm": {
+            "lookback": 32,
+            "units": 32,
+            "dropout": 0.1,
+            "learning_rate": 1e-3,
+            "epochs": 20,
+            "batch_size": 256,
+            "patience": 3,
+        },
+    }
     for family, params in defaults.items():
         model = make_model(family, "regressor", random_state=5)
         assert model.get_params() == params | {"task": "regressor", "random_state": 5}

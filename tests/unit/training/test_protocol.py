@@ -21,19 +21,40 @@ from training.protocol import COLUMNS, protocol_jobs, protocol_table, run_protoc
 
 
 def _candidate(family: str, sharpe: float) -> Candidate:
-    metrics = {f"{w}_{k}": v for w in ("backtest", "forward")
-               for k, v in {"mae": 0.012, "sharpe": sharpe, "bh_pnl_pct": 16.7, "sharpe_diff": 0.5,
-                            "sharpe_diff_lo": -1.0, "sharpe_diff_hi": 2.0}.items()}  # fmt: skip
-    return Candidate(family=family, task="regressor", study="s", run_id="r", model_dir=Path("m"), metrics=metrics,
-                     best_params={}, trials=3, best_value=0.0)  # fmt: skip
+    metrics = {
+        f"{w}_{k}": v
+        for w in ("backtest", "forward")
+        for k, v in {
+            "mae": 0.012,
+            "sharpe": sharpe,
+            "bh_pnl_pct": 16.7,
+            "sharpe_diff": 0.5,
+            "sharpe_diff_lo": -1.0,
+            "sharpe_diff_hi": 2.0,
+        }.items()
+    }
+    return Candidate(
+        family=family,
+        task="regressor",
+        study="s",
+        run_id="r",
+        model_dir=Path("m"),
+        metrics=metrics,
+        best_params={},
+        trials=3,
+        best_value=0.0,
+    )
 
 
 def test_table_has_a_row_per_window_and_renders_missing_metrics_as_a_dash() -> None:
     table = protocol_table([_candidate("rf", 1.5), _candidate("sgd", math.nan)])
     assert list(table.columns) == list(COLUMNS)
     assert list(zip(table["family"], table["window"], strict=True)) == [
-        ("rf", "backtest"), ("rf", "forward"), ("sgd", "backtest"), ("sgd", "forward")
-    ]  # fmt: skip
+        ("rf", "backtest"),
+        ("rf", "forward"),
+        ("sgd", "backtest"),
+        ("sgd", "forward"),
+    ]
     assert math.isnan(table.loc[0, "rmse"])  # not in the metrics: NaN, never a sentinel
     lines = to_markdown(table).splitlines()
     assert len(lines) == 2 + 4
@@ -57,19 +78,38 @@ def test_protocol_on_kraken_daily_tunes_each_family_and_registers_nothing(
     )
     models = ModelsConfig(rf=FamilyConfig(fixed={"n_estimators": 10, "max_depth": 3, "n_jobs": 1}))
     tune = TuneConfig(objective="loss", trials=1, n_startup_trials=1)
-    base = prepare_job(bars, family="rf", task="regressor", features=FeaturesConfig(), split=split, tune=tune,
-                       models=models, quote=QuoteConfig(), risk=RiskConfig(), backtest=BacktestConfig())  # fmt: skip
+    base = prepare_job(
+        bars,
+        family="rf",
+        task="regressor",
+        features=FeaturesConfig(),
+        split=split,
+        tune=tune,
+        models=models,
+        quote=QuoteConfig(),
+        risk=RiskConfig(),
+        backtest=BacktestConfig(),
+    )
     assert not any(
         name.startswith("ofi_") for name in base.dataset.feature_names
     )  # Kraken has no taker volume
     jobs = protocol_jobs(base, models, families=["rf", "sgd"], tasks=["regressor"])
     settings = TrackingSettings(
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=(tmp_path / "art").as_uri(),
-        optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}", scratch=tmp_path / "models", repo=tmp_path,
-        dvc_data_hash="none", params_doc={},
-    )  # fmt: skip
-    table = run_protocol(jobs, settings, trials=1, timeout_s=None, evaluate=EvaluateConfig(bootstrap_samples=100,
-                                                                                            importance_rows=100))  # fmt: skip
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifact_root=(tmp_path / "art").as_uri(),
+        optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+        scratch=tmp_path / "models",
+        repo=tmp_path,
+        dvc_data_hash="none",
+        params_doc={},
+    )
+    table = run_protocol(
+        jobs,
+        settings,
+        trials=1,
+        timeout_s=None,
+        evaluate=EvaluateConfig(bootstrap_samples=100, importance_rows=100),
+    )
     assert table.shape == (4, len(COLUMNS))
     assert set(table["family"]) == {"rf", "sgd"} and (table["trials"] == 1).all()
     assert (table["mae"] > 0).all() and (table["rmse"] >= table["mae"]).all()

@@ -22,8 +22,15 @@ def minute_index(n: int) -> pd.DatetimeIndex:
 @pytest.mark.parametrize("scheme", ["expanding", "rolling"])
 @pytest.mark.parametrize(("horizon", "embargo"), [(1, 0), (15, 0), (15, 30)])
 def test_every_fold_is_purged_and_embargoed(scheme: str, horizon: int, embargo: int) -> None:
-    profile = SplitProfile(n_folds=5, scheme=scheme, rolling_train_bars=3000, embargo_bars=embargo,
-                           backtest_days=1, forward_days=1, test_fraction=0.4)  # fmt: skip
+    profile = SplitProfile(
+        n_folds=5,
+        scheme=scheme,
+        rolling_train_bars=3000,
+        embargo_bars=embargo,
+        backtest_days=1,
+        forward_days=1,
+        test_fraction=0.4,
+    )
     index = minute_index(20_000)
     plan = plan_splits(index, profile, label_horizon=horizon)
     assert plan.gap == horizon + embargo
@@ -76,8 +83,11 @@ def test_too_little_data_is_refused_with_the_reason() -> None:
     with pytest.raises(ValueError, match="cannot hold 5 test folds"):
         list(walk_forward(40, n_folds=5, gap=15))
     with pytest.raises(ValueError, match=r"no data in the backtest window 2023-02-01\.\.2023-07-31"):
-        plan_splits(pd.date_range("2020-01-01", periods=100, freq="1D", tz="UTC"),
-                    SplitConfig().for_interval("1d"), label_horizon=1)  # fmt: skip
+        plan_splits(
+            pd.date_range("2020-01-01", periods=100, freq="1D", tz="UTC"),
+            SplitConfig().for_interval("1d"),
+            label_horizon=1,
+        )
     with pytest.raises(ValueError, match="give backtest_days and forward_days"):
         SplitProfile(n_folds=2)
 
