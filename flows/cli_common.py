@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from features.errors import MmopsError
 from flows.params import Params, load_params
@@ -47,7 +48,8 @@ def reported(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except MmopsError as exc:
-            err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+            # the message quotes file contents and names: never read it as rich markup
+            err.print(Text.assemble(("error:", "red"), f" {exc}"), highlight=False, soft_wrap=True)
             raise typer.Exit(1) from exc
 
     return wrapper  # type: ignore[return-value]
@@ -57,7 +59,8 @@ def emit(payload: dict[str, Any], *, as_json: bool, human: str) -> None:
     if as_json:
         sys.stdout.write(json.dumps(payload, default=str) + "\n")
     else:
-        Console().print(human, highlight=False, soft_wrap=True)  # a path or a command stays on one line
+        # no markup: summaries quote header names and paths; soft wrap: a path or a command stays whole
+        Console().print(human, highlight=False, soft_wrap=True, markup=False)
 
 
 # Third-party output a person did not ask for: TensorFlow's C++ start-up lines (CUDA probing, CPU

@@ -17,6 +17,7 @@ from typing import Any
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from features.errors import MmopsError
 from flows.cli_common import prepare_process
@@ -38,7 +39,8 @@ COLUMNS = (
 def main() -> int:
     started = time.monotonic()
     where = prepare_process(verbose=False)
-    out = Console(highlight=False, width=None if sys.stdout.isatty() else 100)  # a log file has no width
+    # no markup: paths and messages are printed as they are; a log file has no width
+    out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 100)
     if not where.source_data.is_dir():
         out.print(f"error: no source data at {where.source_data}; set MMOPS_SOURCE_DATA", style="red")
         return 1
@@ -92,9 +94,9 @@ def summarize(out: Console, where: Locations, trained: dict[str, Any], *, saved:
         f"{chosen['trials']} trials in its study)"
     )
     if gate["passed"]:
-        out.print(f"Gate: [green]passed[/green]; version {gate['version']} is @challenger")
+        out.print(Text.assemble("Gate: ", ("passed", "green"), f"; version {gate['version']} is @challenger"))
     else:
-        out.print(f"Gate: [red]refused[/red] version {gate['version']}:")
+        out.print(Text.assemble("Gate: ", ("refused", "red"), f" version {gate['version']}:"))
         for reason in gate["failed"]:
             out.print(f"  - {reason}")
     out.print("\nNext:")
@@ -105,7 +107,7 @@ def summarize(out: Console, where: Locations, trained: dict[str, Any], *, saved:
 
 def _next_steps(where: Locations, gate: dict[str, Any], bin_dir: Path) -> list[tuple[str, str]]:
     mmops = bin_dir / "mmops"
-    docs = where.gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    docs = where.data_docs
     steps = [
         (f"{bin_dir / 'mlflow'} ui --backend-store-uri {where.tracking_uri}", "studies, trials, artifacts"),
         (str(docs), "Great Expectations Data Docs (open in a browser)"),

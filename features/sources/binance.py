@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import logging
+import lzma
 import re
 import zipfile
 from collections.abc import Iterable
@@ -108,9 +109,13 @@ def _read_zip_member(path: Path) -> bytes:
             if len(members) != 1:
                 raise SourceError(f"{path}: expected one CSV inside the zip, found {len(members)}")
             return archive.read(members[0])
-    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, lzma.LZMAError) as exc:
         raise SourceError(
             f"{path}: not a readable zip ({exc}); the download is truncated or corrupt"
+        ) from exc
+    except (RuntimeError, NotImplementedError) as exc:  # encrypted, or a compression zipfile lacks
+        raise SourceError(
+            f"{path}: a zip that cannot be read here ({exc}); unzip it and pass the CSV"
         ) from exc
     except OSError as exc:  # CRC errors and short reads surface as OSError subclasses
         raise SourceError(f"{path}: cannot read the zip member ({exc}); the file is corrupt") from exc

@@ -28,7 +28,7 @@ from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype
 from features.errors import SourceError
 from features.schema import TIMESTAMP, VALUE_COLUMNS, conform, normalize_interval, normalize_symbol
 from features.sources.layout import PRESETS, ColumnChoice, FileLayout, Preset, resolve_columns
-from features.sources.tables import DECIMAL, RawTable, as_numbers, read_table
+from features.sources.tables import DECIMAL, RawTable, as_numbers, as_text, read_table
 from features.sources.timestamps import Times, parse_times
 
 _MISSING = frozenset({"", "nan", "none", "null", "na", "n/a"})
@@ -233,7 +233,7 @@ def _numbers(table: RawTable, choice: ColumnChoice, path: Path, *, whole: bool) 
     if fast is not None:
         values = fast.astype("float64")
     else:  # missing values, stray spaces, or text: find the first bad row, then parse exactly
-        text = column.astype(str).str.strip()
+        text = as_text(column, label)
         missing = column.isna().to_numpy() | text.str.lower().isin(_MISSING).to_numpy()
         bad = ~(missing | text.str.fullmatch(DECIMAL).to_numpy(dtype=bool))
         if bad.any():

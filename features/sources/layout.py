@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 import zoneinfo
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal, get_args
@@ -104,6 +104,8 @@ class FileLayout:
                 raise ConfigError(_unknown("column", key, CANONICAL))
             if isinstance(source, bool) or not isinstance(source, str | int) or source == "":
                 raise ConfigError(f"column {key}: {source!r} is not a column name or 0-based position")
+            if isinstance(source, int) and source < 0:
+                raise ConfigError(f"column {key}: position {source} is negative; positions count from 0")
         if self.time_unit not in get_args(TimeUnit):
             raise ConfigError(_unknown("time unit", self.time_unit, get_args(TimeUnit)))
         if self.ambiguous not in get_args(Ambiguous):
@@ -204,6 +206,7 @@ def resolve_columns(
             if isinstance(source, int) and source >= len(names) and key in preset.optional:
                 continue
             chosen[key] = _locate(key, source, names, header=header, chosen_by="preset", where=where)
+    _distinct(chosen.values(), where)
     taken = {c.index for c in chosen.values()}
     wanted = [key for key in CANONICAL if key not in chosen]
     detected = _by_name(names, taken, wanted, symbol) if header else _by_order(names, taken, wanted)
@@ -217,6 +220,18 @@ def resolve_columns(
             f"--columns, e.g. --columns {missing[0]}={'NAME' if header else 'POSITION'}, or pick a --preset"
         )
     return tuple(chosen[key] for key in CANONICAL if key in chosen)
+
+
+def _distinct(choices: Iterable[ColumnChoice], where: str) -> None:
+    """Two canonical columns read from one source column would store wrong prices: refuse."""
+    seen: dict[int, str] = {}
+    for choice in choices:
+        if choice.index in seen:
+            raise SourceError(
+                f"{where}: {seen[choice.index]} and {choice.canonical} both map to column {choice.source!r}; "
+                "give each its own column with --columns"
+            )
+        seen[choice.index] = choice.canonical
 
 
 def _locate(

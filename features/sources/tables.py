@@ -15,6 +15,7 @@ import csv
 import gzip
 import io
 import json
+import lzma
 import re
 import zipfile
 import zlib
@@ -135,6 +136,16 @@ def read_table(path: Path, *, header: bool | None = None) -> RawTable:
     return _csv(text, body, path, header=header, fmt="csv" + wrapper)
 
 
+def as_text(column: pd.Series, label: str) -> pd.Series:
+    """The column as stripped text; bytes that are not UTF-8 (a binary Parquet column) are refused."""
+    try:
+        return column.astype(str).str.strip()
+    except UnicodeDecodeError as exc:
+        raise SourceError(
+            f"{label} holds bytes that are not UTF-8 text; map another column with --columns"
+        ) from exc
+
+
 def _unwrap(blob: bytes, path: Path) -> tuple[bytes, str]:
     if blob.startswith(b"\x1f\x8b"):
         try:
@@ -150,8 +161,19 @@ def _unwrap(blob: bytes, path: Path) -> tuple[bytes, str]:
                         f"{path}: expected one file inside the zip, found {len(members)}; unzip it and pass one file"
                     )
                 return archive.read(members[0]), f" in zip ({members[0].filename})"
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error) as exc:
+        except (
+            zipfile.BadZipFile,
+            zipfile.LargeZipFile,
+            EOFError,
+            OSError,
+            zlib.error,
+            lzma.LZMAError,
+        ) as exc:
             raise SourceError(f"{path}: a truncated or corrupt zip file ({exc})") from exc
+        except (RuntimeError, NotImplementedError) as exc:  # encrypted, or a compression zipfile lacks
+            raise SourceError(
+                f"{path}: a zip that cannot be read here ({exc}); unzip it and pass the file"
+            ) from exc
     return blob, ""
 
 

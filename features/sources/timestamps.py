@@ -24,7 +24,7 @@ from pandas.tseries.api import guess_datetime_format
 
 from features.errors import SourceError
 from features.sources.layout import Ambiguous, TimeUnit, zone
-from features.sources.tables import as_numbers
+from features.sources.tables import as_numbers, as_text
 
 _UNITS: Final = ("s", "ms", "us", "ns")
 _NS_PER: Final = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
@@ -96,7 +96,7 @@ def parse_times(
     numbers = as_numbers(column) if time_format is None else None
     if numbers is not None:
         return _epochs(numbers, column, unit=unit, where=where, label=label, tz=tz)
-    text = column.astype(str).str.strip()
+    text = as_text(column, label)
     _no_missing(column.isna().to_numpy() | text.str.lower().isin(_MISSING).to_numpy(), where, label)
     epochs = as_numbers(text) if time_format is None and bool(text.str.match(_EPOCH).all()) else None
     if epochs is not None:
@@ -214,6 +214,15 @@ def _guess(value: str) -> str | None:
         return None
 
 
+def _as_ns(values: pd.DatetimeIndex, where: Where, label: str) -> pd.DatetimeIndex:
+    try:
+        return values.as_unit("ns")
+    except (pd.errors.OutOfBoundsDatetime, OverflowError) as exc:
+        raise SourceError(
+            f"{label} holds times outside 1677-2262, which nanoseconds cannot hold ({exc})"
+        ) from exc
+
+
 def _zoned(
     values: pd.DatetimeIndex, *, tz: str, ambiguous: Ambiguous, where: Where, label: str, fmt: str | None
 ) -> Times:
@@ -222,8 +231,10 @@ def _zoned(
             raise SourceError(
                 f"{label} has UTC offsets in its values; --tz {tz} applies only to naive times: drop it"
             )
-        return Times(values.tz_convert("UTC").as_unit("ns").asi8.copy(), "datetime", fmt, "as in file")
-    naive = values.as_unit("ns")
+        return Times(
+            _as_ns(values.tz_convert("UTC"), where, label).asi8.copy(), "datetime", fmt, "as in file"
+        )
+    naive = _as_ns(values, where, label)
     if tz == "UTC":
         return Times(naive.asi8.copy(), "datetime", fmt, "UTC")
     zone(tz)
