@@ -38,9 +38,9 @@ FLAKE_RUNS ?= 10
 FLAKE_TESTS ?= tests/unit/training tests/unit/trading
 flakes: install
 	@set -o pipefail; for threads in 1 2; do for i in $$(seq 1 $(FLAKE_RUNS)); do \
-	  OMP_NUM_THREADS=$$threads $(BIN)/pytest -q -o addopts="" -p randomly -p no:cacheprovider \
-	    --randomly-seed=$$((threads * 1000 + i)) $(FLAKE_TESTS) | tail -1 | sed "s/^/threads=$$threads run=$$i: /" \
-	    || exit 1; done; done
+	  OMP_NUM_THREADS=$$threads $(BIN)/pytest -q -o addopts="-rf --strict-markers" -p randomly \
+	    -p no:cacheprovider --randomly-seed=$$((threads * 1000 + i)) $(FLAKE_TESTS) | grep -E "^FAILED|passed|failed" \
+	    | sed "s/^/threads=$$threads run=$$i: /" || exit 1; done; done
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

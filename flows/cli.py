@@ -232,7 +232,7 @@ def validate(
     )
     payload = {
         "success": all(r.success for r in reports),
-        "data_docs": str(where.gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"),
+        "data_docs": str(where.data_docs),
         "series": [
             {
                 "series": r.series,

@@ -12,13 +12,22 @@ import pandas as pd
 from prefect import flow, task
 
 from features.config import DatasetConfig
+from features.errors import MmopsError, TemporaryError
 from features.pipeline import build_features, ingest_source
 from features.progress import report
 from flows.params import Params, load_params
 from flows.settings import Locations, locations, use_home
 
 
-@task(retries=2, retry_delay_seconds=10)  # reads files or a venue: the outside world
+def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect's retry condition: retry what the outside world may fix (a venue or network blip, a
+    busy registry), never a verdict on the input (a bad file, a failed validation, a refusal), which
+    would only quarantine the same file again and fail the same way."""
+    error = state.result(raise_on_failure=False)
+    return not isinstance(error, MmopsError) or isinstance(error, TemporaryError)
+
+
+@task(retries=2, retry_delay_seconds=10, retry_condition_fn=worth_retrying)  # files or a venue
 def ingest_dataset(
     dataset: DatasetConfig, where: Locations, params: Params, source_root: Path
 ) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow, task
 
 from features.progress import report
-from flows.ingest import features_for, ingest_dataset
+from flows.ingest import features_for, ingest_dataset, worth_retrying
 from flows.params import Params, load_params
 from flows.settings import Locations, locations, use_home
 from flows.training_steps import (
@@ -37,7 +37,9 @@ def tune_family(
     return run_family(where, params, bars, family=family, task=task_name, trials=trials)
 
 
-@task(retries=2, retry_delay_seconds=10)  # the registry is a server in production
+@task(
+    retries=2, retry_delay_seconds=10, retry_condition_fn=worth_retrying
+)  # the registry is a server in production
 def register_best(where: Locations, params: Params, candidates: list[Candidate]) -> dict[str, Any]:
     best = choose(candidates, params.tune.objective)
     version = register_candidate(best, series_bars(where, params))
@@ -45,7 +47,7 @@ def register_best(where: Locations, params: Params, candidates: list[Candidate])
     return {"version": version, "chosen": best.summary(), "candidates": [c.summary() for c in candidates]}
 
 
-@task(retries=2, retry_delay_seconds=10)
+@task(retries=2, retry_delay_seconds=10, retry_condition_fn=worth_retrying)
 def gate_version(where: Locations, params: Params, version: str) -> dict[str, Any]:
     """The metric gate and head-to-head; a pass sets @challenger. Only a human approval (or the
     opt-in auto-approve policy) makes it champion, so a failed gate is a verdict, not an error."""

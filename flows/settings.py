@@ -79,6 +79,11 @@ class Locations:
         return self.reports / "data_quality"
 
     @property
+    def data_docs(self) -> Path:
+        """The Great Expectations Data Docs site's front page."""
+        return self.gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+    @property
     def prefect_home(self) -> Path:
         """Prefect's profiles and the temporary server's SQLite database (``prefect.db``).
 

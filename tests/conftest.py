@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 def pytest_configure(config: pytest.Config) -> None:
     """Third-party state (Prefect's home and database, caches) in a fresh folder for the session,
     never in the user's home, set before any test imports Prefect, MLflow or TensorFlow."""
+    from flows.cli_common import QUIET_ENVIRONMENT, QUIET_LOGGERS
     from flows.settings import Locations, use_home
 
     tools_home = Path(tempfile.mkdtemp(prefix="mmops-tests-"))
@@ -24,6 +26,11 @@ def pytest_configure(config: pytest.Config) -> None:
         Locations(home=tools_home, source_data=_source_data(), params_file=REPO / "params.yaml"), force=True
     )
     config.add_cleanup(lambda: shutil.rmtree(tools_home, ignore_errors=True))
+    # Quiet mode from the start, as every in-process CLI call sets it: the same state in any test order.
+    for key, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def _source_data() -> Path:

@@ -93,7 +93,12 @@ class GateCheck:
             return f"{what}: {self.note or 'missing'}"
         bound, short = ("minimum", "is below") if self.comparator == ">=" else ("maximum", "is above")
         relation = "meets" if self.passed else short
-        return f"{what} {self.value:.4g} {relation} the {bound} {self.threshold:.4g}"
+        return f"{what} {_number(self.value)} {relation} the {bound} {_number(self.threshold)}"
+
+
+def _number(value: float) -> str:
+    """Counts as whole numbers (12,345 fills), ratios with enough digits to show a near miss."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:.6g}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ anyone, and the serving path unwraps it to the ONNX :class:`training.artifact.Pr
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -157,15 +156,23 @@ def log_signal_model(
 
 @contextmanager
 def _notices_to_log() -> Iterator[None]:
-    """MLflow prints some notices straight to stderr (``eprint``); send them to our log instead."""
+    """MLflow prints some notices straight to stderr (``eprint``: "Successfully registered model");
+    while the block runs, what MLflow writes to its own stream goes to our log instead (nothing
+    else is captured: our handlers and progress bars keep the real stderr)."""
+    from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM
+
     captured = io.StringIO()
+    MLFLOW_LOGGING_STREAM.write = captured.write  # type: ignore[method-assign]
+    failed = True
     try:
-        with contextlib.redirect_stderr(captured):
-            yield
+        yield
+        failed = False
     finally:
+        del MLFLOW_LOGGING_STREAM.write  # back to the class's method
+        level = logging.WARNING if failed else logging.INFO
         for line in captured.getvalue().splitlines():
             if line.strip():
-                logger.info("mlflow: %s", line)
+                logger.log(level, "mlflow: %s", line)
 
 
 @contextmanager

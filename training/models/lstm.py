@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -36,25 +37,34 @@ if TYPE_CHECKING:
 PREDICT_BATCH = 4096
 
 
+_TF_IMPORT_LOCK = threading.Lock()
+
+
 @functools.cache
 def _import_tensorflow() -> None:
     """Import TensorFlow once; in quiet mode (``TF_CPP_MIN_LOG_LEVEL=3``, the CLI's default) with its
     C++ start-up lines dropped as well. Since TF 2.19 the CUDA probe ("Could not find cuda drivers")
     logs through absl before TensorFlow reads that variable (tensorflow/tensorflow#100442), so the
     only way to keep it off a person's screen is to hold stderr during the import."""
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
-        import tensorflow  # noqa: F401
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
+    with _TF_IMPORT_LOCK:
+        if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3" or "tensorflow" in sys.modules:
             import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
+            return
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as held:
+            try:
+                os.dup2(held.fileno(), 2)
+                import tensorflow  # noqa: F401
+            except BaseException:
+                os.dup2(saved, 2)
+                held.seek(0)
+                sys.stderr.write(held.read().decode(errors="replace"))  # a failed import shows all it said
+                raise
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
 
 @functools.cache
 def _keras_classes() -> tuple[Any, Any]:

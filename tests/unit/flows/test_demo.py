@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ def _trained(*, passed: bool) -> dict[str, Any]:
 
 def _render(trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # this home's own SQLite registry
-    console = Console(width=100, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console = Console(width=100, record=True, file=io.StringIO())
     where = Locations(home=tmp_path, source_data=tmp_path, params_file=tmp_path / "params.yaml")
     summarize(console, where, trained, saved=tmp_path / "reports" / "demo" / "nightly.json")
     return console.export_text().splitlines()
@@ -82,7 +83,7 @@ def test_a_passed_gate_points_at_the_approval(tmp_path: Path, monkeypatch: pytes
 
 
 def test_progress_prints_a_line_per_step_off_a_terminal(tmp_path: Path) -> None:
-    console = Console(width=100, record=True, file=open("/dev/null", "w"), force_terminal=False)  # noqa: SIM115
+    console = Console(width=100, record=True, file=io.StringIO(), force_terminal=False)
     with show_progress(console):
         report("ingest + validate", detail="binance:BTCUSDT:1m: 87,840 bars, 0 gaps")
         report("tune rf", done=1, total=8, detail="trial 0: -29.1, best -29.1")

@@ -149,7 +149,7 @@ def test_audit_log_concurrent_appends_lose_nothing(tmp_path: Path) -> None:
 def test_each_check_reads_as_a_sentence_with_its_numbers() -> None:
     v = verdict({**GOOD, "forward_sharpe": -19.4057, "forward_max_drawdown_pct": 6.5})
     assert [c.sentence() for c in v.failed] == [
-        "forward Sharpe (365 d) of the model's quoter -19.41 is below the minimum 0",
+        "forward Sharpe (365 d) of the model's quoter -19.4057 is below the minimum 0",
         "forward max drawdown, % of peak 6.5 is above the maximum 5",
     ]
     passed = {c.name: c.sentence() for c in v.checks}
