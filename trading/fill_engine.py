@@ -18,13 +18,12 @@ Timeline of bar ``i`` (open ``t_i``, close ``t_i + bar_ns``):
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple, Protocol
 
 from numba import njit
 
-from trading.quoting import QuoteParams, horizon_tau, quote_core
-from trading.risk import LATCHED, RiskParams, allowed_sides, risk_core
+from trading.quoting import QuoteParams, decide_quotes, depth_cap, horizon_tau, imbalance
+from trading.risk import HALTED, LATCHED, RiskParams, risk_core
 
 
 class BarArrays(NamedTuple):
@@ -155,35 +154,130 @@ def _ewma_update(var: float, x2: float, alpha: float) -> float:
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _new_quotes(
+def bar_quotes(
     i: int, inv: int, status: int, var_q: float, bars: BarArrays, qp: QuoteParams, ep: EngineParams
 ) -> tuple[int, int, int, int]:
-    """Quotes decided at the close of bar ``i``; returns (bid, ask, bid_lots, ask_lots)."""
-    mid = float(bars.close[i])
-    cap = qp.depth_fraction * bars.volume[i] if qp.depth_fraction > 0.0 else math.inf
-    pressure = math.nan  # flow imbalance in [-1, 1]; skipped (a division a bar) when unused
-    if qp.pressure_ticks != 0.0:
-        flow = bars.buy_flow[i] + bars.sell_flow[i]
-        pressure = (bars.buy_flow[i] - bars.sell_flow[i]) / flow if flow > 0.0 else math.nan
-    bid, ask, bl, al, _r, _s = quote_core(
-        mid,
+    """Quotes decided at the close of bar ``i`` from bar ``i``'s inputs (the worker's row is its
+    newest bar); returns (bid, ask, bid_lots, ask_lots)."""
+    close = bars.close[i]
+    bid, ask, bl, al, _r, _s = decide_quotes(
+        float(close),
         inv,
         var_q,
         horizon_tau(i, qp),
         bars.pred_return[i],
         bars.pred_sigma2[i],
         bars.prob_up[i],
-        pressure,
-        cap,
+        imbalance(bars.buy_flow[i], bars.sell_flow[i], qp),
+        depth_cap(bars.volume[i], qp),
         ep.max_position,
+        status,
+        close,
+        close,
         qp,
     )
-    ok_bid, ok_ask = allowed_sides(status, inv)
-    # post-only: a quote that would cross the last price is pulled back to the touch instead of
-    # being sent and rejected (the bar has no book, the close stands in for the far touch)
-    bid = min(bid, bars.close[i] - 1)
-    ask = max(ask, bars.close[i] + 1)
-    return bid, ask, bl if ok_bid else 0, al if ok_ask else 0
+    return bid, ask, bl, al
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def match_bar(
+    low: int,
+    high: int,
+    sell_flow: float,
+    buy_flow: float,
+    bid: int,
+    ask: int,
+    bl: int,
+    al: int,
+    inv: int,
+    ep: Any,
+) -> tuple[int, int]:
+    """The bar fill rule: lots filled on the bid and the ask by one bar, before either is booked.
+
+    A side fills when the bar trades through it by the haircut (:func:`bar_crosses`), sized by
+    the order, the inventory room left by ``inv`` and, with ``participation``, that share of the
+    bar's opposite aggressor flow. The kernel and the paper venue both fill with this.
+    """
+    hit_bid, hit_ask = bar_crosses(low, high, bid, ask, ep.haircut_ticks)
+    qb = _fill_lots(hit_bid, bl, ep.max_position - inv, sell_flow, ep)
+    qa = _fill_lots(hit_ask, al, ep.max_position + inv, buy_flow, ep)
+    return qb, qa
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def close_bar(
+    close: int,
+    prev_close: float,
+    close_ns: int,
+    gap_ns: int,
+    inv: int,
+    cash: float,
+    peak: float,
+    var_q: float,
+    var_f: float,
+    var_s: float,
+    reasons: int,
+    until: int,
+    sig_ok: bool,
+    reject_rate: float,
+    kill: bool,
+    ep: EngineParams,
+    rp: RiskParams,
+) -> tuple[float, float, float, float, float, int, int, int]:
+    """The close of a bar: volatility estimates, mark, peak and the risk decision.
+
+    Args:
+        close: the bar's close, ticks; ``prev_close`` the previous close (the first bar: its open).
+        close_ns: the clock at the close; ``gap_ns`` how much older than one bar the previous
+            bar is (missing bars age the data; the bar closing now is fresh).
+        inv, cash: the position after this bar's fills, lots and quote ccy.
+        peak, var_q, var_f, var_s, reasons, until: the carried state.
+        sig_ok, reject_rate, kill: the observations the risk engine takes besides the book.
+
+    Returns:
+        ``(equity, peak, var_q, var_f, var_s, status, reasons, until)``.
+    """
+    d2 = float(close - prev_close) ** 2
+    var_q = _ewma_update(var_q, d2, ep.vol_alpha)
+    var_f = _ewma_update(var_f, d2, ep.fast_alpha)
+    var_s = _ewma_update(var_s, d2, ep.slow_alpha)
+    mark = close * ep.tick
+    equity = cash + inv * ep.lot * mark
+    peak = max(peak, equity)
+    status, reasons, until = risk_core(
+        reasons,
+        until,
+        close_ns,
+        inv,
+        abs(inv * ep.lot * mark),
+        equity - ep.initial_cash,
+        (peak - equity) / peak,
+        var_f / var_s,
+        gap_ns,
+        sig_ok,
+        reject_rate,
+        kill,
+        rp,
+    )
+    return equity, peak, var_q, var_f, var_s, status, reasons, until
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def must_flatten(status: int, reasons: int, flatten_on_kill: bool, inv: int) -> bool:
+    """A latched kill (loss, drawdown, kill switch) closes the inventory at the taker fee."""
+    return status == HALTED and reasons & LATCHED != 0 and flatten_on_kill and inv != 0
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def must_requote(status: int, prev_status: int, refresh: int, filled: bool, requote_on_fill: bool) -> bool:
+    """Requote (or cancel) on the cadence, on a state change, after a fill, and every step HALTED."""
+    return status == HALTED or refresh == 0 or status != prev_status or (requote_on_fill and filled)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def first_variance(high: int, low: int) -> float:
+    """The variance estimates' seed from the first bar's range (Parkinson), ticks^2 per bar."""
+    return 0.36 * float(high - low) ** 2 + 1.0
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -202,9 +296,9 @@ def _maker_fills(
     ep: EngineParams,
 ) -> tuple[float, int, int, int, int]:
     """Fill the live quotes against bar ``i``; returns (cash, inventory, bid lots, ask lots, k)."""
-    hit_bid, hit_ask = bar_crosses(bars.low[i], bars.high[i], bid, ask, ep.haircut_ticks)
-    qb = _fill_lots(hit_bid, bl, ep.max_position - inv, bars.sell_flow[i], ep)
-    qa = _fill_lots(hit_ask, al, ep.max_position + inv, bars.buy_flow[i], ep)
+    qb, qa = match_bar(
+        bars.low[i], bars.high[i], bars.sell_flow[i], bars.buy_flow[i], bid, ask, bl, al, inv, ep
+    )
     if qb > 0:
         dc, _f = _book(tr, k, i, 1, bid, qb, ep.maker_fee, 1, ref, ep)
         cash += dc
@@ -249,7 +343,7 @@ def run_kernel(
     peak = ep.initial_cash
     inv = bid = ask = bl = al = k = placed = lots_quoted = 0
     ref = 0.0
-    var_q = var_f = var_s = 0.36 * float(bars.high[0] - bars.low[0]) ** 2 + 1.0  # Parkinson, ticks^2
+    var_q = var_f = var_s = first_variance(bars.high[0], bars.low[0])
     reasons = status = until = 0
     s = 0  # ring slot of bar i (i % slots, kept as a counter: integer division is slow)
     t = (1 + ep.latency_bars) % slots  # ring slot of bar i + 1 + latency
@@ -262,48 +356,42 @@ def run_kernel(
         k0 = k
         cash, inv, bl, al, k = _maker_fills(i, bid, ask, bl, al, inv, cash, k, ref, bars, tr, ep)
         close = bars.close[i]
-        d2 = float(close - (bars.close[i - 1] if i > 0 else bars.open[0])) ** 2
-        var_q = _ewma_update(var_q, d2, ep.vol_alpha)
-        var_f = _ewma_update(var_f, d2, ep.fast_alpha)
-        var_s = _ewma_update(var_s, d2, ep.slow_alpha)
-        mark = close * ep.tick
-        equity = cash + inv * ep.lot * mark
-        peak = max(peak, equity)
         sig_ok = not ep.need_signal or bars.pred_return[i] == bars.pred_return[i]
         sig_ok = sig_ok or bars.prob_up[i] == bars.prob_up[i]
         prev_status = status
-        status, reasons, until = risk_core(
+        _eq, peak, var_q, var_f, var_s, status, reasons, until = close_bar(
+            close,
+            float(bars.close[i - 1] if i > 0 else bars.open[0]),
+            bars.open_ns[i] + ep.bar_ns,
+            bars.open_ns[i] - bars.open_ns[i - 1] - ep.bar_ns if i > 0 else 0,
+            inv,
+            cash,
+            peak,
+            var_q,
+            var_f,
+            var_s,
             reasons,
             until,
-            bars.open_ns[i] + ep.bar_ns,
-            inv,
-            abs(inv * ep.lot * mark),
-            equity - ep.initial_cash,
-            (peak - equity) / peak,
-            var_f / var_s,
-            # the bar closing now is fresh; only missing bars (a gap beyond one interval) age the data
-            bars.open_ns[i] - bars.open_ns[i - 1] - ep.bar_ns if i > 0 else 0,
             sig_ok,
             0.0,
             i >= ep.kill_from,
+            ep,
             rp,
         )
-        if status == 2 and reasons & LATCHED and ep.flatten_on_kill and inv != 0:
+        if must_flatten(status, reasons, ep.flatten_on_kill, inv):
             dc, _f = _book(tr, k, i, 1 if inv < 0 else -1, close, abs(inv), ep.taker_fee, 0, float(close), ep)
             cash += dc
             inv = 0
             k += 1
-        if status == 2 or refresh == 0 or status != prev_status or (ep.requote_on_fill and k > k0):
-            nb, na, nbl, nal = (
-                _new_quotes(i, inv, status, var_q, bars, qp, ep) if status != 2 else (0, 0, 0, 0)
-            )
+        if must_requote(status, prev_status, refresh, k > k0, ep.requote_on_fill):
+            nb, na, nbl, nal = bar_quotes(i, inv, status, var_q, bars, qp, ep)
             placed += (nbl > 0) + (nal > 0)
             lots_quoted += nbl + nal
             ring[t, 0], ring[t, 1], ring[t, 2] = i + 1 + ep.latency_bars, nb, na
             ring[t, 3], ring[t, 4], ring[t, 5] = nbl, nal, close
         out.cash[i] = cash
         out.inventory[i] = inv
-        out.equity[i] = cash + inv * ep.lot * mark
+        out.equity[i] = cash + inv * ep.lot * (close * ep.tick)
         out.status[i] = status
         out.reasons[i] = reasons
         s = s + 1 if s + 1 < slots else 0

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from trading.risk import ACTIVE, HALTED, REDUCING
+
 NS_PER_YEAR = 365 * 86_400 * 1_000_000_000
 ANNUALISATION_BASIS = "365 days per year, per-bar simple equity returns, risk-free rate 0"
 
@@ -178,8 +180,8 @@ def compute_metrics(
         inventory_std=float(inventory.std()),
         inventory_max_abs=int(np.abs(inventory).max()),
         final_inventory=int(inventory[-1]),
-        time_active=float(np.mean(status == 0)),
-        time_reducing=float(np.mean(status == 1)),
-        time_halted=float(np.mean(status == 2)),
+        time_active=float(np.mean(status == ACTIVE)),
+        time_reducing=float(np.mean(status == REDUCING)),
+        time_halted=float(np.mean(status == HALTED)),
         markouts_bps=markouts_bps(fills, close_ticks, markout_bars),
     )

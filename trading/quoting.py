@@ -9,8 +9,10 @@ The formulas (Avellaneda & Stoikov 2008, eq. 29-30):
 * total spread ``delta = gamma * sigma^2 * tau + (2 / gamma) * ln(1 + gamma / kappa)``
 
 ``tau`` is ``T - t`` in the finite-horizon variant and a constant horizon in the rolling
-(infinite-horizon) variant. :func:`quote_core` is compiled with numba and is the single
-implementation used by the fill engine, the worker and :func:`compute_quotes`.
+(infinite-horizon) variant. :func:`quote_core` prices a quote; :func:`decide_quotes` is the whole
+decision (price, depth and pressure inputs, the risk state's side filter, the post-only clamp to
+the touch). Both are compiled with numba; :func:`decide_quotes` is the one decision the bar
+kernel, the tick kernel, the worker and :func:`compute_quotes` call.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ import numpy.typing as npt
 from numba import njit
 
 from trading.config import QuoteConfig
+from trading.risk import ACTIVE, HALTED, allowed_sides
+
+# the touch when no book is known: far enough that the post-only clamp never binds
+NO_BID = -(2**62)
+NO_ASK = 2**62
 
 FloatLike = float | npt.NDArray[np.float64]
 
@@ -161,6 +168,65 @@ def quote_core(
     return bid, ask, bid_lots, ask_lots, r, spread
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def depth_cap(volume: float, qp: QuoteParams) -> float:
+    """The order-size cap from recent volume (lots); infinite when ``depth_fraction`` is 0."""
+    return qp.depth_fraction * volume if qp.depth_fraction > 0.0 else math.inf
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def imbalance(up: float, down: float, qp: QuoteParams) -> float:
+    """Flow or book imbalance in [-1, 1] (+1 = all ``up``); NaN when unused or nothing to weigh.
+
+    Skipped (a division a step) when ``pressure_ticks`` is 0: nothing reads it then.
+    """
+    total = up + down
+    if qp.pressure_ticks == 0.0 or not total > 0.0:
+        return math.nan
+    return (up - down) / total
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def decide_quotes(
+    mid: float,
+    inventory: int,
+    sigma2: float,
+    tau: float,
+    pred_return: float,
+    pred_sigma2: float,
+    prob_up: float,
+    pressure: float,
+    size_cap: float,
+    max_position: int,
+    status: int,
+    best_bid: int,
+    best_ask: int,
+    qp: QuoteParams,
+) -> tuple[int, int, int, int, float, float]:
+    """The quote decision: price it, keep the sides the risk state allows, post only.
+
+    Args:
+        mid .. max_position: as :func:`quote_core`.
+        status: the risk state (:class:`trading.risk.RiskStatus` value); HALTED quotes nothing,
+            REDUCING only the side that reduces the inventory.
+        best_bid, best_ask: the touch, ticks. A quote that would cross it is pulled back to one
+            tick inside the far touch instead of being sent and rejected (post-only). Bars have
+            no book: the close stands in for both.
+
+    Returns:
+        ``(bid, ask, bid_lots, ask_lots, reservation, spread)``; a side with 0 lots is not quoted.
+    """
+    if status == HALTED:
+        return 0, 0, 0, 0, math.nan, math.nan
+    bid, ask, bl, al, r, spread = quote_core(
+        mid, inventory, sigma2, tau, pred_return, pred_sigma2, prob_up, pressure, size_cap, max_position, qp
+    )
+    ok_bid, ok_ask = allowed_sides(status, inventory)
+    bid = min(bid, best_ask - 1)
+    ask = max(ask, best_bid + 1)
+    return bid, ask, bl if ok_bid else 0, al if ok_ask else 0, r, spread
+
+
 @dataclass(frozen=True, slots=True)
 class Quotes:
     """One two-sided quote. Prices in ticks, sizes in lots; a 0-lot side is not quoted."""
@@ -186,8 +252,11 @@ def compute_quotes(
     prob_up: float | None = None,
     pressure: float | None = None,
     size_cap_lots: float | None = None,
+    status: int = ACTIVE,
+    best_bid_ticks: int | None = None,
+    best_ask_ticks: int | None = None,
 ) -> Quotes:
-    """Quote one instrument now: the pure function the worker and the tests call.
+    """Quote one instrument now: :func:`decide_quotes` for one set of Python inputs.
 
     Args:
         mid_ticks: current mid, ticks.
@@ -201,6 +270,10 @@ def compute_quotes(
         prob_up: model's probability that the price goes up (None: no confidence widening).
         pressure: book or flow imbalance in [-1, 1], +1 = all bid side (None: no adjustment).
         size_cap_lots: depth-aware cap on the order size, lots (None: ``quote.order_lots``).
+        status: the risk state (:class:`trading.risk.RiskStatus`): REDUCING quotes only the
+            reducing side, HALTED nothing (all zeros, NaN reservation and spread).
+        best_bid_ticks, best_ask_ticks: the touch; quotes are clamped inside it (post-only).
+            None: no book known, no clamp on that side.
 
     Returns:
         The quotes, rounded outwards to whole ticks (bid down, ask up).
@@ -213,7 +286,7 @@ def compute_quotes(
     qp = quote_params(quote)
     nan = math.nan
     pred_sigma2 = nan if pred_vol is None else (pred_vol * mid_ticks) ** 2
-    out = quote_core(
+    out = decide_quotes(
         float(mid_ticks),
         int(inventory_lots),
         float(sigma2_ticks),
@@ -224,6 +297,9 @@ def compute_quotes(
         nan if pressure is None else float(pressure),
         math.inf if size_cap_lots is None else float(size_cap_lots),
         int(max_position_lots),
+        int(status),
+        NO_BID if best_bid_ticks is None else int(best_bid_ticks),
+        NO_ASK if best_ask_ticks is None else int(best_ask_ticks),
         qp,
     )
     return Quotes(*out)

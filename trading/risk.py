@@ -24,13 +24,18 @@ from numba import njit
 
 from trading.config import RiskConfig
 
+# The states as plain ints: numba folds module-level ints into the compiled code as constants.
+ACTIVE = 0
+REDUCING = 1
+HALTED = 2
+
 
 class RiskStatus(IntEnum):
     """Trading state; the integer values are what the fill engine stores per step."""
 
-    ACTIVE = 0
-    REDUCING = 1
-    HALTED = 2
+    ACTIVE = ACTIVE
+    REDUCING = REDUCING
+    HALTED = HALTED
 
 
 R_POSITION = 1
@@ -62,6 +67,48 @@ REASON_NAMES: dict[int, str] = {
 def reason_names(reasons: int) -> tuple[str, ...]:
     """Decode a reason bit set into names, in a fixed order."""
     return tuple(name for bit, name in REASON_NAMES.items() if reasons & bit)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskObservation:
+    """The numbers one risk decision was taken on (what :func:`explain` quotes back)."""
+
+    inventory_lots: int
+    notional: float  # |inventory| value at the mark, quote ccy
+    pnl: float  # equity minus initial equity, quote ccy
+    drawdown: float  # fraction of the equity peak
+    var_ratio: float  # fast / slow EWMA variance of mid changes
+    data_age_ns: int
+    reject_rate: float
+
+
+def explain(reasons: int, seen: RiskObservation, risk: RiskConfig) -> tuple[str, ...]:
+    """Each reason as a sentence with its numbers, e.g. ``"drawdown 5.21% >= 5.00% of peak"``.
+
+    Args:
+        reasons: the decision's reason bits.
+        seen: the observations the decision was taken on.
+        risk: the limits (the thresholds quoted back).
+
+    Returns:
+        One sentence per reason, in the order of :data:`REASON_NAMES`.
+    """
+    reduce_lots = risk.reduce_at_fraction * risk.max_position_lots
+    sentences = {
+        R_POSITION: f"position {seen.inventory_lots:+d} lots, |q| >= {reduce_lots:g} "
+        f"({risk.reduce_at_fraction:.0%} of max {risk.max_position_lots}): reducing only",
+        R_NOTIONAL: f"exposure {seen.notional:,.2f} >= max_notional {risk.max_notional:,.2f}: reducing only",
+        R_MAX_LOSS: f"loss {-seen.pnl:,.2f} >= max_loss {risk.max_loss:,.2f}: kill switch",
+        R_DRAWDOWN: f"drawdown {seen.drawdown:.2%} >= {risk.max_drawdown_pct / 100:.2%} of peak: kill switch",
+        R_VOL_SPIKE: f"volatility fast/slow {seen.var_ratio:.2f} >= {risk.vol_spike_ratio:g}: paused",
+        R_STALE_DATA: f"market data {seen.data_age_ns / 1e9:.1f} s old > {risk.stale_after_ms / 1000:g} s: paused",
+        R_SIGNAL_UNAVAILABLE: "model signal unavailable: reducing only",
+        R_REJECT_RATE: f"reject rate {seen.reject_rate:.2f} >= {risk.max_reject_rate:.2f}: paused",
+        R_KILL_SWITCH: "kill switch pressed: cancel all"
+        + (", flatten" if risk.flatten_on_kill else "")
+        + "; cleared only by a person",
+    }
+    return tuple(sentences[bit] for bit in REASON_NAMES if reasons & bit)
 
 
 class RiskParams(NamedTuple):
@@ -185,18 +232,18 @@ def risk_core(
         soft |= prev_reasons & PAUSES  # still cooling down: keep the pause and its reasons
     reasons |= soft
     if reasons & (LATCHED | PAUSES):
-        return 2, reasons, until
+        return HALTED, reasons, until
     if reasons & REDUCES:
-        return 1, reasons, until
-    return 0, reasons, until
+        return REDUCING, reasons, until
+    return ACTIVE, reasons, until
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def allowed_sides(status: int, inventory: int) -> tuple[bool, bool]:
     """Which sides may be quoted: both when ACTIVE, the reducing one when REDUCING, none when HALTED."""
-    if status == 0:
+    if status == ACTIVE:
         return True, True
-    if status == 1:
+    if status == REDUCING:
         return inventory < 0, inventory > 0
     return False, False
 
@@ -224,6 +271,7 @@ class RiskDecision:
     status: RiskStatus
     reasons: tuple[str, ...]
     reason_bits: int
+    details: tuple[str, ...]  # each reason with its numbers (:func:`explain`)
     paused_until_ns: int
     allow_bid: bool
     allow_ask: bool
@@ -253,18 +301,27 @@ def check(
         raise ValueError(f"peak_equity must be > 0, got {snapshot.peak_equity}")
     prev_bits = 0 if previous is None else previous.reason_bits
     prev_until = 0 if previous is None else previous.paused_until_ns
+    seen = RiskObservation(
+        inventory_lots=snapshot.inventory_lots,
+        notional=abs(snapshot.notional),
+        pnl=snapshot.equity - snapshot.initial_equity,
+        drawdown=(snapshot.peak_equity - snapshot.equity) / snapshot.peak_equity,
+        var_ratio=snapshot.var_ratio,
+        data_age_ns=now_ns - snapshot.last_data_ns,
+        reject_rate=snapshot.reject_rate,
+    )
     status, bits, until = risk_core(
         prev_bits,
         prev_until,
         now_ns,
-        snapshot.inventory_lots,
-        abs(snapshot.notional),
-        snapshot.equity - snapshot.initial_equity,
-        (snapshot.peak_equity - snapshot.equity) / snapshot.peak_equity,
-        snapshot.var_ratio,
-        now_ns - snapshot.last_data_ns,
+        seen.inventory_lots,
+        seen.notional,
+        seen.pnl,
+        seen.drawdown,
+        seen.var_ratio,
+        seen.data_age_ns,
         snapshot.signal_available,
-        snapshot.reject_rate,
+        seen.reject_rate,
         snapshot.kill_switch,
         risk_params(risk),
     )
@@ -274,6 +331,7 @@ def check(
         status=RiskStatus(status),
         reasons=reason_names(bits),
         reason_bits=int(bits),
+        details=explain(int(bits), seen, risk),
         paused_until_ns=int(until),
         allow_bid=bool(allow_bid),
         allow_ask=bool(allow_ask),

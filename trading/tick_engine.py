@@ -34,9 +34,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit
 
-from trading.fill_engine import StepArrays, TradeArrays, _book, _ewma_update
-from trading.quoting import QuoteParams, horizon_tau, quote_core
-from trading.risk import LATCHED, RiskParams, allowed_sides, risk_core
+from trading.fill_engine import StepArrays, TradeArrays, _book, _ewma_update, must_flatten
+from trading.quoting import QuoteParams, decide_quotes, depth_cap, horizon_tau, imbalance
+from trading.risk import HALTED, RiskParams, risk_core
 
 logger = logging.getLogger(__name__)
 
@@ -121,34 +121,29 @@ def _signal(now: int, arr: TickArrays, tp: TickParams, si: Any) -> tuple[float, 
 @njit(cache=True, error_model="numpy", inline="always")
 def _decide(now: int, arr: TickArrays, qp: QuoteParams, tp: TickParams, fifo: Any, si: Any, sf: Any) -> None:
     """Quote from data up to ``now`` (HALTED: cancel) and send it; it arrives after the latency."""
-    bid = ask = bl = al = 0
-    if si[STATUS] != 2:
+    pred_return = pred_vol = prob_up = math.nan
+    if si[STATUS] != HALTED:  # nothing to price (the decision returns zeros): skip the inputs
         while si[VOL_PTR] < len(arr.trade_ns) and arr.trade_ns[si[VOL_PTR]] <= now - tp.bar_ns:
             sf[VOLUME] -= arr.trade_qty[si[VOL_PTR]]
             si[VOL_PTR] += 1
-        cap = qp.depth_fraction * sf[VOLUME] if qp.depth_fraction > 0.0 else math.inf
-        depth = sf[BID_QTY] + sf[ASK_QTY]
-        pressure = (sf[BID_QTY] - sf[ASK_QTY]) / depth if qp.pressure_ticks != 0.0 and depth > 0 else math.nan
         pred_return, pred_vol, prob_up = _signal(now, arr, tp, si)
-        mid = sf[MID]
-        bid, ask, bl, al, _r, _s = quote_core(
-            mid,
-            si[INV],
-            sf[VAR_Q] * tp.steps_per_bar,
-            horizon_tau(now // tp.bar_ns, qp),
-            pred_return,
-            (pred_vol * mid) ** 2,
-            prob_up,
-            pressure,
-            cap,
-            tp.max_position,
-            qp,
-        )
-        ok_bid, ok_ask = allowed_sides(si[STATUS], si[INV])
-        bid = min(bid, si[BBO_ASK] - 1)  # post-only: never cross the book, rest at the far touch - 1
-        ask = max(ask, si[BBO_BID] + 1)
-        bl = bl if ok_bid else 0
-        al = al if ok_ask else 0
+    mid = sf[MID]
+    bid, ask, bl, al, _r, _s = decide_quotes(
+        mid,
+        si[INV],
+        sf[VAR_Q] * tp.steps_per_bar,
+        horizon_tau(now // tp.bar_ns, qp),
+        pred_return,
+        (pred_vol * mid) ** 2,
+        prob_up,
+        imbalance(sf[BID_QTY], sf[ASK_QTY], qp),
+        depth_cap(sf[VOLUME], qp),
+        tp.max_position,
+        si[STATUS],
+        si[BBO_BID],
+        si[BBO_ASK],
+        qp,
+    )
     si[PLACED] += (bl > 0) + (al > 0)
     si[QUOTED] += bl + al
     row = si[TAIL] % fifo.shape[0]
@@ -228,7 +223,7 @@ def _risk_and_flatten(
         False,
         rp,
     )
-    if si[STATUS] == 2 and si[REASONS] & LATCHED and tp.flatten_on_kill and inv != 0:
+    if must_flatten(si[STATUS], si[REASONS], tp.flatten_on_kill, inv):
         side = 1 if inv < 0 else -1
         price = si[BBO_ASK] if side > 0 else si[BBO_BID]
         dc, _fee = _book(tr, si[K], step, side, price, abs(inv), tp.taker_fee, 0, sf[MID], tp)
@@ -267,7 +262,7 @@ def _grid_step(
         si[READY] = 1
         prev_status = si[STATUS]
         _risk_and_flatten(step, now, arr, rp, tp, tr, fill_ns, si, sf)
-        if si[STATUS] != 2 or prev_status != 2 or si[BL] + si[AL] > 0:
+        if si[STATUS] != HALTED or prev_status != HALTED or si[BL] + si[AL] > 0:
             _decide(now, arr, qp, tp, fifo, si, sf)
             _arrive(now, fifo, si, sf)  # latency 0: the new quote is what the row shows as live
     mid_out[step] = sf[MID]

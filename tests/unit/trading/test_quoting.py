@@ -109,3 +109,24 @@ def test_book_pressure_shifts_towards_the_heavy_side() -> None:
     assert quotes(quote=cfg, pressure=1.0).reservation_ticks == pytest.approx(MID + 100.0)
     with pytest.raises(ValueError, match="mid_ticks must be > 0"):
         quotes(mid_ticks=0.0)
+
+
+def test_the_decision_filters_sides_by_risk_state_and_never_crosses_the_touch() -> None:
+    from trading.risk import RiskStatus
+
+    free = quotes()
+    assert free.bid_lots == free.ask_lots == 10  # type: ignore[attr-defined]
+    long_reducing = quotes(inventory_lots=50, status=RiskStatus.REDUCING)
+    assert long_reducing.bid_lots == 0 and long_reducing.ask_lots == 10  # type: ignore[attr-defined]
+    short_reducing = quotes(inventory_lots=-50, status=RiskStatus.REDUCING)
+    assert short_reducing.bid_lots == 10 and short_reducing.ask_lots == 0  # type: ignore[attr-defined]
+    halted = quotes(status=RiskStatus.HALTED)
+    assert (halted.bid_lots, halted.ask_lots, halted.bid_ticks, halted.ask_ticks) == (0, 0, 0, 0)  # type: ignore[attr-defined]
+    # the book moved away from the mid the quote was priced on: post-only keeps each quote one tick
+    # inside the far touch instead of sending an order that would cross and be rejected
+    below = quotes(best_bid_ticks=int(MID) - 10_002, best_ask_ticks=int(MID) - 10_000)
+    assert below.bid_ticks == int(MID) - 10_001 < free.bid_ticks  # type: ignore[attr-defined]
+    assert below.ask_ticks == free.ask_ticks  # type: ignore[attr-defined]
+    above = quotes(best_bid_ticks=int(MID) + 10_000, best_ask_ticks=int(MID) + 10_002)
+    assert above.ask_ticks == int(MID) + 10_001 > free.ask_ticks  # type: ignore[attr-defined]
+    assert above.bid_ticks == free.bid_ticks  # type: ignore[attr-defined]

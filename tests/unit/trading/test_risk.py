@@ -76,7 +76,38 @@ def test_drawdown_is_measured_from_the_peak() -> None:
     d = run(replace(CALM, equity=110_000.0, peak_equity=120_000.0))  # up 10k on start, 8.3% off peak
     assert d.status == RiskStatus.HALTED
     assert d.reasons == ("drawdown",)
+    assert d.details == ("drawdown 8.33% >= 5.00% of peak: kill switch",)  # the decision carries its numbers
     assert run(replace(CALM, equity=115_000.0, peak_equity=120_000.0)).status == RiskStatus.ACTIVE
+
+
+def test_every_reason_is_explained_with_its_numbers() -> None:
+    d = run(
+        replace(
+            CALM,
+            inventory_lots=-90,
+            notional=2e6,
+            equity=94_000.0,
+            var_ratio=12.0,
+            last_data_ns=T0 - 200_000_000_000,
+            reject_rate=0.75,
+            signal_available=False,
+            kill_switch=True,
+        )
+    )
+    text = " | ".join(d.details)
+    assert len(d.details) == len(d.reasons) == 9
+    for expected in (
+        "position -90 lots",
+        "exposure 2,000,000.00 >= max_notional",
+        "loss 6,000.00 >= max_loss 5,000.00",
+        "drawdown 6.00% >= 5.00% of peak",
+        "volatility fast/slow 12.00 >= 9",
+        "market data 200.0 s old > 180 s",
+        "model signal unavailable",
+        "reject rate 0.75 >= 0.50",
+        "kill switch pressed",
+    ):
+        assert expected in text
 
 
 def test_volatility_spike_pauses_with_cooldown_and_hysteresis() -> None:
