@@ -77,7 +77,39 @@ class FeatureEngine:
 
     def update(self, bars: pd.DataFrame) -> pd.DataFrame:
         """Feature rows for ``bars`` (canonical schema), indexed by timestamp."""
-        ts = bars[TIMESTAMP].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        col = {c: bars[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close", "volume")}
+        out = self.update_arrays(
+            bars[TIMESTAMP].to_numpy(dtype="datetime64[ns]").astype(np.int64),
+            col["open"],
+            col["high"],
+            col["low"],
+            col["close"],
+            col["volume"],
+            bars["taker_buy_volume"].to_numpy(dtype=np.float64, na_value=np.nan),
+        )
+        index = pd.DatetimeIndex(bars[TIMESTAMP], name=TIMESTAMP)
+        return pd.DataFrame(out, index=index, columns=self.names)
+
+    def update_arrays(
+        self,
+        ts: np.ndarray,
+        open_: np.ndarray,
+        high: np.ndarray,
+        low: np.ndarray,
+        close: np.ndarray,
+        volume: np.ndarray,
+        taker_buy_volume: np.ndarray,
+    ) -> np.ndarray:
+        """:meth:`update` on plain arrays (the worker's path: no DataFrame per bar).
+
+        Args:
+            ts: bar open times, int64 ns since the epoch; the rest float64 per bar (NaN taker
+                volume: unknown).
+
+        Returns:
+            ``(len(ts), len(self.names))`` float64 feature rows.
+        """
+        ts = np.ascontiguousarray(ts, dtype=np.int64)
         if len(ts) and (np.any(np.diff(ts) <= 0) or (self._last_ts is not None and ts[0] <= self._last_ts)):
             raise DataError("features need bars in strictly increasing time order, each bar once")
         out = np.empty((len(ts), len(self.names)))
@@ -85,10 +117,9 @@ class FeatureEngine:
         run(
             ts,
             *(
-                np.ascontiguousarray(bars[c].to_numpy(dtype=np.float64))
-                for c in ("open", "high", "low", "close", "volume")
+                np.ascontiguousarray(a, dtype=np.float64)
+                for a in (open_, high, low, close, volume, taker_buy_volume)
             ),
-            np.ascontiguousarray(bars["taker_buy_volume"].to_numpy(dtype=np.float64, na_value=np.nan)),
             self._windows,
             self._lags,
             self._params,
@@ -100,8 +131,7 @@ class FeatureEngine:
         )
         if len(ts):
             self._last_ts = int(ts[-1])
-        index = pd.DatetimeIndex(bars[TIMESTAMP], name=TIMESTAMP)
-        return pd.DataFrame(out, index=index, columns=self.names)
+        return out
 
 
 def compute_features(

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from features.config import DataConfig, FeaturesConfig, ValidationConfig
 from features.errors import ConfigError
 from serving.config import ServeConfig
-from trading.config import BacktestConfig, QuoteConfig, RiskConfig
+from trading.config import BacktestConfig, QuoteConfig, RiskConfig, TradeConfig
 from training.config import EvaluateConfig, ModelsConfig, SplitConfig, TuneConfig
 from training.gate import GateConfig
 
@@ -31,6 +31,7 @@ class Params(BaseModel):
     quote: QuoteConfig = QuoteConfig()
     risk: RiskConfig = RiskConfig()
     backtest: BacktestConfig = BacktestConfig()
+    trade: TradeConfig = TradeConfig()
     gate: GateConfig = GateConfig()
     serve: ServeConfig = ServeConfig()
     split: SplitConfig = SplitConfig()

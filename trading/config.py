@@ -129,3 +129,24 @@ class BacktestConfig(BaseModel):
         if any(h <= 0 for h in self.markout_bars):
             raise ValueError(f"markout_bars must be positive, got {self.markout_bars}")
         return self
+
+
+class TradeConfig(BaseModel):
+    """How the quoting worker runs (the ``trade`` section of params.yaml)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    signal_budget_ms: int = Field(
+        250, ge=1, description="the whole signal request for all symbols must answer within this, ms"
+    )
+    on_missing_signal: Literal["model_free", "reduce"] = Field(
+        "model_free",
+        description="a symbol without a valid, timely signal: model_free = plain A-S quotes (and an alert); "
+        "reduce = quote only the side that reduces inventory (what a model backtest does)",
+    )
+    client_prefix: str = Field(
+        "mm",
+        pattern=r"^[A-Za-z0-9]{1,8}$",
+        description="client order ids start with this; others are not ours",
+    )
+    shadow_book: bool = Field(True, description="in shadow mode, run the challenger's quotes on a paper book")

@@ -1,0 +1,286 @@
+"""The worker's journal: SQLite in WAL mode with ``synchronous=FULL``, the record of truth.
+
+Rules (what Hummingbot's lost-order reports and NautilusTrader's reconciliation teach):
+
+* an order is written with its deterministic client order id *before* it is sent;
+* a fill is unique by ``(venue, trade_id)``: seeing it twice changes nothing;
+* a transport error leaves an order ``in_flight``, never "failed": a status query by client id
+  resolves it;
+* one transaction per tick holds that tick's fills, the books' state after them, the decisions
+  and their orders, so a crash leaves either all of a tick or none of it;
+* the kill switch is a row here: HALTED survives a restart until a person resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from features.errors import ConfigError
+from trading.worker.types import Fill
+
+SCHEMA = """
+create table if not exists meta(key text primary key, value text not null);
+create table if not exists orders(
+  client_id text primary key, book text not null, symbol text not null, side integer not null,
+  kind text not null, price_ticks integer not null, lots integer not null, tick integer not null,
+  version text not null, alias text not null, ref_mid_ticks real not null,
+  status text not null, filled_lots integer not null default 0,
+  cancel_requested integer not null default 0, note text not null default '');
+create index if not exists orders_open on orders(status);
+create table if not exists fills(
+  venue text not null, trade_id text not null, seq integer not null, book text not null,
+  client_id text not null, symbol text not null, side integer not null, price_ticks integer not null,
+  lots integer not null, fee real not null, maker integer not null, ts_ns integer not null,
+  version text not null, ref_mid_ticks real not null, primary key (venue, trade_id));
+create table if not exists books(
+  book text primary key, tick integer not null, last_seq integer not null, fs blob not null, ist blob not null,
+  extra text not null);
+create table if not exists marks(tick integer primary key, ts_ns integer not null, closes blob not null);
+create table if not exists events(
+  id integer primary key, tick integer not null, ts_ns integer not null, symbol text not null,
+  kind text not null, message text not null);
+create table if not exists control(key text primary key, value text not null);
+"""
+
+NON_TERMINAL = ("intent", "in_flight", "pending", "open")
+
+
+@dataclass(frozen=True, slots=True)
+class JournalOrder:
+    """One journaled order (what the worker decided and what it knows of it)."""
+
+    client_id: str
+    book: str
+    symbol: str
+    side: int
+    kind: str
+    price_ticks: int
+    lots: int
+    tick: int
+    version: str
+    alias: str
+    ref_mid_ticks: float
+    status: str
+    filled_lots: int
+    cancel_requested: bool
+
+
+class Journal:
+    """The journal file (see the module docstring).
+
+    Args:
+        path: the SQLite file (created with its folder when missing).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(path), isolation_level=None)
+            self._db.execute("pragma journal_mode=wal")
+            self._db.execute("pragma synchronous=full")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"{path}: not a journal this worker can open ({exc})") from exc
+        self._in_tx = False
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic, durable write (nested calls join the outer one)."""
+        if self._in_tx:
+            yield
+            return
+        self._db.execute("begin immediate")
+        self._in_tx = True
+        try:
+            yield
+        except BaseException:
+            self._db.execute("rollback")
+            raise
+        else:
+            self._db.execute("commit")
+        finally:
+            self._in_tx = False
+
+    # ---- run identity ----------------------------------------------------------------------------
+    def check_run(self, spec: dict[str, Any]) -> bool:
+        """Record the run's spec, or check a resumed run has the same. True when resuming.
+
+        Raises:
+            ConfigError: the journal belongs to a different run (symbols, data, settings).
+        """
+        row = self._db.execute("select value from meta where key = 'run'").fetchone()
+        text = json.dumps(spec, sort_keys=True)
+        if row is None:
+            with self.transaction():
+                self._db.execute("insert into meta values ('run', ?)", (text,))
+            return False
+        old = json.loads(row[0])
+        diff = sorted(k for k in set(old) | set(spec) if old.get(k) != spec.get(k))
+        if diff:
+            detail = "; ".join(f"{k}: journal {old.get(k)!r}, now {spec.get(k)!r}" for k in diff[:4])
+            raise ConfigError(
+                f"{self.path} is the journal of another run ({detail}); give a new --journal or the same settings"
+            )
+        return True
+
+    # ---- orders ----------------------------------------------------------------------------------
+    def add_order(self, o: JournalOrder) -> None:
+        self._db.execute(
+            "insert or ignore into orders values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,'')",
+            (
+                o.client_id,
+                o.book,
+                o.symbol,
+                o.side,
+                o.kind,
+                o.price_ticks,
+                o.lots,
+                o.tick,
+                o.version,
+                o.alias,
+                o.ref_mid_ticks,
+                o.status,
+                o.filled_lots,
+                int(o.cancel_requested),
+            ),
+        )
+
+    def set_status(self, client_id: str, status: str, note: str = "") -> None:
+        self._db.execute(
+            "update orders set status = ?, note = ? where client_id = ?", (status, note, client_id)
+        )
+
+    def request_cancel(self, client_id: str) -> None:
+        self._db.execute("update orders set cancel_requested = 1 where client_id = ?", (client_id,))
+
+    def open_orders(self, book: str | None = None) -> list[JournalOrder]:
+        """Orders not known to be finished (``intent``, ``in_flight``, ``pending``, ``open``)."""
+        q = f"select * from orders where status in ({','.join('?' * len(NON_TERMINAL))})"
+        args: list[Any] = list(NON_TERMINAL)
+        if book is not None:
+            q += " and book = ?"
+            args.append(book)
+        return [_order(r) for r in self._db.execute(q + " order by rowid", args)]
+
+    def order(self, client_id: str) -> JournalOrder | None:
+        row = self._db.execute("select * from orders where client_id = ?", (client_id,)).fetchone()
+        return None if row is None else _order(row)
+
+    def orders(self) -> list[JournalOrder]:
+        return [_order(r) for r in self._db.execute("select * from orders order by rowid")]
+
+    # ---- fills -----------------------------------------------------------------------------------
+    def add_fill(self, fill: Fill, *, book: str) -> bool:
+        """Journal a fill; False when it was already there (unique by venue and trade id)."""
+        order = self.order(fill.client_id)
+        version = order.version if order else "unknown"
+        ref = order.ref_mid_ticks if order else float(fill.price_ticks)
+        cur = self._db.execute(
+            "insert or ignore into fills values (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                fill.venue,
+                fill.trade_id,
+                fill.seq,
+                book,
+                fill.client_id,
+                fill.symbol,
+                fill.side,
+                fill.price_ticks,
+                fill.lots,
+                fill.fee,
+                int(fill.maker),
+                fill.ts_ns,
+                version,
+                ref,
+            ),
+        )
+        if cur.rowcount and order is not None:
+            filled = order.filled_lots + fill.lots
+            status = "filled" if filled >= order.lots else order.status
+            self._db.execute(
+                "update orders set filled_lots = ?, status = ? where client_id = ?",
+                (filled, status, fill.client_id),
+            )
+        return bool(cur.rowcount)
+
+    def fills(self, book: str | None = None) -> list[dict[str, Any]]:
+        cols = [d[1] for d in self._db.execute("pragma table_info(fills)")]
+        q = "select * from fills"
+        args: tuple[str, ...] = ()
+        if book is not None:
+            q, args = q + " where book = ?", (book,)
+        return [dict(zip(cols, r, strict=True)) for r in self._db.execute(q + " order by venue, seq", args)]
+
+    # ---- books, marks, events, control --------------------------------------------------------------
+    def save_book(
+        self, book: str, *, tick: int, last_seq: int, fs: bytes, ist: bytes, extra: dict[str, Any]
+    ) -> None:
+        self._db.execute(
+            "insert or replace into books values (?,?,?,?,?,?)",
+            (book, tick, last_seq, fs, ist, json.dumps(extra)),
+        )
+
+    def book(self, book: str) -> tuple[int, int, bytes, bytes, dict[str, Any]] | None:
+        row = self._db.execute(
+            "select tick, last_seq, fs, ist, extra from books where book = ?", (book,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2], row[3], json.loads(row[4]))
+
+    def add_mark(self, tick: int, ts_ns: int, closes: bytes) -> None:
+        self._db.execute("insert or replace into marks values (?,?,?)", (tick, ts_ns, closes))
+
+    def marks(self) -> list[tuple[int, int, bytes]]:
+        return list(self._db.execute("select tick, ts_ns, closes from marks order by tick"))
+
+    def add_event(self, tick: int, ts_ns: int, symbol: str, kind: str, message: str) -> None:
+        self._db.execute(
+            "insert into events(tick, ts_ns, symbol, kind, message) values (?,?,?,?,?)",
+            (tick, ts_ns, symbol, kind, message),
+        )
+
+    def events(self, kinds: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "select tick, ts_ns, symbol, kind, message from events order by id"
+        ).fetchall()
+        out = [dict(zip(("tick", "ts_ns", "symbol", "kind", "message"), r, strict=True)) for r in rows]
+        return [e for e in out if kinds is None or e["kind"] in kinds]
+
+    def control(self, key: str) -> str | None:
+        row = self._db.execute("select value from control where key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_control(self, key: str, value: str | None) -> None:
+        with self.transaction():
+            if value is None:
+                self._db.execute("delete from control where key = ?", (key,))
+            else:
+                self._db.execute("insert or replace into control values (?, ?)", (key, value))
+
+
+def _order(row: Sequence[Any]) -> JournalOrder:
+    return JournalOrder(
+        client_id=row[0],
+        book=row[1],
+        symbol=row[2],
+        side=row[3],
+        kind=row[4],
+        price_ticks=row[5],
+        lots=row[6],
+        tick=row[7],
+        version=row[8],
+        alias=row[9],
+        ref_mid_ticks=row[10],
+        status=row[11],
+        filled_lots=row[12],
+        cancel_requested=bool(row[13]),
+    )

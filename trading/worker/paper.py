@@ -1,0 +1,386 @@
+"""The paper venue: a replay of recorded bars that fills through the backtest's fill rule.
+
+It behaves like an exchange the worker talks to: orders by client id (a repeated client id
+returns the existing order), cancels, open orders, fills with trade ids, positions. Its state
+is its own SQLite file (WAL): a worker killed with -9 finds the venue as it left it, as it would
+find a real one. The replay clock only moves when the worker asks (:meth:`PaperVenue.advance`),
+so a paper run stopped and restarted resumes where it stopped.
+
+Fill rule: exactly :func:`trading.fill_engine.run_kernel`'s. A request sent after tick ``j``'s
+bar closed takes effect at tick ``j + 1 + latency_bars`` (place: live from then; cancel: gone
+from then); a live limit order fills when the bar trades through it by the haircut, sized by
+:func:`trading.fill_engine.match_bar` (the order, the inventory room, the flow cap), bid before
+ask, at the maker fee. A market order (the kill switch's flatten) fills at once at the last
+close with the taker fee, as the kernel books it.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.errors import DataError
+from trading.backtest import bar_arrays
+from trading.config import BacktestConfig
+from trading.fill_engine import EngineParams, match_bar
+from trading.worker.strategy import TickBars, fill_fee
+from trading.worker.types import TERMINAL, Fill, OrderRequest, OrderState, VenueAmbiguous, VenueRejected
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Bars of several symbols on one timeline (ticks x symbols), in kernel units.
+
+    Built with :func:`trading.backtest.bar_arrays`, the backtest's own conversion, so prices,
+    flows and the unknown-aggressor split are the backtest's to the bit.
+    """
+
+    symbols: tuple[str, ...]
+    interval: str
+    bar_ns: int
+    timeline: np.ndarray  # int64 (T,) bar open ns
+    has: np.ndarray  # bool (T, S)
+    open: np.ndarray  # int64 ticks (T, S)
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray  # float64 lots
+    buy_flow: np.ndarray
+    sell_flow: np.ndarray
+    frames: dict[str, pd.DataFrame]  # the canonical bars per symbol (features read them)
+    row_of: np.ndarray  # int64 (T, S): each tick's row in the symbol's frame (-1: no bar)
+
+    @classmethod
+    def from_frames(
+        cls, frames: dict[str, pd.DataFrame], *, interval: str, backtest: BacktestConfig
+    ) -> Replay:
+        """Align per-symbol canonical bars on the union of their open times.
+
+        Raises:
+            DataError: no symbols, or a frame the backtest would refuse (the message says which).
+        """
+        if not frames:
+            raise DataError("replay: no symbols")
+        symbols = tuple(frames)
+        arrays = {}
+        for sym, bars in frames.items():
+            try:
+                arrays[sym] = bar_arrays(bars.reset_index(drop=True), backtest=backtest)
+            except DataError as exc:
+                raise DataError(f"replay {sym}: {exc}") from exc
+        timeline = np.unique(np.concatenate([a.open_ns for a in arrays.values()]))
+        shape = (len(timeline), len(symbols))
+        has = np.zeros(shape, dtype=bool)
+        row_of = np.full(shape, -1, dtype=np.int64)
+        ints = {k: np.zeros(shape, dtype=np.int64) for k in ("open", "high", "low", "close")}
+        floats = {k: np.zeros(shape) for k in ("volume", "buy_flow", "sell_flow")}
+        for s, sym in enumerate(symbols):
+            a = arrays[sym]
+            rows = np.searchsorted(timeline, a.open_ns)
+            has[rows, s] = True
+            row_of[rows, s] = np.arange(len(rows))
+            for k in ints:
+                ints[k][rows, s] = getattr(a, k)
+            for k in floats:
+                floats[k][rows, s] = getattr(a, k)
+        return cls(
+            symbols=symbols,
+            interval=interval,
+            bar_ns=int(pd.Timedelta(interval).value),
+            timeline=timeline,
+            has=has,
+            row_of=row_of,
+            frames={k: v.reset_index(drop=True) for k, v in frames.items()},
+            **ints,
+            **floats,
+        )
+
+    def __len__(self) -> int:
+        return len(self.timeline)
+
+    def tick(self, j: int) -> TickBars:
+        """The bars of tick ``j`` for every symbol (``has_bar`` False where a symbol has none)."""
+        return TickBars(
+            has_bar=self.has[j],
+            open_ns=np.where(self.has[j], self.timeline[j], 0),
+            open=self.open[j],
+            high=self.high[j],
+            low=self.low[j],
+            close=self.close[j],
+            volume=self.volume[j],
+            buy_flow=self.buy_flow[j],
+            sell_flow=self.sell_flow[j],
+        )
+
+
+@dataclass(frozen=True)
+class PaperFaults:
+    """Injected venue misbehaviour for the fault tests (shares of requests, seeded)."""
+
+    reject: float = 0.0  # refused, nothing placed
+    timeout_after_accept: float = 0.0  # placed, then the call times out
+    drop_ack: float = 0.0  # placed, the acknowledgement is lost
+    seed: int = 0
+
+
+@dataclass
+class _Order:
+    state: OrderState
+    effective: int  # tick from which it is live
+    cancel_at: int  # tick from which it is gone (-1: not cancelled)
+    symbol_row: int
+
+
+SCHEMA = """
+create table if not exists orders(
+  client_id text primary key, symbol text not null, side integer not null, kind text not null,
+  price_ticks integer not null, lots integer not null, filled_lots integer not null,
+  status text not null, effective integer not null, cancel_at integer not null);
+create table if not exists fills(
+  seq integer primary key, trade_id text unique not null, client_id text not null, symbol text not null,
+  side integer not null, price_ticks integer not null, lots integer not null, fee real not null,
+  maker integer not null, ts_ns integer not null);
+create table if not exists clock(k text primary key, v integer not null);
+"""
+
+
+class PaperVenue:
+    """A paper exchange over a :class:`Replay` (see the module docstring).
+
+    Args:
+        replay: the bars.
+        ep: the engine settings the backtest would use (fees, haircut, flow cap, latency, the
+            inventory room rule's ``max_position``).
+        db: the venue's state file (None: in memory, gone with the process).
+        name: the venue name fills carry (``paper``, ``shadow``).
+        faults: injected misbehaviour (tests).
+    """
+
+    def __init__(
+        self,
+        replay: Replay,
+        ep: EngineParams,
+        *,
+        db: Path | None,
+        name: str = "paper",
+        faults: PaperFaults | None = None,
+    ) -> None:
+        self.replay = replay
+        self.ep = ep
+        self.name = name
+        self.faults = faults or PaperFaults()
+        self._rng = random.Random(self.faults.seed)
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(db) if db is not None else ":memory:", isolation_level=None)
+        self._db.execute("pragma journal_mode=wal")
+        # NORMAL in WAL mode is durable across process crashes (a kill -9); only a power loss can
+        # roll back the last commits, and the worker's journal (FULL) is the record of truth
+        self._db.execute("pragma synchronous=normal")
+        self._db.executescript(SCHEMA)
+        self._row = {s: i for i, s in enumerate(replay.symbols)}
+        self._orders: dict[str, _Order] = {}
+        self._active: dict[str, _Order] = {}  # not terminal: what a tick has to look at
+        self._position = np.zeros(len(replay.symbols), dtype=np.int64)
+        self._load()
+
+    # ---- state ---------------------------------------------------------------------------------
+    def _load(self) -> None:
+        clock = dict(self._db.execute("select k, v from clock").fetchall())
+        self.clock = int(clock.get("ticks", 0))  # ticks matched so far
+        self._seq = int(clock.get("seq", 0))
+        for row in self._db.execute("select * from orders"):
+            cid, sym, side, kind, price, lots, filled, status, effective, cancel_at = row
+            state = OrderState(cid, sym, side, price, lots, filled, status, kind)
+            self._orders[cid] = _Order(state, effective, cancel_at, self._row[sym])
+            if status not in TERMINAL:
+                self._active[cid] = self._orders[cid]
+        for sym, side, lots in self._db.execute("select symbol, side, lots from fills"):
+            self._position[self._row[sym]] += side * lots
+
+    def _save_order(self, o: _Order) -> None:
+        st = o.state
+        if st.status in TERMINAL:
+            self._active.pop(st.client_id, None)
+        else:
+            self._active[st.client_id] = o
+        self._db.execute(
+            "insert or replace into orders values (?,?,?,?,?,?,?,?,?,?)",
+            (
+                st.client_id,
+                st.symbol,
+                st.side,
+                st.kind,
+                st.price_ticks,
+                st.lots,
+                st.filled_lots,
+                st.status,
+                o.effective,
+                o.cancel_at,
+            ),
+        )
+
+    def _set_clock(self) -> None:
+        self._db.executemany(
+            "insert or replace into clock values (?, ?)", (("ticks", self.clock), ("seq", self._seq))
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ---- the replay clock ----------------------------------------------------------------------
+    def advance(self) -> int:
+        """Match the next tick's bars against the live orders; returns the tick matched.
+
+        Raises:
+            IndexError: the replay is over.
+        """
+        j = self.clock
+        if j >= len(self.replay):
+            raise IndexError("replay finished")
+        bars = self.replay.tick(j)
+        self._db.execute("begin")
+        by_symbol: dict[int, list[_Order]] = {}
+        for o in list(self._active.values()):
+            if o.state.status in TERMINAL or not bars.has_bar[o.symbol_row]:
+                continue
+            if 0 <= o.cancel_at <= j:
+                o.state = replace(o.state, status="canceled")
+                self._save_order(o)
+                continue
+            if o.effective <= j:
+                if o.state.status == "pending":
+                    o.state = replace(o.state, status="open")
+                    self._save_order(o)
+                by_symbol.setdefault(o.symbol_row, []).append(o)
+        for s, live in by_symbol.items():
+            self._match(j, s, bars, live)
+        self.clock = j + 1
+        self._set_clock()
+        self._db.execute("commit")
+        return j
+
+    def _match(self, j: int, s: int, bars: TickBars, live: list[_Order]) -> None:
+        bids = [o for o in live if o.state.side > 0 and o.state.kind == "limit"]
+        asks = [o for o in live if o.state.side < 0 and o.state.kind == "limit"]
+        bid = bids[-1] if bids else None  # the worker keeps one order a side; the newest is the quote
+        ask = asks[-1] if asks else None
+        qb, qa = match_bar(
+            bars.low[s],
+            bars.high[s],
+            bars.sell_flow[s],
+            bars.buy_flow[s],
+            bid.state.price_ticks if bid else 0,
+            ask.state.price_ticks if ask else 0,
+            bid.state.remaining if bid else 0,
+            ask.state.remaining if ask else 0,
+            int(self._position[s]),
+            self.ep,
+        )
+        for order, q in ((bid, qb), (ask, qa)):
+            if order is not None and q > 0:
+                self._book(
+                    order, q, order.state.price_ticks, self.ep.maker_fee, True, int(self.replay.timeline[j])
+                )
+
+    def _book(self, o: _Order, lots: int, price: int, fee_rate: float, maker: bool, ts_ns: int) -> None:
+        st = o.state
+        fee = fill_fee(price, lots, fee_rate, tick=self.ep.tick, lot=self.ep.lot)
+        self._seq += 1
+        trade_id = f"{self.name}-{self._seq}"
+        self._db.execute(
+            "insert into fills values (?,?,?,?,?,?,?,?,?,?)",
+            (self._seq, trade_id, st.client_id, st.symbol, st.side, price, lots, fee, int(maker), ts_ns),
+        )
+        filled = st.filled_lots + lots
+        o.state = replace(st, filled_lots=filled, status="filled" if filled >= st.lots else st.status)
+        self._save_order(o)
+        self._position[o.symbol_row] += st.side * lots
+        self._set_clock()
+
+    # ---- the venue interface -------------------------------------------------------------------
+    def _fault(self, share: float) -> bool:
+        return share > 0 and self._rng.random() < share
+
+    async def place(self, order: OrderRequest) -> OrderState:
+        if order.client_id in self._orders:  # idempotent: the same client id is the same order
+            return self._orders[order.client_id].state
+        if order.symbol not in self._row:
+            raise VenueRejected(f"{self.name}: unknown symbol {order.symbol}")
+        if order.lots <= 0 or (order.kind == "limit" and order.price_ticks <= 0):
+            raise VenueRejected(
+                f"{self.name}: {order.client_id}: lots {order.lots}, price {order.price_ticks}"
+            )
+        if self._fault(self.faults.reject):
+            raise VenueRejected(f"{self.name}: {order.client_id} rejected (injected)")
+        s = self._row[order.symbol]
+        state = OrderState(
+            order.client_id, order.symbol, order.side, order.price_ticks, order.lots, 0, "pending", order.kind
+        )
+        o = _Order(state, self.clock + self.ep.latency_bars, -1, s)
+        self._orders[order.client_id] = o
+        self._db.execute("begin")
+        self._save_order(o)
+        if order.kind == "market":
+            last = self.clock - 1
+            while last >= 0 and not self.replay.has[last, s]:
+                last -= 1
+            if last < 0:
+                raise VenueRejected(f"{self.name}: {order.symbol} has no price yet for a market order")
+            o.state = replace(o.state, price_ticks=int(self.replay.close[last, s]))
+            self._book(
+                o, order.lots, o.state.price_ticks, self.ep.taker_fee, False, int(self.replay.timeline[last])
+            )
+        self._db.execute("commit")
+        if self._fault(self.faults.timeout_after_accept):
+            raise VenueAmbiguous(
+                f"{self.name}: {order.client_id}: timed out (injected, the order was accepted)"
+            )
+        if self._fault(self.faults.drop_ack):
+            raise VenueAmbiguous(
+                f"{self.name}: {order.client_id}: connection reset (injected, acknowledgement lost)"
+            )
+        return o.state
+
+    async def cancel(self, symbol: str, client_id: str) -> OrderState | None:
+        o = self._orders.get(client_id)
+        if o is None:
+            return None
+        if o.state.status not in TERMINAL and o.cancel_at < 0:
+            o.cancel_at = self.clock + self.ep.latency_bars
+            self._db.execute("begin")
+            self._save_order(o)
+            self._db.execute("commit")
+        return o.state
+
+    async def open_orders(self, symbol: str | None = None) -> list[OrderState]:
+        return [
+            o.state
+            for o in self._active.values()
+            if o.state.status not in TERMINAL
+            and o.cancel_at < 0
+            and (symbol is None or o.state.symbol == symbol)
+        ]
+
+    async def fills_since(self, seq: int) -> list[Fill]:
+        rows = self._db.execute("select * from fills where seq > ? order by seq", (seq,)).fetchall()
+        return [
+            Fill(self.name, trade_id, q, cid, sym, side, price, lots, fee, bool(maker), ts)
+            for q, trade_id, cid, sym, side, price, lots, fee, maker, ts in rows
+        ]
+
+    async def order(self, client_id: str) -> OrderState | None:
+        o = self._orders.get(client_id)
+        return None if o is None else o.state
+
+    async def positions(self) -> dict[str, int]:
+        return {sym: int(self._position[i]) for i, sym in enumerate(self.replay.symbols)}
+
+    def describe(self) -> dict[str, Any]:
+        return {"venue": self.name, "ticks_matched": self.clock, "ticks": len(self.replay)}

@@ -1,0 +1,130 @@
+"""What the worker exchanges with its venues and its signal source: orders, fills, signals.
+
+Prices are integer ticks and sizes integer lots (converted at the venue edge), times integer ns
+since the epoch. The venue interface is the one the live ccxt venue implements too: place with
+a client order id, cancel, open orders, fills since, order by client id. A venue raises
+:class:`VenueRejected` when the order was definitely not accepted and :class:`VenueAmbiguous`
+when it cannot tell (timeouts, dropped acknowledgements, 5xx): the order then stays in flight
+until a status query by client id resolves it (NautilusTrader's rule), never "failed".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+from features.errors import OperationalError, TemporaryError
+
+OrderStatus = Literal["pending", "open", "filled", "canceled", "rejected"]
+TERMINAL: frozenset[str] = frozenset({"filled", "canceled", "rejected"})
+
+
+class VenueRejected(OperationalError):  # noqa: N818 - reads as the event it reports
+    """The venue refused the request; nothing was placed or cancelled."""
+
+
+class VenueAmbiguous(TemporaryError):  # noqa: N818 - reads as the state it reports
+    """The venue may or may not have acted (timeout after send, lost acknowledgement)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """One order the worker wants on the venue."""
+
+    client_id: str
+    symbol: str
+    side: int  # +1 buy, -1 sell
+    lots: int
+    price_ticks: int  # limit price; ignored for a market order
+    kind: Literal["limit", "market"] = "limit"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderState:
+    """The venue's view of one order."""
+
+    client_id: str
+    symbol: str
+    side: int
+    price_ticks: int
+    lots: int
+    filled_lots: int
+    status: OrderStatus
+    kind: Literal["limit", "market"] = "limit"
+
+    @property
+    def remaining(self) -> int:
+        return self.lots - self.filled_lots
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution, unique by ``(venue, trade_id)``; ``seq`` orders a venue's fills."""
+
+    venue: str
+    trade_id: str
+    seq: int
+    client_id: str
+    symbol: str
+    side: int
+    price_ticks: int
+    lots: int
+    fee: float  # quote ccy, negative = rebate
+    maker: bool
+    ts_ns: int  # the bar (or event) the fill happened in
+
+
+class Venue(Protocol):
+    """Where orders go. All calls may raise :class:`VenueAmbiguous`; place/cancel also
+    :class:`VenueRejected`. Placing an existing client id returns that order (idempotent)."""
+
+    name: str
+
+    async def place(self, order: OrderRequest) -> OrderState: ...
+
+    async def cancel(self, symbol: str, client_id: str) -> OrderState | None: ...
+
+    async def open_orders(self, symbol: str | None = None) -> list[OrderState]: ...
+
+    async def fills_since(self, seq: int) -> list[Fill]: ...
+
+    async def order(self, client_id: str) -> OrderState | None: ...
+
+    async def positions(self) -> dict[str, int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SignalBatch:
+    """One answer of the signal source for the symbols asked, column-wise."""
+
+    values: np.ndarray  # float64 per symbol
+    versions: Sequence[str]
+    aliases: Sequence[str]
+    kind: Literal["forward_log_return", "prob_up"]
+    shadow_values: np.ndarray | None = None
+    shadow_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """What the source expects: rows per window and the feature names, in order."""
+
+    window_rows: int
+    feature_names: tuple[str, ...]
+    kind: Literal["forward_log_return", "prob_up"]
+    champion: str
+    challenger: str | None
+    mode: str
+
+
+class SignalSource(Protocol):
+    """The signal service as the worker sees it (``flows`` adapts :mod:`serving.client` to it)."""
+
+    async def info(self) -> SourceInfo: ...
+
+    async def signals(self, symbols: Sequence[str], windows: np.ndarray) -> SignalBatch: ...
+
+    async def close(self) -> None: ...
