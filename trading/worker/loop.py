@@ -30,11 +30,13 @@ import pandas as pd
 
 from features.config import FeaturesConfig
 from features.errors import OperationalError
+from features.progress import report
 from trading.backtest import engine_params, ewma_alpha
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig, TradeConfig
 from trading.quoting import quote_params
 from trading.risk import HALTED, LATCHED, RiskObservation, RiskStatus, explain, reason_names, risk_params
 from trading.worker import strategy as st
+from trading.worker.crash import crash_point
 from trading.worker.journal import Journal, JournalOrder
 from trading.worker.online import OnlineFeatures
 from trading.worker.paper import PaperVenue, Replay
@@ -192,8 +194,8 @@ class Worker:
         return {
             "symbols": list(self.symbols),
             "interval": self.replay.interval,
-            "first": int(self.replay.timeline[0]),
-            "last": int(self.replay.timeline[-1]),
+            "first": pd.Timestamp(int(self.replay.timeline[0]), tz="UTC").isoformat(),
+            "last": pd.Timestamp(int(self.replay.timeline[-1]), tz="UTC").isoformat(),
             "books": [b.name for b in self.books],
             "quote": self.s.quote.model_dump(mode="json"),
             "risk": self.s.risk.model_dump(mode="json"),
@@ -318,12 +320,16 @@ class Worker:
             await self.start()
         done = 0
         bar_s = self.replay.bar_ns / 1e9
-        while self.next_tick < len(self.replay) and (max_ticks is None or done < max_ticks):
+        total = len(self.replay)
+        every = max(1, total // 10)
+        while self.next_tick < total and (max_ticks is None or done < max_ticks):
             if stop is not None and stop.is_set():
                 break
             began = self.clock()
             await self.tick()
             done += 1
+            if self.next_tick % every == 0 or self.next_tick == total:
+                report("paper replay", done=self.next_tick, total=total, detail=self._progress_detail())
             if self.s.speed is not None:
                 await asyncio.sleep(max(0.0, bar_s / self.s.speed - (self.clock() - began)))
         return done
@@ -337,6 +343,7 @@ class Worker:
             venue = book.venue
             if isinstance(venue, PaperVenue) and venue.clock <= j:
                 venue.advance()
+        crash_point("after_advance", j)
         fills = {book.name: await book.venue.fills_since(book.last_seq) for book in self.books}
         await self._settle()
         t1 = time.perf_counter_ns()
@@ -361,7 +368,8 @@ class Worker:
                 st.step_books(bars, sig, kill, book.books.fs, book.books.ist, out, self.qp, self.rp, self.ep)
                 self._risk_events(book, bars, prev, j)
                 decide += time.perf_counter_ns() - td0
-                planned.append((book, self._plan(book, bars, out, batch, j)))
+                actions = self._plan(book, bars, out, batch, j)
+                planned.append((book, self._guard(book, bars, j) + actions))
                 self.journal.save_book(
                     book.name,
                     tick=j + 1,
@@ -377,8 +385,9 @@ class Worker:
             )
         t4 = time.perf_counter_ns()
         self.next_tick = j + 1
+        crash_point("after_journal", j)
         for book, actions in planned:
-            await self._send(book, actions)
+            await self._send(book, actions, j)
         t5 = time.perf_counter_ns()
         self.timings.append(
             TickTimings(
@@ -588,6 +597,27 @@ class Worker:
                     actions.append(("place", o))
         return actions
 
+    def _guard(self, book: _Book, bars: st.TickBars, j: int) -> list[Any]:
+        """No quotes on bad or stale market data: a bad bar, or none for longer than
+        ``risk.stale_after_ms``, pulls that symbol's orders (and says why)."""
+        actions: list[Any] = []
+        now = int(self.replay.timeline[j])
+        stale_ns = self.s.risk.stale_after_ms * 1_000_000
+        for s in range(len(self.symbols)):
+            why = self.replay.bad.get((j, s))
+            last = int(book.books.ist[s, st.I_PREV_OPEN])
+            if why is None and not bars.has_bar[s] and last and now - last - self.ep.bar_ns > stale_ns:
+                why = f"stale market data: no bar for {(now - last) / 1e9:.0f} s > {stale_ns / 1e9:g} s"
+            mine = [(side, o) for (row, side), o in book.live.items() if row == s]
+            if why is None or not mine:
+                continue
+            self.journal.add_event(j, now, self.symbols[s], "market_data", f"{book.name}: no quotes: {why}")
+            for side, o in mine:
+                self.journal.request_cancel(o.client_id)
+                actions.append(("cancel", o.client_id, self.symbols[s]))
+                del book.live[(s, side)]
+        return actions
+
     def _tag(self, book: _Book, s: int, batch: SignalBatch | None) -> tuple[str, str]:
         """The model version (and alias) whose signal priced this symbol's quotes."""
         if batch is None or s in book.fallback:
@@ -629,9 +659,11 @@ class Worker:
         self.journal.add_order(o)
         return o
 
-    async def _send(self, book: _Book, actions: list[Any]) -> None:
+    async def _send(self, book: _Book, actions: list[Any], j: int) -> None:
         results: list[tuple[str, str, str]] = []
-        for action in actions:
+        for i, action in enumerate(actions):
+            if i == 1:
+                crash_point("mid_send", j)
             if action[0] == "cancel":
                 await self._send_cancel(book, action[1], action[2], results)
             else:
@@ -722,6 +754,17 @@ class Worker:
                 }
             out["books"][book.name] = rows
         return out
+
+    def _progress_detail(self) -> str:
+        live = self.books[0]
+        halted = int((live.books.ist[:, st.I_STATUS] == HALTED).sum())
+        fallback = len(live.fallback)
+        parts = [f"inventory {int(live.books.ist[:, st.I_INV].sum()):+d} lots"]
+        if halted:
+            parts.append(f"{halted} halted")
+        if fallback:
+            parts.append(f"{fallback} model-free")
+        return ", ".join(parts)
 
     def halted_everywhere(self) -> bool:
         return bool((self.books[0].books.ist[:, st.I_STATUS] == HALTED).all())

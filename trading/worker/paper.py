@@ -55,6 +55,7 @@ class Replay:
     sell_flow: np.ndarray
     frames: dict[str, pd.DataFrame]  # the canonical bars per symbol (features read them)
     row_of: np.ndarray  # int64 (T, S): each tick's row in the symbol's frame (-1: no bar)
+    bad: dict[tuple[int, int], str]  # (tick, symbol row) -> why that bar was not a bar
 
     @classmethod
     def from_frames(
@@ -62,24 +63,35 @@ class Replay:
     ) -> Replay:
         """Align per-symbol canonical bars on the union of their open times.
 
+        A bar that is not a bar (NaN or non-positive prices, high below low, open or close
+        outside the range, negative volume) is kept out of the arrays and listed in ``bad``: at
+        its tick the worker quotes nothing for that symbol and says why.
+
         Raises:
-            DataError: no symbols, or a frame the backtest would refuse (the message says which).
+            DataError: no symbols, or a symbol whose good bars the backtest would refuse.
         """
         if not frames:
             raise DataError("replay: no symbols")
         symbols = tuple(frames)
-        arrays = {}
+        arrays, good, bad_rows = {}, {}, {}
         for sym, bars in frames.items():
+            bars = bars.sort_values("timestamp", kind="stable").reset_index(drop=True)
+            why = bad_bar_reasons(bars)
+            good[sym] = bars.loc[why.isna()].reset_index(drop=True)
+            bad_rows[sym] = (bars.loc[why.notna(), "timestamp"], why[why.notna()])
             try:
-                arrays[sym] = bar_arrays(bars.reset_index(drop=True), backtest=backtest)
+                arrays[sym] = bar_arrays(good[sym], backtest=backtest)
             except DataError as exc:
                 raise DataError(f"replay {sym}: {exc}") from exc
-        timeline = np.unique(np.concatenate([a.open_ns for a in arrays.values()]))
+        stamps = [a.open_ns for a in arrays.values()]
+        stamps += [t.to_numpy(dtype="datetime64[ns]").astype(np.int64) for t, _ in bad_rows.values()]
+        timeline = np.unique(np.concatenate(stamps))
         shape = (len(timeline), len(symbols))
         has = np.zeros(shape, dtype=bool)
         row_of = np.full(shape, -1, dtype=np.int64)
         ints = {k: np.zeros(shape, dtype=np.int64) for k in ("open", "high", "low", "close")}
         floats = {k: np.zeros(shape) for k in ("volume", "buy_flow", "sell_flow")}
+        bad: dict[tuple[int, int], str] = {}
         for s, sym in enumerate(symbols):
             a = arrays[sym]
             rows = np.searchsorted(timeline, a.open_ns)
@@ -89,6 +101,10 @@ class Replay:
                 ints[k][rows, s] = getattr(a, k)
             for k in floats:
                 floats[k][rows, s] = getattr(a, k)
+            times, reasons = bad_rows[sym]
+            at = np.searchsorted(timeline, times.to_numpy(dtype="datetime64[ns]").astype(np.int64))
+            for j, reason, t in zip(at, reasons, times, strict=True):
+                bad[(int(j), s)] = f"bad bar at {t}: {reason}"
         return cls(
             symbols=symbols,
             interval=interval,
@@ -96,7 +112,8 @@ class Replay:
             timeline=timeline,
             has=has,
             row_of=row_of,
-            frames={k: v.reset_index(drop=True) for k, v in frames.items()},
+            frames=good,
+            bad=bad,
             **ints,
             **floats,
         )
@@ -117,6 +134,22 @@ class Replay:
             buy_flow=self.buy_flow[j],
             sell_flow=self.sell_flow[j],
         )
+
+
+def bad_bar_reasons(bars: pd.DataFrame) -> pd.Series:
+    """Why each bar cannot be traded on (None where it can): what the backtest refuses, per bar."""
+    o, h, lo, c = (pd.to_numeric(bars[k], errors="coerce") for k in ("open", "high", "low", "close"))
+    v = pd.to_numeric(bars["volume"], errors="coerce")
+    why = pd.Series([None] * len(bars), index=bars.index, dtype=object)
+    checks = (
+        (v.isna() | (v < 0), "volume missing or negative"),
+        (h < lo, "high below low (crossed)"),
+        ((o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0), "a non-positive price"),
+        (o.isna() | h.isna() | lo.isna() | c.isna(), "a missing (NaN) price"),
+    )
+    for mask, reason in checks:  # the last match wins: the most basic reason is reported
+        why[mask.fillna(False).to_numpy(dtype=bool)] = reason
+    return why
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,233 @@
+"""``mmops trade``: the quoting worker on a paper replay, and its journal's controls.
+
+``mmops trade --venue paper --replay store --symbols BTCUSDT`` runs (or resumes, with the same
+``--journal``) a paper replay; ``trade status | kill | resume`` read and write that journal, so
+they work whether the worker is running (it reads the controls every tick) or not (the next
+start honours them). Each command resolves settings, calls one library function and reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from features.errors import ConfigError
+from flows.cli_common import JsonOpt, app, context, emit, progress_shown, reported
+
+if TYPE_CHECKING:
+    from trading.worker.run import TradeReport
+
+trade_app = typer.Typer(
+    invoke_without_command=True,
+    help="Run the quoting worker on a paper replay; status, kill and resume its journal.",
+)
+app.add_typer(trade_app, name="trade")
+
+JournalOpt = Annotated[
+    Path | None, typer.Option("--journal", help="the run's journal (default: $MMOPS_HOME/trading/journal.db)")
+]
+
+
+def _journal(path: Path | None) -> Path:
+    where, _params = context()
+    return path or where.home / "trading" / "journal.db"
+
+
+@trade_app.callback()
+@reported
+def trade(
+    ctx: typer.Context,
+    venue: Annotated[str, typer.Option("--venue", help="paper (the live ccxt venue comes next)")] = "paper",
+    replay: Annotated[
+        str, typer.Option("--replay", help="store (the validated bar store) or a dump/file PATH")
+    ] = "store",
+    symbols: Annotated[str | None, typer.Option("--symbols", help="BTCUSDT[,ETHUSDT,...]")] = None,
+    interval: Annotated[str | None, typer.Option("--interval", help="bar interval, default 1m")] = None,
+    start: Annotated[
+        str | None, typer.Option("--start", help="first bar traded (UTC); default: the newest day")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--end", help="last bar traded (UTC); default: the last stored")
+    ] = None,
+    speed: Annotated[str, typer.Option("--speed", help="max (as fast as possible) or N x real time")] = "max",
+    journal: JournalOpt = None,
+    service_url: Annotated[
+        str | None, typer.Option("--service-url", help="a running `mmops serve`; none: model-free quotes")
+    ] = None,
+    max_ticks: Annotated[int | None, typer.Option("--max-ticks", help="stop after this many ticks")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Quote on a paper replay through the risk engine and the backtest's fill rule
+    (params: quote, risk, backtest, trade, features). Resumes from --journal when it exists."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from flows.trade_steps import parse_symbols, replay_data
+    from trading.worker.loop import WorkerSettings
+    from trading.worker.run import PaperRun
+
+    if venue != "paper":
+        raise ConfigError(f"--venue {venue!r}: only 'paper' exists yet (the ccxt venue is the next issue)")
+    if symbols is None:
+        raise ConfigError("--symbols is required, e.g. --symbols BTCUSDT or BTCUSDT,ETHUSDT")
+    where, params = context()
+    data = replay_data(
+        where, params, replay=replay, symbols=parse_symbols(symbols), interval=interval, start=start, end=end
+    )
+    settings = WorkerSettings(
+        quote=params.quote,
+        risk=params.risk,
+        backtest=params.backtest,
+        trade=params.trade,
+        features=params.features.for_interval(data.interval),
+        speed=_speed(speed),
+    )
+    run = PaperRun(
+        frames=data.frames,
+        interval=data.interval,
+        settings=settings,
+        journal=journal or where.home / "trading" / "journal.db",
+        history=data.history,
+        max_ticks=max_ticks,
+    )
+    source = _source(service_url, params.trade.signal_budget_ms)
+    with progress_shown(as_json=as_json):
+        result = asyncio.run(_run(run, source))
+    emit(
+        result.to_dict() | {"replay": data.describe()},
+        as_json=as_json,
+        human=summary(result, data.describe()),
+    )
+
+
+async def _run(run: Any, source: Any) -> TradeReport:
+    from trading.worker.run import run_paper
+
+    try:
+        result, _worker = await run_paper(run, source)
+        return result
+    finally:
+        if source is not None:
+            await source.close()
+
+
+def _speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise ConfigError(f"--speed {text!r}: 'max' or a number such as 10 (x real time)") from exc
+    if not value > 0:
+        raise ConfigError(f"--speed {text!r}: must be > 0")
+    return value
+
+
+def _source(url: str | None, budget_ms: int) -> Any:
+    if url is None:
+        return None
+    from serving.config import TOKEN_ENV
+    from serving.worker_source import HttpSignalSource
+
+    return HttpSignalSource(url, token=os.environ.get(TOKEN_ENV), timeout_s=budget_ms / 1000)
+
+
+def summary(r: TradeReport, replay: str) -> str:
+    """A few lines a person reads: fills, equity, PnL by version, risk events, alerts."""
+    live_pnl = r.pnl.get("live", 0.0)
+    lines = [
+        f"paper replay {replay}",
+        f"  quotes from: {r.model}; {r.ticks_done}/{r.ticks_total} ticks"
+        + ("" if r.finished else " (stopped early: run the same command to resume)"),
+        f"  live book: {r.fills.get('live', 0)} fills, equity {r.final_equity.get('live', 0.0):,.2f}, PnL {live_pnl:+,.2f}",
+    ]
+    if "shadow" in r.fills:
+        lines.append(
+            f"  shadow book: {r.fills['shadow']} fills, PnL {r.pnl['shadow']:+,.2f} (never sent: the challenger on paper)"
+        )
+    for v in r.by_version:
+        capture = "n/a" if v.spread_capture_bps is None else f"{v.spread_capture_bps:.2f} bps"
+        lines.append(
+            f"  {v.book} {v.version}: {v.fills} fills, fees {v.fees:,.2f}, PnL {v.pnl:+,.2f}, spread capture {capture}"
+        )
+    lines.append(f"  risk events: {len(r.risk_events)}" + (":" if r.risk_events else ""))
+    lines += [f"    {e['symbol']} {e['message']}" for e in r.risk_events[-5:]]
+    alerts = [e for e in r.alerts if e["kind"] == "alert"]
+    if alerts:
+        lines.append(f"  alerts: {len(alerts)} (last: {alerts[-1]['symbol']} {alerts[-1]['message']})")
+    if r.tick_ms:
+        lines.append(f"  tick-to-quote: p50 {r.tick_ms['p50']:.2f} ms, p99 {r.tick_ms['p99']:.2f} ms")
+    lines.append(f"  journal: {r.journal}")
+    return "\n".join(lines)
+
+
+@trade_app.command("status")
+@reported
+def status(journal: JournalOpt = None, as_json: JsonOpt = False) -> None:
+    """What a run's journal says: phase, kill switch, fills and PnL by version, recent events."""
+    from trading.worker.status import journal_status
+
+    doc = journal_status(_journal(journal))
+    human = [
+        f"journal {doc['journal']}: phase {doc['phase']}, kill switch {'ON' if doc['kill'] else 'off'}",
+        f"  {doc['ticks_done']} ticks, {doc['fills']} fills, {doc['open_orders']} open orders",
+    ]
+    human += [
+        f"  {v['book']} {v['version']}: {v['fills']} fills, PnL {v['pnl']:+,.2f}" for v in doc["by_version"]
+    ]
+    human += [f"  {e['symbol']} {e['kind']}: {e['message']}" for e in doc["events"][-8:]]
+    emit(doc, as_json=as_json, human="\n".join(human))
+
+
+@trade_app.command("kill")
+@reported
+def kill(
+    journal: JournalOpt = None,
+    by: Annotated[str, typer.Option("--by", help="who presses it")] = "operator",
+    reason: Annotated[str, typer.Option("--reason", help="why")] = "manual kill switch",
+    as_json: JsonOpt = False,
+) -> None:
+    """Press the kill switch: cancel everything, flatten when risk.flatten_on_kill; HALTED until resumed."""
+    from trading.worker.journal import Journal
+
+    path = _journal(journal)
+    if not path.exists():
+        raise ConfigError(f"{path}: no journal here; give the run's --journal")
+    j = Journal(path)
+    j.set_control("kill", json.dumps({"by": by, "reason": reason}))
+    j.close()
+    emit(
+        {"journal": str(path), "kill": True},
+        as_json=as_json,
+        human=f"kill switch ON in {path} ({by}: {reason})",
+    )
+
+
+@trade_app.command("resume")
+@reported
+def resume(
+    by: Annotated[str, typer.Option("--by", help="the person clearing the kill switch")],
+    reason: Annotated[str, typer.Option("--reason", help="why it is safe to quote again")],
+    journal: JournalOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Clear the kill switch (a person, with a reason); the peak for the drawdown limit restarts."""
+    from trading.worker.journal import Journal
+
+    path = _journal(journal)
+    if not path.exists():
+        raise ConfigError(f"{path}: no journal here; give the run's --journal")
+    if not by.strip() or not reason.strip():
+        raise ConfigError("--by and --reason must not be empty")
+    j = Journal(path)
+    j.set_control("resume", json.dumps({"by": by, "reason": reason}))
+    j.close()
+    emit(
+        {"journal": str(path), "resume": True},
+        as_json=as_json,
+        human=f"resume requested in {path} ({by}: {reason})",
+    )

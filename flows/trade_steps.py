@@ -1,0 +1,142 @@
+"""What ``mmops trade`` and the demo share: the bars to replay and the signal source.
+
+``--replay store`` reads the validated bar store; a path reads a Binance dump (a zip or a
+folder of them) or any OHLCV file the ingest reads (columns detected, as ``mmops ingest``).
+History before the first traded bar warms the online features up and is never traded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from features.errors import ConfigError, DataError
+from features.schema import normalize_interval, normalize_symbol
+from flows.params import Params
+from flows.settings import Locations
+
+WARMUP_EXTRA_BARS = 512  # beyond the feature windows: room for any model lookback the service asks for
+
+
+@dataclass(frozen=True)
+class ReplayData:
+    """The bars of a replay: what is traded, and the warm-up before it."""
+
+    frames: dict[str, pd.DataFrame]
+    history: dict[str, pd.DataFrame]
+    interval: str
+    source: str
+
+    def describe(self) -> str:
+        first = min(f["timestamp"].iloc[0] for f in self.frames.values())
+        last = max(f["timestamp"].iloc[-1] for f in self.frames.values())
+        rows = sum(len(f) for f in self.frames.values())
+        return f"{self.source}: {', '.join(self.frames)} {self.interval}, {rows} bars, {first} .. {last}"
+
+
+def parse_symbols(text: str) -> list[str]:
+    symbols = [normalize_symbol(s) for s in text.split(",") if s.strip()]
+    if not symbols:
+        raise ConfigError("--symbols: give at least one symbol, e.g. BTCUSDT or BTCUSDT,ETHUSDT")
+    if len(set(symbols)) != len(symbols):
+        raise ConfigError(f"--symbols: {text!r} names a symbol twice")
+    return symbols
+
+
+def _window(
+    bars: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp | None, warmup: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ts = bars["timestamp"]
+    last = end if end is not None else ts.iloc[-1]
+    first = start if start is not None else last - pd.Timedelta(days=1) + (ts.iloc[1] - ts.iloc[0])
+    traded = bars.loc[(ts >= first) & (ts <= last)].reset_index(drop=True)
+    before = bars.loc[ts < first].tail(warmup).reset_index(drop=True)
+    return traded, before
+
+
+def replay_data(
+    where: Locations,
+    params: Params,
+    *,
+    replay: str,
+    symbols: list[str],
+    interval: str | None,
+    start: str | None,
+    end: str | None,
+) -> ReplayData:
+    """The bars of ``symbols`` from the store (``replay="store"``) or a file/dump path.
+
+    Without ``start`` the replay is the newest day before ``end`` (default: the last bar).
+
+    Raises:
+        ConfigError: bad times, or a path that does not exist.
+        DataError: a symbol has no bars in the range.
+    """
+    ivl = normalize_interval(interval or "1m")
+    t0 = _time("--start", start)
+    t1 = _time("--end", end)
+    if t0 is not None and t1 is not None and t1 < t0:
+        raise ConfigError(f"--end {end} is before --start {start}")
+    warmup = max(params.features.for_interval(ivl).resolved_windows) + 1 + WARMUP_EXTRA_BARS
+    all_bars = (
+        _read_store(where, symbols, ivl) if replay == "store" else _read_path(Path(replay), symbols, ivl)
+    )
+    frames, history = {}, {}
+    for sym, bars in all_bars.items():
+        traded, before = _window(bars, t0, t1, warmup)
+        if len(traded) < 2:
+            raise DataError(
+                f"{replay} {sym} {ivl}: {len(traded)} bars between {start or 'the newest day'} and {end or 'the end'}; need 2"
+            )
+        frames[sym], history[sym] = traded, before
+    return ReplayData(
+        frames=frames, history=history, interval=ivl, source="store" if replay == "store" else replay
+    )
+
+
+def _time(name: str, value: str | None) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    try:
+        t = pd.Timestamp(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name} {value!r}: not a timestamp such as 2026-03-01T00:00") from exc
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def _read_store(where: Locations, symbols: list[str], interval: str) -> dict[str, pd.DataFrame]:
+    from features.pipeline import resolve_venue
+    from features.store import BarStore
+
+    store = BarStore(where.bars)
+    out = {}
+    for sym in symbols:
+        if not any(k.symbol == sym and k.interval == interval for k in store.series()):
+            known = ", ".join(str(k) for k in store.series()) or "none"
+            raise DataError(
+                f"no {sym} {interval} bars in {where.bars} (stored: {known}); run `mmops ingest` first"
+            )
+        out[sym] = store.read(resolve_venue(store, sym, interval, None), sym, interval)
+    return out
+
+
+def _read_path(path: Path, symbols: list[str], interval: str) -> dict[str, pd.DataFrame]:
+    from features.sources.binance import dump_files, read_dumps
+    from features.sources.files import read_file
+
+    if not path.exists():
+        raise ConfigError(f"--replay {path}: no such file or folder (or give --replay store)")
+    if path.is_dir() or path.suffix == ".zip":
+        files = dump_files(path)
+        out = {}
+        for sym in symbols:
+            mine = [f for f in files if f.name.upper().startswith(f"{sym}-{interval}-".upper())]
+            if not mine:
+                raise DataError(f"--replay {path}: no {sym}-{interval}-*.zip dump files")
+            out[sym] = read_dumps(mine).sort_values("timestamp", ignore_index=True)
+        return out
+    if len(symbols) != 1:
+        raise ConfigError(f"--replay {path}: one file holds one series; give one symbol, not {symbols}")
+    return {symbols[0]: read_file(path, symbol=symbols[0], interval=interval)}
