@@ -46,6 +46,9 @@ create table if not exists events(
   id integer primary key, tick integer not null, ts_ns integer not null, symbol text not null,
   kind text not null, message text not null);
 create table if not exists control(key text primary key, value text not null);
+create table if not exists signals(
+  tick integer not null, ts_ns integer not null, book text not null, symbol text not null,
+  value real not null, version text not null, primary key (tick, book, symbol));
 """
 
 NON_TERMINAL = ("intent", "in_flight", "pending", "open")
@@ -254,6 +257,15 @@ class Journal:
         ).fetchall()
         out = [dict(zip(("tick", "ts_ns", "symbol", "kind", "message"), r, strict=True)) for r in rows]
         return [e for e in out if kinds is None or e["kind"] in kinds]
+
+    def add_signals(self, rows: Sequence[tuple[int, int, str, str, float, str]]) -> None:
+        """The signals a tick's quotes used: (tick, bar open ns, book, symbol, value, version)."""
+        self._db.executemany("insert or replace into signals values (?,?,?,?,?,?)", rows)
+
+    def signals(self, book: str = "live") -> list[tuple[int, str, float, str]]:
+        """(bar open ns, symbol, value, version) of every signal a book's quotes used, in time order."""
+        q = "select ts_ns, symbol, value, version from signals where book = ? order by tick, symbol"
+        return list(self._db.execute(q, (book,)))
 
     def control(self, key: str) -> str | None:
         row = self._db.execute("select value from control where key = ?", (key,)).fetchone()

@@ -351,8 +351,8 @@ class Worker:
         t2 = time.perf_counter_ns()
         batch, why_none = await self._signals(bars)
         t3 = time.perf_counter_ns()
-        kill = self.journal.control("kill") is not None
         resume = self.journal.control("resume") is not None
+        kill = self.journal.control("kill") is not None and not resume  # a resume clears the kill
         planned: list[tuple[_Book, list[Any]]] = []
         decide = 0
         with self.journal.transaction():
@@ -477,6 +477,8 @@ class Worker:
         values = None
         if batch is not None:
             values = batch.values if book.name == "live" else batch.shadow_values
+        used: list[tuple[int, int, str, str, float, str]] = []
+        ts = int(self.replay.timeline[j])
         for s in np.flatnonzero(bars.has_bar):
             s = int(s)
             reason = why_none.get(s)
@@ -486,7 +488,11 @@ class Worker:
                 reason = f"invalid signal {float(values[s])!r} for {self.kind}"
             if reason is None and values is not None:
                 (prob if self.kind == "prob_up" else pred)[s] = values[s]
+                assert batch is not None  # values come from it
+                version = batch.versions[s] if book.name == "live" else batch.shadow_version or ""
+                used.append((j, ts, book.name, self.symbols[s], float(values[s]), version))
             self._note_fallback(book, s, reason, j)
+        self.journal.add_signals(used)
         return st.TickSignals(pred, np.full(n, np.nan), prob, need)
 
     def _note_fallback(self, book: _Book, s: int, reason: str | None, j: int) -> None:
