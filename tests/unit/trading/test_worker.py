@@ -30,7 +30,7 @@ def week(btc_march: pd.DataFrame) -> pd.DataFrame:
 def test_a_model_free_week_gives_the_backtests_fills_and_equity(week: pd.DataFrame, tmp_path: Path) -> None:
     s = settings()
     ref = run_backtest(week, quote=s.quote, risk=s.risk, backtest=s.backtest)
-    report, worker = paper({"BTCUSDT": week}, tmp_path / "j.db", s)
+    report, _worker = paper({"BTCUSDT": week}, tmp_path / "j.db", s)
     assert report.finished and report.ticks_done == len(week)
     same_fills(journal_fills(tmp_path / "j.db"), ref.trades)
     assert ref.metrics.n_trades > 5000  # a week of minutes trades a lot: the comparison has content
@@ -296,7 +296,7 @@ def test_multi_symbol_replay_quotes_each_symbol_on_its_own_book(
     b = btc_march.iloc[600:1200].reset_index(drop=True).assign(symbol="ETHUSDT")
     b["timestamp"] = a["timestamp"]  # two symbols on one clock
     s = settings()
-    report, _ = paper({"BTCUSDT": a, "ETHUSDT": b}, tmp_path / "j.db", s)
+    paper({"BTCUSDT": a, "ETHUSDT": b}, tmp_path / "j.db", s)
     for sym, bars in (("BTCUSDT", a), ("ETHUSDT", b)):
         ref = run_backtest(bars, quote=s.quote, risk=s.risk, backtest=s.backtest)
         same_fills(journal_fills(tmp_path / "j.db", symbol=sym), ref.trades)
