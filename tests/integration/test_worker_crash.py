@@ -88,6 +88,8 @@ def test_kill_9_at_any_point_loses_and_duplicates_no_fill(tmp_path: Path) -> Non
         (position,) = venue.execute("select coalesce(sum(side * lots), 0) from fills").fetchone()
     assert book["inventory_lots"] == position  # the journal's position is the venue's
     with sqlite3.connect(journal) as db:
-        stuck = db.execute("select count(*) from orders where status in ('intent', 'in_flight')").fetchone()[0]
+        stuck = db.execute("select count(*) from orders where status in ('intent', 'in_flight')").fetchone()[
+            0
+        ]
         cids = db.execute("select count(*), count(distinct client_id) from orders").fetchone()
     assert stuck == 0 and cids[0] == cids[1]
