@@ -152,7 +152,7 @@ def summary(r: TradeReport, replay: str) -> str:
     for v in r.by_version:
         capture = "n/a" if v.spread_capture_bps is None else f"{v.spread_capture_bps:.2f} bps"
         lines.append(
-            f"  {v.book} {v.version}: {v.fills} fills, fees {v.fees:,.2f}, PnL {v.pnl:+,.2f}, spread capture {capture}"
+            f"  {v.book} {v.label}: {v.fills} fills, fees {v.fees:,.2f}, PnL {v.pnl:+,.2f}, spread capture {capture}"
         )
     lines.append(f"  risk events: {len(r.risk_events)}" + (":" if r.risk_events else ""))
     lines += [f"    {e['symbol']} {e['message']}" for e in r.risk_events[-5:]]

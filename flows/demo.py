@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
@@ -23,6 +23,9 @@ from features.errors import MmopsError
 from flows.cli_common import prepare_process
 from flows.progress_view import show_progress
 from flows.settings import Locations
+
+if TYPE_CHECKING:
+    from trading.worker.run import TradeReport
 
 # (column title, metric suffix): the model's quoter, the model-free A-S quoter, buy-and-hold.
 COLUMNS = (
@@ -55,10 +58,21 @@ def main() -> int:
     except MmopsError as exc:
         out.print(f"error: {exc}", style="red", soft_wrap=True)
         return 1
+    from flows.params import load_params
+    from flows.trade_steps import newest_day_replay
+
+    try:
+        with show_progress(out):
+            trade, replay = newest_day_replay(where, load_params(where.params_file))
+    except MmopsError as exc:
+        out.print(f"error: paper replay: {exc}", style="red", soft_wrap=True)
+        return 1
+    result["paper_replay"] = trade.to_dict() | {"replay": replay}
     saved = where.reports / "demo" / "nightly.json"
     saved.parent.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(result, indent=1, default=str))
     summarize(out, where, result["trained"], saved=saved)
+    summarize_replay(out, trade, replay)
     minutes, seconds = divmod(round(time.monotonic() - started), 60)
     out.print(f"\nThe demo took {minutes} min {seconds:02d} s.")
     return 0
@@ -103,6 +117,26 @@ def summarize(out: Console, where: Locations, trained: dict[str, Any], *, saved:
     for command, why in _next_steps(where, gate, bin_dir):
         out.print(f"  {command}\n      {why}", soft_wrap=True)
     out.print(f"Full result: {saved}")
+
+
+def summarize_replay(out: Console, trade: TradeReport, replay: str) -> None:
+    """The worker's paper replay of the newest day: on what it quoted, fills, PnL, risk."""
+    on = trade.model if trade.model != "model-free" else "model-free quotes (no champion approved yet)"
+    out.print(f"\nPaper replay through the worker, {replay}")
+    out.print(f"  quotes from: {on}")
+    pnl = trade.pnl.get("live", 0.0)
+    start = trade.final_equity.get("live", 0.0) - pnl
+    out.print(
+        f"  {trade.fills.get('live', 0)} fills, PnL {pnl:+,.2f} ({100 * pnl / start:+.3f}%), "
+        f"{len(trade.risk_events)} risk events, {sum(a['kind'] == 'alert' for a in trade.alerts)} alerts"
+    )
+    for v in trade.by_version:
+        capture = "n/a" if v.spread_capture_bps is None else f"{v.spread_capture_bps:.2f} bps"
+        markout = v.markouts_bps.get("5")
+        later = "n/a" if markout is None else f"{markout:+.2f} bps"
+        out.print(f"  {v.label}: fees {v.fees:,.2f}, spread capture {capture}, 5-bar markout {later}")
+    mmops = Path(sys.executable).parent / "mmops"
+    out.print(f"  {mmops} trade status --journal {trade.journal}", soft_wrap=True)
 
 
 def _next_steps(where: Locations, gate: dict[str, Any], bin_dir: Path) -> list[tuple[str, str]]:

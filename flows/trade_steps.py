@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -16,6 +17,10 @@ from features.errors import ConfigError, DataError
 from features.schema import normalize_interval, normalize_symbol
 from flows.params import Params
 from flows.settings import Locations
+
+if TYPE_CHECKING:
+    from trading.worker.run import TradeReport
+    from trading.worker.types import SignalSource
 
 WARMUP_EXTRA_BARS = 512  # beyond the feature windows: room for any model lookback the service asks for
 
@@ -33,7 +38,8 @@ class ReplayData:
         first = min(f["timestamp"].iloc[0] for f in self.frames.values())
         last = max(f["timestamp"].iloc[-1] for f in self.frames.values())
         rows = sum(len(f) for f in self.frames.values())
-        return f"{self.source}: {', '.join(self.frames)} {self.interval}, {rows} bars, {first} .. {last}"
+        span = f"{first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M} UTC"
+        return f"{self.source}: {', '.join(self.frames)} {self.interval}, {rows} bars, {span}"
 
 
 def parse_symbols(text: str) -> list[str]:
@@ -140,3 +146,74 @@ def _read_path(path: Path, symbols: list[str], interval: str) -> dict[str, pd.Da
     if len(symbols) != 1:
         raise ConfigError(f"--replay {path}: one file holds one series; give one symbol, not {symbols}")
     return {symbols[0]: read_file(path, symbol=symbols[0], interval=interval)}
+
+
+def champion_source(where: Locations, params: Params) -> SignalSource | None:
+    """The served model set in this process (no HTTP), or None when there is no champion."""
+    from flows.cli_governance import serve_settings
+    from flows.training_steps import model_name, open_registry
+    from training.registry import GovernanceError
+
+    try:
+        aliases = open_registry(where).aliases(model_name(params, None))
+    except GovernanceError:  # nothing registered yet
+        return None
+    if "champion" not in aliases:
+        return None
+    from serving.engine import engine_from_settings
+    from serving.worker_source import EngineSignalSource
+
+    settings = serve_settings(where, params, model=None, canary=None, shadow=False)
+    engine = engine_from_settings(settings)
+    engine.start()
+    return EngineSignalSource(engine)
+
+
+def newest_day_replay(where: Locations, params: Params) -> tuple[TradeReport, str]:
+    """The demo's last step: a paper replay of the primary series' newest stored day through the
+    worker, on the champion when one is approved, model-free otherwise. Returns (report, replay)."""
+    import asyncio
+
+    from trading.worker.loop import WorkerSettings
+    from trading.worker.run import PaperRun, paper_paths, run_paper
+
+    primary = params.data.datasets[0]
+    if not primary.symbol or not primary.interval:
+        raise ConfigError("the first dataset in params.yaml has no symbol/interval to replay")
+    data = replay_data(
+        where,
+        params,
+        replay="store",
+        symbols=[primary.symbol],
+        interval=primary.interval,
+        start=None,
+        end=None,
+    )
+    journal = where.home / "trading" / "demo-journal.db"
+    for path in (journal, *paper_paths(journal)):  # each demo replays afresh
+        for suffix in ("", "-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+    run = PaperRun(
+        frames=data.frames,
+        interval=data.interval,
+        settings=WorkerSettings(
+            quote=params.quote,
+            risk=params.risk,
+            backtest=params.backtest,
+            trade=params.trade,
+            features=params.features.for_interval(data.interval),
+        ),
+        journal=journal,
+        history=data.history,
+    )
+    source = champion_source(where, params)
+
+    async def replay() -> TradeReport:
+        try:
+            result, _worker = await run_paper(run, source)
+            return result
+        finally:
+            if source is not None:
+                await source.close()
+
+    return asyncio.run(replay()), data.describe()

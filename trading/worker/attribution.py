@@ -32,6 +32,11 @@ class VersionPnl:
     spread_capture_bps: float | None
     markouts_bps: dict[str, float | None] = field(default_factory=dict)
 
+    @property
+    def label(self) -> str:
+        """``v3`` for a registry version, ``model-free`` as it is."""
+        return f"v{self.version}" if self.version.isdigit() else self.version
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
