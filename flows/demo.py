@@ -116,7 +116,7 @@ def summarize(out: Console, where: Locations, trained: dict[str, Any], *, saved:
     out.print("\nNext:")
     for command, why in _next_steps(where, gate, bin_dir):
         out.print(f"  {command}\n      {why}", soft_wrap=True)
-    out.print(f"Full result: {saved}")
+    out.print(f"Full result: {saved}", soft_wrap=True)  # a path stays whole, however long
 
 
 def summarize_replay(out: Console, trade: TradeReport, replay: str) -> None:

@@ -146,3 +146,93 @@ def test_calibrate_reports_fit_and_bar_vs_tick(mmops: CliRunner, source_data: Pa
     assert (tmp_path / "intensity.png").exists()
     bad = mmops.invoke(app, ["calibrate", "--ticks", str(tmp_path / "nothing-here")])
     assert bad.exit_code == 1 and "no such file" in bad.stderr
+
+
+WINDOW = ["--start", "2026-03-10", "--end", "2026-03-10T08:00"]
+
+
+def test_trade_paper_replay_equals_mmops_backtest_and_resumes(mmops: CliRunner, tmp_path: Path) -> None:
+    import sqlite3
+
+    journal = tmp_path / "j.db"
+    run = mmops.invoke(
+        app,
+        ["trade", "--replay", "store", "--symbols", "BTCUSDT", *WINDOW, "--journal", str(journal), "--json"],
+    )
+    assert run.exit_code == 0, run.output
+    doc = json.loads(run.stdout)
+    assert doc["finished"] and doc["ticks_total"] == 481 and doc["model"] == "model-free"
+    bt = mmops.invoke(
+        app, ["backtest", "--symbol", "BTCUSDT", *WINDOW, "--out", str(tmp_path / "bt"), "--json"]
+    )
+    assert bt.exit_code == 0, bt.output
+    trades = pd.read_parquet(tmp_path / "bt" / "trades.parquet")
+    with sqlite3.connect(journal) as db:
+        fills = db.execute("select ts_ns, side, price_ticks, lots, fee from fills order by seq").fetchall()
+    expected = [
+        (t.value, 1 if side == "buy" else -1, round(price / 0.01), lots, fee)
+        for t, side, price, lots, fee in trades[["timestamp", "side", "price", "lots", "fee"]].itertuples(
+            index=False
+        )
+    ]
+    assert fills == expected and len(fills) > 50
+    assert doc["final_equity"]["live"] == json.loads(bt.stdout)["metrics"]["final_equity"]
+    again = mmops.invoke(
+        app, ["trade", "--replay", "store", "--symbols", "BTCUSDT", *WINDOW, "--journal", str(journal)]
+    )
+    assert again.exit_code == 0 and "481/481 ticks" in again.stdout and "model-free" in again.stdout
+    status = mmops.invoke(app, ["trade", "status", "--journal", str(journal), "--json"])
+    assert json.loads(status.stdout)["phase"] == "finished"
+
+
+def test_trade_kill_and_resume_through_the_journal(mmops: CliRunner, tmp_path: Path) -> None:
+    journal = tmp_path / "j.db"
+    base = ["trade", "--replay", "store", "--symbols", "BTCUSDT", *WINDOW, "--journal", str(journal)]
+    assert mmops.invoke(app, [*base, "--max-ticks", "100"]).exit_code == 0
+    kill = mmops.invoke(app, ["trade", "kill", "--journal", str(journal), "--by", "ops", "--reason", "drill"])
+    assert kill.exit_code == 0 and "kill switch ON" in kill.stdout
+    halted = mmops.invoke(app, [*base, "--max-ticks", "50", "--json"])
+    state = json.loads(halted.stdout)["status"]["books"]["live"]["BTCUSDT"]
+    assert state["status"] == "HALTED" and "kill_switch" in state["reasons"] and state["inventory_lots"] == 0
+    status = mmops.invoke(app, ["trade", "status", "--journal", str(journal)])
+    assert "kill switch ON" in status.stdout and "kill switch pressed" in status.stdout
+    refused = mmops.invoke(app, ["trade", "resume", "--journal", str(journal), "--by", " ", "--reason", "x"])
+    assert refused.exit_code == 1 and "--by and --reason must not be empty" in refused.output
+    resumed = mmops.invoke(
+        app, ["trade", "resume", "--journal", str(journal), "--by", "ops", "--reason", "over"]
+    )
+    assert resumed.exit_code == 0
+    done = mmops.invoke(app, [*base, "--json"])
+    assert json.loads(done.stdout)["status"]["books"]["live"]["BTCUSDT"]["status"] != "HALTED"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--venue", "ccxt", "--symbols", "BTCUSDT"], "--venue 'ccxt': only 'paper' exists yet"),
+        (["--symbols", "BTCUSDT", "--speed", "0"], "--speed '0': must be > 0"),
+        (["--symbols", "BTCUSDT", "--speed", "fast"], "--speed 'fast': 'max' or a number"),
+        ([], "--symbols is required"),
+        (["--symbols", "BTCUSDT,BTCUSDT"], "names a symbol twice"),
+        (["--symbols", "DOGEUSDT"], "no DOGEUSDT 1m bars in"),
+        (["--symbols", "BTCUSDT", "--start", "yesterday-ish"], "--start 'yesterday-ish': not a timestamp"),
+        (["--symbols", "BTCUSDT", "--start", "2030-01-01"], "0 bars between 2030-01-01"),
+        (["--symbols", "BTCUSDT", "--replay", "/nonexistent/file.csv"], "no such file or folder"),
+    ],
+)
+def test_trade_refuses_bad_options_in_one_line(
+    mmops: CliRunner, args: list[str], message: str, tmp_path: Path
+) -> None:
+    result = mmops.invoke(app, ["trade", *args, "--journal", str(tmp_path / "j.db")])
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_trade_controls_need_an_existing_journal(mmops: CliRunner, tmp_path: Path) -> None:
+    for cmd in (["status"], ["kill"], ["resume", "--by", "a", "--reason", "b"]):
+        result = mmops.invoke(app, ["trade", *cmd, "--journal", str(tmp_path / "none.db")])
+        assert result.exit_code == 1 and "no journal here" in result.output
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not sqlite at all" * 100)
+    result = mmops.invoke(app, ["trade", "status", "--journal", str(garbage)])
+    assert result.exit_code == 1 and "not a journal this worker can open" in result.output

@@ -93,3 +93,41 @@ def test_progress_prints_a_line_per_step_off_a_terminal(tmp_path: Path) -> None:
     assert len(lines) == 2
     assert lines[0].endswith("ingest + validate      binance:BTCUSDT:1m: 87,840 bars, 0 gaps")
     assert "tune rf 1/8" in lines[1] and lines[1].endswith("trial 0: -29.1, best -29.1")
+
+
+def test_the_paper_replay_summary_says_what_quoted_and_what_it_made() -> None:
+    from flows.demo import summarize_replay
+    from trading.worker.attribution import VersionPnl
+    from trading.worker.run import TradeReport
+
+    def trade(model: str, version: str) -> TradeReport:
+        part = VersionPnl("live", version, 751, 7510, 57.2, -65.45, 1.98, {"5": -0.77})
+        return TradeReport(
+            journal="/h/trading/demo-journal.db",
+            symbols=("BTCUSDT",),
+            ticks_done=1440,
+            ticks_total=1440,
+            model=model,
+            fills={"live": 751},
+            final_equity={"live": 99_934.55},
+            pnl={"live": -65.45},
+            by_version=[part],
+            risk_events=[{"kind": "risk"}] * 3,
+            alerts=[{"kind": "alert"}, {"kind": "recovered"}],
+            reconcile={},
+            tick_ms={},
+            status={},
+        )
+
+    for model, version, says in (
+        ("model-free", "model-free", "quotes from: model-free quotes (no champion approved yet)"),
+        ("champion v1", "1", "quotes from: champion v1"),
+    ):
+        console = Console(width=100, record=True, file=io.StringIO())
+        summarize_replay(console, trade(model, version), "store: BTCUSDT 1m, 1440 bars")
+        text = console.export_text()
+        assert says in text
+        assert "751 fills, PnL -65.45 (-0.065%), 3 risk events, 1 alerts" in text
+        label = "v1" if version == "1" else "model-free"
+        assert f"{label}: fees 57.20, spread capture 1.98 bps, 5-bar markout -0.77 bps" in text
+        assert "trade status --journal /h/trading/demo-journal.db" in text
