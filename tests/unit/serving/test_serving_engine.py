@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from fakes import FEATURES, FakeInfo, FakePredictor, FakeSource
 
+from features.errors import ConfigError
 from serving.batching import MicroBatcher
 from serving.config import ServeConfig
 from serving.engine import NoChampion, SignalEngine
-from serving.logic import InvalidInput, canary_share, inputs_digest, windows_from_bytes
+from serving.logic import InvalidInput, OverLimit, canary_share, inputs_digest, windows_from_bytes
 from serving.prediction_log import PredictionLog
 from serving.schemas import SymbolWindow
 
@@ -198,3 +199,35 @@ def test_logged_digests_equal_the_inline_digest_of_what_each_model_saw(tmp_path:
         i = symbols.index(x["symbol"])
         assert x["version"] == bulk.versions[i]
         assert x["inputs_digest"] == inputs_digest(stacked[i, -lookback[x["version"]] :, :].copy())
+
+
+def test_windows_longer_than_max_window_rows_are_over_the_limit_on_every_path() -> None:
+    source = two_versions()
+    eng = engine(source, max_window_rows=4)
+    source.predictors["1"].calls.clear()
+    assert predict(eng, items(["A"], rows=4)).signals[0].value == 100.0  # at the cap: served
+    with pytest.raises(OverLimit, match=r"items\.1\.window: a window of 5 rows is over the limit of 4 rows"):
+        predict(eng, [*items(["A"], rows=4), *items(["B"], rows=5)])
+    long = np.zeros((2, 5, 3), dtype=np.float32)
+    with pytest.raises(
+        OverLimit, match=r"rows: a window of 5 rows .* \(serve.max_window_rows\); send the last 1"
+    ):
+        asyncio.run(eng.predict_columns(["A", "B"], long, feature_names=None, request_id=None))
+    with pytest.raises(OverLimit, match="over the limit of 4 rows"):
+        asyncio.run(eng.predict_windows(["A", "B"], long, feature_names=None, request_id=None))
+    assert source.predictors["1"].calls == [1]  # only the request at the cap reached the model
+
+
+def test_a_version_whose_lookback_is_over_max_window_rows_is_not_served() -> None:
+    with pytest.raises(ConfigError, match=r"lookback of 8 rows is over serve.max_window_rows \(4\)"):
+        engine(
+            FakeSource({"1": FakePredictor(1.0, FakeInfo(lookback=8))}, {"champion": "1"}), max_window_rows=4
+        )
+    source = FakeSource(
+        {"1": FakePredictor(1.0), "2": FakePredictor(2.0, FakeInfo(lookback=8))}, {"champion": "1"}
+    )
+    eng = engine(source, max_window_rows=4)
+    source.alias_map["champion"] = "2"
+    with pytest.raises(ConfigError, match=r"raise serve\.max_window_rows"):
+        eng.refresh()  # the poller logs this and keeps serving what is loaded
+    assert eng.models.champion.version == "1" and predict(eng, items(["A"])).signals[0].value == 1.0
