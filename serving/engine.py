@@ -263,11 +263,17 @@ class SignalEngine:
         feature_names: Sequence[str] | None,
         request_id: str | None,
     ) -> BatchPredictResponse:
-        """The same as :meth:`predict` for stacked windows, answered column-wise (the bulk path)."""
+        """The same as :meth:`predict` for stacked windows, answered column-wise (the bulk path).
+
+        In shadow mode the challenger's value for every symbol comes along in ``shadow_values``
+        (its version in ``shadow_version``, its kind in ``shadow_kind``), for the worker's shadow
+        paper book.
+        """
         self._check_count(len(symbols))
         self._check_rows(windows.shape[1], loc=("rows",))
         answer = await self._run(symbols, windows, feature_names, request_id)
         served_by = answer.served_by
+        shadow_model, shadow_values = answer.shadow if answer.shadow is not None else (None, None)
         return BatchPredictResponse.model_construct(
             request_id=answer.request_id,
             model=self.name,
@@ -276,6 +282,9 @@ class SignalEngine:
             versions=[m.version for m in served_by],
             aliases=[m.alias for m in served_by],
             kinds=[m.kind for m in served_by],
+            shadow_values=None if shadow_values is None else shadow_values.tolist(),
+            shadow_version=None if shadow_model is None else shadow_model.version,
+            shadow_kind=None if shadow_model is None else shadow_model.kind,
         )
 
     def _check_rows(self, rows: int, *, loc: tuple[str | int, ...]) -> None:

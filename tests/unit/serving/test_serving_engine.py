@@ -201,6 +201,29 @@ def test_logged_digests_equal_the_inline_digest_of_what_each_model_saw(tmp_path:
         assert x["inputs_digest"] == inputs_digest(stacked[i, -lookback[x["version"]] :, :].copy())
 
 
+def test_shadow_mode_hands_the_challengers_values_and_version_to_the_bulk_caller() -> None:
+    eng = engine(two_versions(task="classifier"), mode="shadow")
+    windows = np.array([[[float(i), 0.0, 0.0]] for i in range(5)], dtype=np.float32)
+    bulk = asyncio.run(eng.predict_columns(list("ABCDE"), windows, feature_names=None, request_id="s"))
+    assert bulk.values == [100.0, 101.0, 102.0, 103.0, 104.0] and set(bulk.versions) == {"1"}
+    assert bulk.shadow_values == [200.0, 201.0, 202.0, 203.0, 204.0]
+    assert (bulk.shadow_version, bulk.shadow_kind) == ("2", "prob_up")  # the challenger's own kind
+    assert set(bulk.kinds) == {"forward_log_return"}
+
+
+@pytest.mark.parametrize("mode", ["champion", "canary"])
+def test_without_a_shadow_call_the_bulk_answer_has_no_shadow_fields(mode: str) -> None:
+    eng = engine(two_versions(), mode=mode, canary_fraction=0.5)
+    windows = np.zeros((20, 1, 3), dtype=np.float32)
+    bulk = asyncio.run(
+        eng.predict_columns([f"S{i}" for i in range(20)], windows, feature_names=None, request_id=None)
+    )
+    assert (bulk.shadow_values, bulk.shadow_version, bulk.shadow_kind) == (None, None, None)
+    assert set(bulk.versions) == ({"1", "2"} if mode == "canary" else {"1"})
+    wire = bulk.model_dump(mode="json")
+    assert wire["shadow_values"] is None and wire["shadow_version"] is None
+
+
 def test_windows_longer_than_max_window_rows_are_over_the_limit_on_every_path() -> None:
     source = two_versions()
     eng = engine(source, max_window_rows=4)
