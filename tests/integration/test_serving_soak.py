@@ -48,8 +48,11 @@ BAD_SHARE, NO_TOKEN_SHARE = 0.15, 0.05
 # at most MAX_BODY, plus its decoded windows and the JSON answer: under 2 x MAX_BODY) that the
 # allocator keeps, and by a backlog of the prediction log's queue (records reference the windows),
 # so N x 2 x MAX_BODY; 32 MiB on top for Python arenas, thread stacks and the first-use growth of
-# onnxruntime's and pydantic's caches that fall in the first third. A leak of one small request
-# (~1.5 KB) per request over the full soak's ~30,000 requests (45 MB) would exceed it.
+# onnxruntime's and pydantic's caches that fall in the first third. Measured 2026-12-01: +13 MiB
+# at 16 x 10 s (bound 40), +9 MiB at 50 x 60 s (bound 57). What it can catch: a leak of the median
+# valid request's body (32 symbols x 8 rows x 6 features x 4 B = 6 KB) per request is ~120 MB over
+# the full soak's ~20,000 requests, over the bound; over the default run's ~3,000 requests (~18 MB)
+# it is not, which is what the full run is for.
 RSS_SLACK = CLIENTS * 2 * MAX_BODY + 32 * 1024 * 1024
 
 
