@@ -11,7 +11,13 @@ it up without a restart):
   interleaved request by request so all see the same machine;
 * batched throughput: concurrent clients each sending multi-symbol requests, both as JSON items
   (``/predict``), as base64 float32 in JSON and as a raw ``application/octet-stream`` body of
-  float32 bytes (``/predict_batch``, the bulk path).
+  float32 bytes (``/predict_batch``, the bulk path);
+* the in-process baseline: the same registered version's artifact, downloaded from the registry
+  and opened with :func:`training.artifact.load_predictor` as the service does, ``predict`` on
+  the same batch array, windows/s (before and after the service runs, the mean taken), and the
+  service's raw bulk throughput as a fraction of it (``service_over_onnx``, goal >= 0.8);
+* optionally (``--sweep-concurrency``, ``--sweep-symbols``) the raw bulk path at other client
+  counts and request sizes, to see where the time goes.
 
 Prints one JSON document with ``--json``.
 
@@ -43,6 +49,7 @@ sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolv
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "mmops-BENCH-1m"
+RAW = "application/octet-stream"
 FAMILIES = {
     "sgd": {"max_iter": 200},
     "rf": {"n_estimators": 200, "max_depth": 12},
@@ -92,9 +99,9 @@ def promote(home: Path, uri: str, version: str) -> None:
     reg.approve(NAME, version, by="bench", reason="benchmark")
 
 
-def start_server(home: Path, uri: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(home: Path, uri: str, **serve: Any) -> tuple[subprocess.Popen[bytes], str]:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["serve"].update(model=NAME, poll_interval_s=0.5)
+    params["serve"].update(model=NAME, poll_interval_s=0.5, **serve)
     (home / "params.yaml").write_text(yaml.safe_dump(params))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -153,11 +160,16 @@ def bulk_body_of(symbols: list[str], windows: np.ndarray) -> bytes:
     return encode_raw_batch({"symbols": symbols, "rows": int(windows.shape[1])}, windows)
 
 
+def batch_windows(symbols: int, rows: int, n_features: int, seed: int = 0) -> np.ndarray:
+    """The bulk requests' windows, float32 (what the service decodes and the baseline predicts on)."""
+    return np.random.default_rng(seed).normal(size=(symbols, rows, n_features)).astype(np.float32)
+
+
 def bulk_body(symbols: int, rows: int, n_features: int, seed: int = 0) -> bytes:
     """A raw ``/predict_batch`` body: a JSON line (symbols, rows), then the windows as float32 bytes."""
     from serving.logic import encode_raw_batch
 
-    windows = np.random.default_rng(seed).normal(size=(symbols, rows, n_features))
+    windows = batch_windows(symbols, rows, n_features, seed)
     return encode_raw_batch({"symbols": [f"S{i}USDT" for i in range(symbols)], "rows": rows}, windows)
 
 
@@ -165,7 +177,7 @@ def bulk_b64_body(symbols: int, rows: int, n_features: int, seed: int = 0) -> by
     """The same ``/predict_batch`` request in the JSON form (windows as base64 float32)."""
     from serving.logic import encode_windows
 
-    windows = np.random.default_rng(seed).normal(size=(symbols, rows, n_features))
+    windows = batch_windows(symbols, rows, n_features, seed)
     doc = {
         "symbols": [f"S{i}USDT" for i in range(symbols)],
         "windows_b64": encode_windows(windows),
@@ -210,8 +222,27 @@ def latency(base: str, json_body: bytes, raw_body: bytes, n: int) -> dict[str, f
     }
 
 
+def tree_cpu_s(root: int) -> float:
+    """User + system CPU seconds of ``root`` and every process below it (the server's tree)."""
+    stats: dict[int, list[str]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stats[int(stat.parent.name)] = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [c for c, f in stats.items() if int(f[1]) == pid]
+        tree.update(children)
+        frontier += children
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(stats[p][11]) + int(stats[p][12]) for p in tree if p in stats) / ticks
+
+
 def throughput(
     base: str,
+    server_pid: int,
     path: str,
     batch_body: bytes,
     symbols: int,
@@ -233,21 +264,49 @@ def throughput(
                 done[i] += 1
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    server_cpu, client_cpu = tree_cpu_s(server_pid), time.process_time()
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
+    server_cpu, client_cpu = tree_cpu_s(server_pid) - server_cpu, time.process_time() - client_cpu
     if errors:
         raise RuntimeError(errors[0])
+    predictions = sum(done) * symbols
     return {
-        "predictions_per_s": sum(done) * symbols / elapsed,
+        "predictions_per_s": predictions / elapsed,
         "requests_per_s": sum(done) / elapsed,
         "symbols_per_request": symbols,
         "concurrency": concurrency,
         "seconds": elapsed,
+        # where the 2 cores went: the server's process tree and this (client) process, per prediction
+        "server_cpu_us_per_prediction": 1e6 * server_cpu / max(predictions, 1),
+        "client_cpu_us_per_prediction": 1e6 * client_cpu / max(predictions, 1),
     }
+
+
+def open_version(home: Path, uri: str, version: str) -> Any:
+    """The registered version's artifact, downloaded and opened the way the service opens it."""
+    from serving.source import providers_for
+    from training.artifact import load_predictor
+    from training.registry import Registry
+
+    reg = Registry(uri, audit_log=home / "logs" / "audit.jsonl", reports=home / "reports")
+    folder = reg.download(reg.ref(NAME, version), home / "baseline")
+    return load_predictor(folder, providers=providers_for("cpu"))
+
+
+def onnx_throughput(predictor: Any, windows: np.ndarray, seconds: float) -> dict[str, float]:
+    """In-process ``predict`` on one batch, back to back for ``seconds``: windows/s (one thread)."""
+    predictor.predict(windows)  # warm-up
+    calls = 0
+    start = time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        predictor.predict(windows)
+        calls += 1
+    return {"windows_per_s": calls * len(windows) / elapsed, "calls": calls, "batch": len(windows)}
 
 
 def wait_for_version(base: str, version: str) -> dict[str, Any]:
@@ -268,6 +327,19 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=512, help="symbols per batched request")
     parser.add_argument("--seconds", type=float, default=6.0, help="throughput run per family")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--sweep-concurrency", default="", help="comma list: raw bulk at these client counts, e.g. 1,2,8"
+    )
+    parser.add_argument(
+        "--sweep-symbols",
+        default="",
+        help="comma list: raw bulk with these symbols per request, e.g. 128,2048",
+    )
+    parser.add_argument(
+        "--no-prediction-log",
+        action="store_true",
+        help="serve with log_predictions off (to see what the log costs; production logs)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -277,7 +349,14 @@ def main() -> None:
         uri, versions = build_registry(home, args.features, args.train_rows)
         promote(home, uri, versions["sgd"])
         setup_s = time.perf_counter() - t0
-        proc, base = start_server(home, uri)
+        sweep_conc = [int(c) for c in args.sweep_concurrency.split(",") if c]
+        sweep_symbols = [int(n) for n in args.sweep_symbols.split(",") if n]
+        # The bench's largest bodies (JSON items of 512 LSTM windows of 32 x 67, ~13 MB) are over the
+        # 8 MiB serve.max_body_bytes default; the cap is raised here so the forms stay comparable
+        # with the earlier rounds (the cap is checked per request, it does not cost throughput).
+        proc, base = start_server(
+            home, uri, max_body_bytes=256 * 1024 * 1024, log_predictions=not args.no_prediction_log
+        )
         results: dict[str, Any] = {}
         try:
             for family, version in versions.items():
@@ -291,22 +370,74 @@ def main() -> None:
                 n, secs, conc = args.symbols, args.seconds, args.concurrency
                 batched = {
                     "json_items": throughput(
-                        base, "/predict", body(n, rows, args.features, 1), n, secs, conc
+                        base, proc.pid, "/predict", body(n, rows, args.features, 1), n, secs, conc
                     ),
                     "bulk_b64": throughput(
-                        base, "/predict_batch", bulk_b64_body(n, rows, args.features, 1), n, secs, conc
+                        base,
+                        proc.pid,
+                        "/predict_batch",
+                        bulk_b64_body(n, rows, args.features, 1),
+                        n,
+                        secs,
+                        conc,
                     ),
                     "bulk_float32": throughput(
                         base,
+                        proc.pid,
                         "/predict_batch",
                         bulk_body(n, rows, args.features, 1),
                         n,
                         secs,
                         conc,
-                        "application/octet-stream",
+                        RAW,
                     ),
                 }
-                results[family] = {"version": version, "window_rows": rows, **single, "batched": batched}
+                predictor = open_version(home, uri, version)
+                same = batch_windows(n, rows, args.features, 1)  # the bulk bodies' windows
+                before = onnx_throughput(predictor, same, secs / 2)
+                sweep = {}
+                for c in sweep_conc:
+                    sweep[f"c{c}_n{n}"] = throughput(
+                        base,
+                        proc.pid,
+                        "/predict_batch",
+                        bulk_body(n, rows, args.features, 1),
+                        n,
+                        secs,
+                        c,
+                        RAW,
+                    )
+                for m in sweep_symbols:
+                    sweep[f"c{conc}_n{m}"] = throughput(
+                        base,
+                        proc.pid,
+                        "/predict_batch",
+                        bulk_body(m, rows, args.features, 1),
+                        m,
+                        secs,
+                        conc,
+                        RAW,
+                    )
+                    sweep[f"c{conc}_n{m}"]["onnx_windows_per_s"] = onnx_throughput(
+                        predictor, batch_windows(m, rows, args.features, 1), secs / 2
+                    )["windows_per_s"]
+                after = onnx_throughput(predictor, same, secs / 2)
+                onnx = {
+                    "windows_per_s": (before["windows_per_s"] + after["windows_per_s"]) / 2,
+                    "before_per_s": before["windows_per_s"],
+                    "after_per_s": after["windows_per_s"],
+                    "batch": n,
+                }
+                ratio = batched["bulk_float32"]["predictions_per_s"] / onnx["windows_per_s"]
+                results[family] = {
+                    "version": version,
+                    "window_rows": rows,
+                    **single,
+                    "batched": batched,
+                    "onnx_in_process": onnx,
+                    "service_over_onnx": ratio,
+                    "bulk_sweep": sweep,
+                }
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
@@ -322,10 +453,12 @@ def main() -> None:
             "onnx_providers": onnxruntime.get_available_providers(),
         },
         "features": args.features,
+        "prediction_log": not args.no_prediction_log,
         "setup_s": setup_s,
         "families": results,
         "goals": {
             "lstm_p99_ratio_le_1_5": results["lstm"]["p99_ratio"] <= 1.5,
+            "service_over_onnx_ge_0_8": {f: r["service_over_onnx"] >= 0.8 for f, r in results.items()},
             "batched_ge_20k_per_s": {
                 f: max(b["predictions_per_s"] for b in r["batched"].values()) >= 20_000
                 for f, r in results.items()
@@ -342,7 +475,8 @@ def main() -> None:
                 f"(JSON items {r['json_p99_ratio']:.2f}) | "
                 f"batched json {r['batched']['json_items']['predictions_per_s']:,.0f}/s, "
                 f"bulk b64 {r['batched']['bulk_b64']['predictions_per_s']:,.0f}/s, "
-                f"bulk raw {r['batched']['bulk_float32']['predictions_per_s']:,.0f}/s"
+                f"bulk raw {r['batched']['bulk_float32']['predictions_per_s']:,.0f}/s | in-process ONNX "
+                f"{r['onnx_in_process']['windows_per_s']:,.0f}/s, service/ONNX {r['service_over_onnx']:.2f}"
             )
 
 

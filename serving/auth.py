@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from serving.config import TOKEN_ENV
@@ -41,16 +41,28 @@ class BearerAuth:
             await self.app(scope, receive, send)
             return
         reason = "missing bearer token" if not given else "wrong bearer token"
-        body = json.dumps({"error": f"{reason}: send 'Authorization: Bearer <token>'"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="mmops"'),
-                ],
-            }
+        await send_json(
+            send,
+            401,
+            {"error": f"{reason}: send 'Authorization: Bearer <token>'"},
+            headers=[(b"www-authenticate", b'Bearer realm="mmops"')],
         )
-        await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(
+    send: Send, status: int, doc: Mapping[str, Any], *, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer a request from a middleware with a small JSON document (the app never sees it)."""
+    body = json.dumps(doc).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

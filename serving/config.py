@@ -48,6 +48,17 @@ class ServeConfig(BaseModel):
         64, ge=0, description="batches up to this size run on the event loop (no thread hop)"
     )
     max_items: int = Field(4096, ge=1, description="symbols per request")
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="largest request body, bytes (Content-Length, or counted while it streams); more: 413",
+    )
+    max_window_rows: int = Field(
+        128,
+        ge=1,
+        description="most rows per symbol's window, rows (bars); more: 422. A version whose lookback "
+        "exceeds it is not loaded",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: onnxruntime's CUDA provider when present, else CPU"
     )

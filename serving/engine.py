@@ -20,13 +20,14 @@ from typing import Protocol
 
 import numpy as np
 
-from features.errors import OperationalError
+from features.errors import ConfigError, OperationalError
 from serving.batching import BatchObserver, MicroBatcher
 from serving.config import ServeConfig, ServeSettings
 from serving.logic import (
     InvalidInput,
     LoadedModel,
     ModelSet,
+    OverLimit,
     check_windows,
     compatible,
     route,
@@ -59,6 +60,16 @@ class ModelSource(Protocol):
 
 class NoChampion(OperationalError):  # noqa: N818 - reads as the state it reports
     """The registered model has no ``champion`` alias: nothing may serve."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Answer:
+    """One request's result: what answered each symbol, and the shadow model's values if it ran."""
+
+    request_id: str
+    values: np.ndarray
+    served_by: list[LoadedModel]
+    shadow: tuple[LoadedModel, np.ndarray] | None
 
 
 class SignalEngine:
@@ -141,6 +152,12 @@ class SignalEngine:
                 canary_fraction=self.config.canary_fraction,
                 canary_salt=self.config.canary_salt,
             )
+            if models.window_rows > self.config.max_window_rows:
+                raise ConfigError(
+                    f"{self.name} {models.versions}: a lookback of {models.window_rows} rows is over "
+                    f"serve.max_window_rows ({self.config.max_window_rows}), so no request could be "
+                    "served; raise serve.max_window_rows in params.yaml"
+                )
             for model in models.active:  # warm up before anyone is routed to it
                 model.predictor.predict(
                     np.zeros((1, model.lookback, len(model.feature_names)), dtype=np.float32)
@@ -209,9 +226,12 @@ class SignalEngine:
 
         Raises:
             InvalidInput: no or too many items, ragged or non-finite windows, wrong shape or names.
+            OverLimit: a window longer than ``serve.max_window_rows``.
         """
         symbols = [item.symbol for item in items]
         self._check_count(len(symbols))
+        for i, item in enumerate(items):
+            self._check_rows(len(item.window), loc=("items", i, "window"))
         windows = to_windows([item.window for item in items])
         return await self.predict_windows(
             symbols, windows, feature_names=feature_names, request_id=request_id
@@ -227,12 +247,13 @@ class SignalEngine:
     ) -> PredictResponse:
         """:meth:`predict` for stacked windows ``(n_symbols, rows, features)`` (the raw single path)."""
         self._check_count(len(symbols))
-        rid, values, served_by = await self._run(symbols, windows, feature_names, request_id)
+        self._check_rows(windows.shape[1], loc=("rows",))
+        answer = await self._run(symbols, windows, feature_names, request_id)
         signals = [
             Signal.model_construct(symbol=s, value=float(v), kind=m.kind, version=m.version, alias=m.alias)
-            for s, v, m in zip(symbols, values, served_by, strict=True)
+            for s, v, m in zip(symbols, answer.values, answer.served_by, strict=True)
         ]
-        return PredictResponse.model_construct(request_id=rid, model=self.name, signals=signals)
+        return PredictResponse.model_construct(request_id=answer.request_id, model=self.name, signals=signals)
 
     async def predict_columns(
         self,
@@ -242,18 +263,38 @@ class SignalEngine:
         feature_names: Sequence[str] | None,
         request_id: str | None,
     ) -> BatchPredictResponse:
-        """The same as :meth:`predict` for stacked windows, answered column-wise (the bulk path)."""
+        """The same as :meth:`predict` for stacked windows, answered column-wise (the bulk path).
+
+        In shadow mode the challenger's value for every symbol comes along in ``shadow_values``
+        (its version in ``shadow_version``, its kind in ``shadow_kind``), for the worker's shadow
+        paper book.
+        """
         self._check_count(len(symbols))
-        rid, values, served_by = await self._run(symbols, windows, feature_names, request_id)
+        self._check_rows(windows.shape[1], loc=("rows",))
+        answer = await self._run(symbols, windows, feature_names, request_id)
+        served_by = answer.served_by
+        shadow_model, shadow_values = answer.shadow if answer.shadow is not None else (None, None)
         return BatchPredictResponse.model_construct(
-            request_id=rid,
+            request_id=answer.request_id,
             model=self.name,
             symbols=list(symbols),
-            values=values.tolist(),
+            values=answer.values.tolist(),
             versions=[m.version for m in served_by],
             aliases=[m.alias for m in served_by],
             kinds=[m.kind for m in served_by],
+            shadow_values=None if shadow_values is None else shadow_values.tolist(),
+            shadow_version=None if shadow_model is None else shadow_model.version,
+            shadow_kind=None if shadow_model is None else shadow_model.kind,
         )
+
+    def _check_rows(self, rows: int, *, loc: tuple[str | int, ...]) -> None:
+        limit = self.config.max_window_rows
+        if rows > limit:
+            raise OverLimit(
+                f"{'.'.join(map(str, loc))}: a window of {rows} rows is over the limit of {limit} rows "
+                f"(serve.max_window_rows); send the last {self.models.window_rows} (the model lookback)",
+                loc=loc,
+            )
 
     def _check_count(self, n: int) -> None:
         if n == 0:
@@ -269,7 +310,7 @@ class SignalEngine:
         windows: np.ndarray,
         feature_names: Sequence[str] | None,
         request_id: str | None,
-    ) -> tuple[str, np.ndarray, list[LoadedModel]]:
+    ) -> _Answer:
         start = time.perf_counter()
         models = self.models  # pinned for the whole request
         windows = check_windows(windows, models, feature_names=feature_names)
@@ -283,15 +324,18 @@ class SignalEngine:
             )
         values = np.empty(len(symbols), dtype=np.float64)
         served_by: list[LoadedModel] = [models.champion] * len(symbols)
+        shadow: tuple[LoadedModel, np.ndarray] | None = None
         for (model, idx, role), out in zip(calls, outputs, strict=True):
-            if role == "served":
-                values[idx] = out
-                if model is not models.champion:
-                    for i in idx.tolist():
-                        served_by[i] = model
+            if role == "shadow":  # _plan gives the shadow model every symbol, in order
+                shadow = (model, out)
+                continue
+            values[idx] = out
+            if model is not models.champion:
+                for i in idx.tolist():
+                    served_by[i] = model
         rid = request_id or uuid.uuid4().hex
         self._record(rid, symbols, inputs, calls, outputs, (time.perf_counter() - start) * 1000)
-        return rid, values, served_by
+        return _Answer(request_id=rid, values=values, served_by=served_by, shadow=shadow)
 
     @staticmethod
     def _plan(symbols: Sequence[str], models: ModelSet) -> list[tuple[LoadedModel, np.ndarray, str]]:

@@ -30,6 +30,10 @@ class InvalidInput(ValueError):  # noqa: N818 - reads as the request it reports
         self.loc = loc
 
 
+class OverLimit(InvalidInput):
+    """A well-formed request over one of the service's size limits (answered 422, not 400)."""
+
+
 class ArtifactInfoLike(Protocol):
     @property
     def family(self) -> str: ...

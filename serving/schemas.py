@@ -59,6 +59,15 @@ class BatchPredictResponse(BaseModel):
     versions: list[str]
     aliases: list[str]
     kinds: list[SignalKind]
+    shadow_values: list[float] | None = Field(
+        None,
+        description="shadow mode only (else null): the challenger's value per symbol, in the order "
+        "of symbols; the service only logs it, the worker runs it through a shadow paper book",
+    )
+    shadow_version: str | None = Field(None, description="the challenger version behind shadow_values")
+    shadow_kind: SignalKind | None = Field(
+        None, description="what shadow_values are (the challenger may be of another task than the champion)"
+    )
 
 
 class ModelInfo(BaseModel):

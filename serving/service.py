@@ -16,10 +16,12 @@ from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
 from serving.auth import BearerAuth
+from serving.limits import BodyLimit
 from serving.logic import (
     RAW_MEDIA_TYPE,
     InvalidInput,
     LoadedModel,
+    OverLimit,
     decode_windows,
     split_raw_batch,
     windows_from_bytes,
@@ -165,7 +167,7 @@ class SignalService:
                 )
             return await self.engine.predict(items or [], feature_names=feature_names, request_id=request_id)
         except InvalidInput as exc:
-            raise validation_error(exc) from exc
+            raise refusal(exc) from exc
 
     @bentoml.api(input_spec=PredictBatchInput)
     async def predict_batch(
@@ -190,7 +192,7 @@ class SignalService:
                 symbols, windows, feature_names=feature_names, request_id=request_id
             )
         except InvalidInput as exc:
-            raise validation_error(exc) from exc
+            raise refusal(exc) from exc
 
     @bentoml.api
     async def info(self) -> InfoResponse:
@@ -202,4 +204,13 @@ class SignalService:
         self.engine.close()
 
 
+def refusal(exc: InvalidInput) -> Exception:
+    """400 with the schema-violation shape for bad input; 422 for input over a size limit."""
+    if isinstance(exc, OverLimit):
+        return bentoml.exceptions.UnprocessableEntity(str(exc))
+    return validation_error(exc)
+
+
+# The first added runs first: the token is checked before any body is read.
 SignalService.add_asgi_middleware(BearerAuth)  # type: ignore[attr-defined]
+SignalService.add_asgi_middleware(BodyLimit)  # type: ignore[attr-defined]

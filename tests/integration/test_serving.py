@@ -6,15 +6,17 @@ moves sgd -> rf -> lstm while clients keep calling, then a challenger takes a ca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -23,7 +25,7 @@ import pytest
 import yaml
 from model_seed import FEATURES, fit_tiny, register
 
-from serving.client import SignalClient
+from serving.client import RejectedRequest, SignalClient
 from serving.logic import canary_share, encode_raw_batch, encode_windows
 from training.gate import GateConfig
 from training.registry import Registry
@@ -40,17 +42,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    home = tmp_path_factory.mktemp("serving")
-    uri = f"sqlite:///{home / 'mlflow.db'}"
-    for family in ("sgd", "rf", "lstm"):  # versions 1, 2, 3
-        register(fit_tiny(family, home / "models"), tracking_uri=uri, name=NAME, family=family)
-    register(fit_tiny("sgd", home / "models", seed=1), tracking_uri=uri, name=NAME, family="sgd")  # v4
-    reg = Registry(uri, audit_log=home / "logs" / "registry_audit.jsonl", reports=home / "reports")
-    promote(reg, "1")
+# Small caps, so that bodies just under and over them stay cheap to send; the largest request
+# of the other tests (1,000 symbols x 8 rows x 6 features raw, ~202 KB) fits under 256 KiB.
+MAX_BODY = 256 * 1024
+MAX_ROWS = 64
+
+
+@contextlib.contextmanager
+def running_server(home: Path, uri: str, *, serve: dict, args: Sequence[str] = ()) -> Iterator[dict]:
+    """``mmops serve`` on a free 127.0.0.1 port over the registry at ``uri``, with ``serve``
+    overriding params.yaml's serve section; yields base URL and process, stops the process group."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["serve"].update(model=NAME, poll_interval_s=0.3, log_flush_s=0.1)
+    params["serve"].update(serve)
     (home / "params.yaml").write_text(yaml.safe_dump(params))
     port = free_port()
     env = {
@@ -63,7 +66,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     }
     log = (home / "server.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flows", "serve", "--port", str(port), "--canary", str(CANARY)],
+        [sys.executable, "-m", "flows", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
         cwd=REPO,
         env=env,
         stdout=log,
@@ -86,7 +89,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             if time.monotonic() > deadline:
                 pytest.fail(f"server not ready in 180 s:\n{(home / 'server.log').read_text()[-4000:]}")
             time.sleep(0.5)
-        yield {"base": base, "registry": reg, "home": home}
+        yield {"base": base, "proc": proc, "home": home}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -94,6 +97,26 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    home = tmp_path_factory.mktemp("serving")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    for family in ("sgd", "rf", "lstm"):  # versions 1, 2, 3
+        register(fit_tiny(family, home / "models"), tracking_uri=uri, name=NAME, family=family)
+    register(fit_tiny("sgd", home / "models", seed=1), tracking_uri=uri, name=NAME, family="sgd")  # v4
+    reg = Registry(uri, audit_log=home / "logs" / "registry_audit.jsonl", reports=home / "reports")
+    promote(reg, "1")
+    serve = {
+        "model": NAME,
+        "poll_interval_s": 0.3,
+        "log_flush_s": 0.1,
+        "max_body_bytes": MAX_BODY,
+        "max_window_rows": MAX_ROWS,
+    }
+    with running_server(home, uri, serve=serve, args=["--canary", str(CANARY)]) as running:
+        yield {**running, "registry": reg}
 
 
 def promote(reg: Registry, version: str) -> None:
@@ -265,6 +288,74 @@ def test_predict_raw_form_matches_json_and_bad_raw_bodies_get_400(server: dict) 
     assert "feature_names differ" in refused(
         encode_raw_batch({"symbols": ["A"], "rows": 1, "feature_names": ["x"] * 6}, np.zeros(6))
     )
+
+
+def raw_bulk(n_symbols: int, rows: int) -> bytes:
+    """A raw ``/predict_batch`` body of ``n_symbols`` windows of ``rows`` x 6 features."""
+    symbols = [f"L{i}" for i in range(n_symbols)]
+    batch = np.random.default_rng(n_symbols).normal(size=(n_symbols, rows, len(FEATURES)))
+    return encode_raw_batch({"symbols": symbols, "rows": rows}, batch)
+
+
+def test_a_body_over_max_body_bytes_gets_413_and_one_just_under_it_is_served(server: dict) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/octet-stream"}
+    fits = max(n for n in range(1, 400) if len(raw_bulk(n, MAX_ROWS)) <= MAX_BODY)
+    under, over = raw_bulk(fits, MAX_ROWS), raw_bulk(fits + 1, MAX_ROWS)
+    assert len(under) <= MAX_BODY < len(over)
+    with httpx.Client(base_url=server["base"], headers=auth, timeout=10) as c:
+        refused = c.post("/predict_batch", content=over)
+        assert refused.status_code == 413, refused.text
+        assert refused.json()["error"] == (
+            f"/predict_batch: the body is {len(over)} bytes (Content-Length); the limit is {MAX_BODY} "
+            "bytes (serve.max_body_bytes): send fewer symbols per request, or the raw float32 form"
+        )
+        served = c.post("/predict_batch", content=under)  # the same connection: still usable
+        assert served.status_code == 200, served.text
+        assert len(served.json()["values"]) == fits and np.isfinite(served.json()["values"]).all()
+
+        def chunks():  # no Content-Length: counted while it streams
+            for start in range(0, len(over), 16 * 1024):
+                yield over[start : start + 16 * 1024]
+
+        streamed = c.post("/predict", content=chunks())
+        assert streamed.status_code == 413, streamed.text
+        assert "while read; the limit is 262144 bytes (serve.max_body_bytes)" in streamed.json()["error"]
+        assert c.post("/predict_batch", content=iter([under])).status_code == 200  # chunked, under the cap
+
+
+def test_windows_over_max_window_rows_get_422_in_every_form(server: dict) -> None:
+    rows = MAX_ROWS + 1
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    raw_headers = {**auth, "Content-Type": "application/octet-stream"}
+    window = np.random.default_rng(0).normal(size=(rows, len(FEATURES)))
+    limit = f"a window of {rows} rows is over the limit of {MAX_ROWS} rows (serve.max_window_rows)"
+    with httpx.Client(base_url=server["base"], timeout=10) as c:
+        answers = {
+            "json items": c.post(
+                "/predict",
+                headers=auth,
+                json={
+                    "items": [
+                        {"symbol": "A", "window": [[0.1] * 6]},
+                        {"symbol": "B", "window": window.tolist()},
+                    ]
+                },
+            ),
+            "raw predict": c.post("/predict", headers=raw_headers, content=raw_bulk(2, rows)),
+            "raw bulk": c.post("/predict_batch", headers=raw_headers, content=raw_bulk(2, rows)),
+            "base64 bulk": c.post(
+                "/predict_batch",
+                headers=auth,
+                json={"symbols": ["A"], "rows": rows, "windows_b64": encode_windows(window[None])},
+            ),
+        }
+    for form, r in answers.items():
+        assert r.status_code == 422, (form, r.text)
+        assert limit in r.text, (form, r.text)
+    assert answers["json items"].json()[0]["error"].startswith(f"items.1.window: {limit}")
+    assert answers["raw bulk"].json()[0]["error"].startswith(f"rows: {limit}; send the last")
+    with client(server) as c, pytest.raises(RejectedRequest, match=re.escape(f"HTTP 422: rows: {limit}")):
+        c.predict_batch(["A"], window[None])
 
 
 def test_a_missing_or_wrong_token_gets_401(server: dict) -> None:

@@ -131,3 +131,36 @@ def test_client_does_not_retry_bad_requests_and_keeps_the_message() -> None:
     assert len(calls) == 1
     with pytest.raises(Unauthorized, match="wrong bearer token"):
         client(lambda r: httpx.Response(401, json={"error": "wrong bearer token"})).info()
+
+
+def test_client_predict_batch_returns_the_shadow_fields_and_size_refusals_keep_the_limit() -> None:
+    bulk = {
+        "request_id": "b",
+        "model": "m",
+        "symbols": ["A", "B"],
+        "values": [0.1, 0.2],
+        "versions": ["3", "3"],
+        "aliases": ["champion", "champion"],
+        "kinds": ["forward_log_return"] * 2,
+        "shadow_values": [0.7, 0.8],
+        "shadow_version": "4",
+        "shadow_kind": "prob_up",
+    }
+    out = client(lambda r: httpx.Response(200, json=bulk)).predict_batch(["A", "B"], np.zeros((2, 1, 3)))
+    assert (out.shadow_values, out.shadow_version, out.shadow_kind) == ([0.7, 0.8], "4", "prob_up")
+    plain = {k: v for k, v in bulk.items() if not k.startswith("shadow")}
+    out = client(lambda r: httpx.Response(200, json=plain)).predict_batch(["A", "B"], np.zeros((2, 1, 3)))
+    assert (out.shadow_values, out.shadow_version) == (None, None)
+
+    calls = []
+
+    def too_big(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(413, json={"error": "the body is 9000000 bytes; the limit is 8388608 bytes"})
+
+    with pytest.raises(RejectedRequest, match="HTTP 413: the body is 9000000 bytes; the limit is 8388608"):
+        client(too_big).predict_batch(["A"], np.zeros((1, 1, 3)))
+    assert len(calls) == 1  # not retried: sending it again cannot help
+    too_long = [{"error": "rows: a window of 500 rows is over the limit of 128 rows (serve.max_window_rows)"}]
+    with pytest.raises(RejectedRequest, match=r"HTTP 422: rows: a window of 500 rows .* limit of 128 rows"):
+        client(lambda r: httpx.Response(422, json=too_long)).predict_batch(["A"], np.zeros((1, 1, 3)))

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from fakes import FEATURES, FakeInfo, FakePredictor, FakeSource
 
+from features.errors import ConfigError
 from serving.batching import MicroBatcher
 from serving.config import ServeConfig
 from serving.engine import NoChampion, SignalEngine
-from serving.logic import InvalidInput, canary_share, inputs_digest, windows_from_bytes
+from serving.logic import InvalidInput, OverLimit, canary_share, inputs_digest, windows_from_bytes
 from serving.prediction_log import PredictionLog
 from serving.schemas import SymbolWindow
 
@@ -198,3 +199,58 @@ def test_logged_digests_equal_the_inline_digest_of_what_each_model_saw(tmp_path:
         i = symbols.index(x["symbol"])
         assert x["version"] == bulk.versions[i]
         assert x["inputs_digest"] == inputs_digest(stacked[i, -lookback[x["version"]] :, :].copy())
+
+
+def test_shadow_mode_hands_the_challengers_values_and_version_to_the_bulk_caller() -> None:
+    eng = engine(two_versions(task="classifier"), mode="shadow")
+    windows = np.array([[[float(i), 0.0, 0.0]] for i in range(5)], dtype=np.float32)
+    bulk = asyncio.run(eng.predict_columns(list("ABCDE"), windows, feature_names=None, request_id="s"))
+    assert bulk.values == [100.0, 101.0, 102.0, 103.0, 104.0] and set(bulk.versions) == {"1"}
+    assert bulk.shadow_values == [200.0, 201.0, 202.0, 203.0, 204.0]
+    assert (bulk.shadow_version, bulk.shadow_kind) == ("2", "prob_up")  # the challenger's own kind
+    assert set(bulk.kinds) == {"forward_log_return"}
+
+
+@pytest.mark.parametrize("mode", ["champion", "canary"])
+def test_without_a_shadow_call_the_bulk_answer_has_no_shadow_fields(mode: str) -> None:
+    eng = engine(two_versions(), mode=mode, canary_fraction=0.5)
+    windows = np.zeros((20, 1, 3), dtype=np.float32)
+    bulk = asyncio.run(
+        eng.predict_columns([f"S{i}" for i in range(20)], windows, feature_names=None, request_id=None)
+    )
+    assert (bulk.shadow_values, bulk.shadow_version, bulk.shadow_kind) == (None, None, None)
+    assert set(bulk.versions) == ({"1", "2"} if mode == "canary" else {"1"})
+    wire = bulk.model_dump(mode="json")
+    assert wire["shadow_values"] is None and wire["shadow_version"] is None
+
+
+def test_windows_longer_than_max_window_rows_are_over_the_limit_on_every_path() -> None:
+    source = two_versions()
+    eng = engine(source, max_window_rows=4)
+    source.predictors["1"].calls.clear()
+    assert predict(eng, items(["A"], rows=4)).signals[0].value == 100.0  # at the cap: served
+    with pytest.raises(OverLimit, match=r"items\.1\.window: a window of 5 rows is over the limit of 4 rows"):
+        predict(eng, [*items(["A"], rows=4), *items(["B"], rows=5)])
+    long = np.zeros((2, 5, 3), dtype=np.float32)
+    with pytest.raises(
+        OverLimit, match=r"rows: a window of 5 rows .* \(serve.max_window_rows\); send the last 1"
+    ):
+        asyncio.run(eng.predict_columns(["A", "B"], long, feature_names=None, request_id=None))
+    with pytest.raises(OverLimit, match="over the limit of 4 rows"):
+        asyncio.run(eng.predict_windows(["A", "B"], long, feature_names=None, request_id=None))
+    assert source.predictors["1"].calls == [1]  # only the request at the cap reached the model
+
+
+def test_a_version_whose_lookback_is_over_max_window_rows_is_not_served() -> None:
+    with pytest.raises(ConfigError, match=r"lookback of 8 rows is over serve.max_window_rows \(4\)"):
+        engine(
+            FakeSource({"1": FakePredictor(1.0, FakeInfo(lookback=8))}, {"champion": "1"}), max_window_rows=4
+        )
+    source = FakeSource(
+        {"1": FakePredictor(1.0), "2": FakePredictor(2.0, FakeInfo(lookback=8))}, {"champion": "1"}
+    )
+    eng = engine(source, max_window_rows=4)
+    source.alias_map["champion"] = "2"
+    with pytest.raises(ConfigError, match=r"raise serve\.max_window_rows"):
+        eng.refresh()  # the poller logs this and keeps serving what is loaded
+    assert eng.models.champion.version == "1" and predict(eng, items(["A"])).signals[0].value == 1.0
