@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from features.progress import report
 from trading.quoting import quote_params
 from trading.risk import HALTED, RiskStatus, reason_names, risk_params
 from trading.tick_engine import MID, READY, REASONS, STATUS
+from trading.ticks import TickData
 from trading.worker.crash import crash_point
 from trading.worker.journal import Journal
 from trading.worker.loop import MODEL_FREE, TickTimings, Worker, WorkerSettings, _Book, _Live
@@ -276,3 +278,54 @@ class TickWorker(Worker):
 
     def halted_everywhere(self) -> bool:
         return int(self.state.ist[STATUS]) == HALTED
+
+
+async def run_tick_paper(
+    data: TickData,
+    settings: WorkerSettings,
+    *,
+    journal: Path,
+    decision_interval_ms: int = 1000,
+    requote_on_bbo: bool = False,
+    max_ticks: int | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) a paper replay of a tick capture; the paper venue's state lives beside
+    the journal (``<journal>.ticks.db``). Returns what it did (fills, equity, PnL, state).
+
+    Raises:
+        ReconcileError: a restart found the venue and the journal in disagreement.
+        ConfigError: the journal belongs to another run.
+        DataError: a capture the tick backtest would refuse.
+    """
+    s = settings
+    replay = TickReplay.from_capture(
+        data,
+        quote=s.quote,
+        risk=s.risk,
+        backtest=s.backtest,
+        decision_interval_ms=decision_interval_ms,
+        requote_on_bbo=requote_on_bbo,
+    )
+    venue = PaperTickVenue(replay, db=journal.with_name(journal.name + ".ticks.db"))
+    j = Journal(journal)
+    try:
+        worker = TickWorker(replay=replay, venue=venue, journal=j, settings=s)
+        found = await worker.start()
+        done = await worker.run(max_ticks=max_ticks)
+        j.set_control("phase", "finished" if worker.finished else "stopped")
+        equity = worker.equity()
+        return {
+            "journal": str(journal),
+            "capture": list(replay.files),
+            "symbol": replay.symbol,
+            "wakeups_this_call": done,
+            "finished": worker.finished,
+            "fills": len(j.fills()),
+            "final_equity": equity,
+            "pnl": equity - s.backtest.initial_cash,
+            "reconcile": found,
+            "status": worker.status(),
+        }
+    finally:
+        venue.close()
+        j.close()
