@@ -66,7 +66,7 @@ def trade(
     (params: quote, risk, backtest, trade, features). Resumes from --journal when it exists."""
     if ctx.invoked_subcommand is not None:
         return
-    from flows.trade_steps import parse_symbols, replay_data
+    from flows.trade_steps import parse_symbols, replay_data, tick_capture
     from trading.worker.loop import WorkerSettings
     from trading.worker.run import PaperRun
 
@@ -75,6 +75,12 @@ def trade(
     if symbols is None:
         raise ConfigError("--symbols is required, e.g. --symbols BTCUSDT or BTCUSDT,ETHUSDT")
     where, params = context()
+    capture = tick_capture(replay, symbols)
+    if capture is not None:
+        _trade_ticks(
+            capture, params, journal or where.home / "trading" / "journal.db", max_ticks, speed, as_json
+        )
+        return
     data = replay_data(
         where, params, replay=replay, symbols=parse_symbols(symbols), interval=interval, start=start, end=end
     )
@@ -102,6 +108,33 @@ def trade(
         as_json=as_json,
         human=summary(result, data.describe()),
     )
+
+
+def _trade_ticks(
+    capture: Any, params: Any, journal: Path, max_ticks: int | None, speed: str, as_json: bool
+) -> None:
+    """``--replay`` a tick capture: the worker's tick mode, model-free, as fast as possible."""
+    from trading.worker.loop import WorkerSettings
+    from trading.worker.tick_loop import run_tick_paper
+
+    if speed != "max":
+        raise ConfigError(f"--speed {speed!r}: a tick replay runs as fast as possible (--speed max)")
+    settings = WorkerSettings(
+        quote=params.quote,
+        risk=params.risk,
+        backtest=params.backtest,
+        trade=params.trade,
+        features=params.features.for_interval("1m"),
+    )
+    with progress_shown(as_json=as_json):
+        doc = asyncio.run(run_tick_paper(capture, settings, journal=journal, max_ticks=max_ticks))
+    human = (
+        f"paper tick replay {doc['symbol']} ({len(doc['capture'])} file(s)): {doc['fills']} fills, "
+        f"equity {doc['final_equity']:,.2f}, PnL {doc['pnl']:+,.2f}"
+        + ("" if doc["finished"] else " (stopped early: run the same command to resume)")
+        + f"\n  journal: {doc['journal']}"
+    )
+    emit(doc, as_json=as_json, human=human)
 
 
 async def _run(run: Any, source: Any) -> TradeReport:

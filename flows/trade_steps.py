@@ -1,7 +1,8 @@
 """What ``mmops trade`` and the demo share: the bars to replay and the signal source.
 
 ``--replay store`` reads the validated bar store; a path reads a Binance dump (a zip or a
-folder of them) or any OHLCV file the ingest reads (columns detected, as ``mmops ingest``).
+folder of them) or any OHLCV file the ingest reads (columns detected, as ``mmops ingest``);
+a tick capture (``.gz``, or a folder of them) is replayed event by event (:func:`tick_capture`).
 History before the first traded bar warms the online features up and is never traded.
 """
 
@@ -17,6 +18,7 @@ from features.errors import ConfigError, DataError
 from features.schema import normalize_interval, normalize_symbol
 from flows.params import Params
 from flows.settings import Locations
+from trading.ticks import TickData, read_ticks, select_capture
 
 if TYPE_CHECKING:
     from trading.worker.run import TradeReport
@@ -217,3 +219,19 @@ def newest_day_replay(where: Locations, params: Params) -> tuple[TradeReport, st
                 await source.close()
 
     return asyncio.run(replay()), data.describe()
+
+
+def tick_capture(replay: str, symbols: str) -> TickData | None:
+    """The tick capture ``--replay`` names (a ``.gz`` capture, or a folder of them and one
+    ``--symbols``: ``BTCUSDT`` or a capture name such as ``usdm_btcusdt``), or None when it names
+    bars (the store, a dump, a bar file)."""
+    path = Path(replay)
+    if replay == "store" or not (path.name.endswith(".gz") or (path.is_dir() and any(path.glob("*.gz")))):
+        return None
+    names = [name.strip() for name in symbols.split(",") if name.strip()]
+    if len(names) != 1:
+        raise ConfigError(
+            f"--replay {path}: a tick replay trades one instrument; give one symbol, not {names}"
+        )
+    _name, files = select_capture(path, names[0])
+    return read_ticks(files)

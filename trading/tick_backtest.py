@@ -30,7 +30,7 @@ from trading.fill_engine import StepArrays, TradeArrays
 from trading.metrics import compute_metrics
 from trading.quoting import QuoteParams, quote_params
 from trading.risk import RiskParams, risk_params
-from trading.tick_engine import MINUTE_NS, TickArrays, TickParams, run_tick_kernel
+from trading.tick_engine import MINUTE_NS, N_FIFO, TickArrays, TickParams, run_tick_kernel
 from trading.ticks import TickData
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,64 @@ def tick_arrays(
     )
 
 
-def _fifo_capacity(arr: TickArrays, tp: TickParams, n_steps: int) -> int:
+def tick_params(
+    arr: TickArrays,
+    *,
+    quote: QuoteConfig,
+    risk: RiskConfig,
+    backtest: BacktestConfig,
+    decision_interval_ms: int,
+    requote_on_bbo: bool,
+    bar_ns: int,
+    need_signal: bool,
+    symbol: str,
+) -> tuple[TickParams, int]:
+    """The engine settings and the number of grid steps for a capture's kernel arrays.
+
+    The grid starts at the first multiple of the interval at or after the first BBO and ends at
+    the first grid point at or after the last event. The backtest and the worker's tick mode both
+    build their settings here, so they decide on the same grid with the same weights.
+
+    Raises:
+        DataError: the capture is shorter than the warm-up bar plus one step.
+    """
+    step_ns = decision_interval_ms * 1_000_000
+    start = -(-int(arr.bbo_ns[0]) // step_ns) * step_ns  # first grid point at or after the first BBO
+    last = int(max(arr.bbo_ns[-1], arr.trade_ns[-1] if len(arr.trade_ns) else arr.bbo_ns[-1]))
+    n = -(-(last - start) // step_ns) + 1  # the last grid point is at or after the last event
+    spb = bar_ns / step_ns
+    warmup = max(math.ceil(spb), 2)
+    if n <= warmup:
+        raise DataError(
+            f"{symbol}: {n} decision steps of {decision_interval_ms} ms; need > {warmup} (warm-up)"
+        )
+    tp = TickParams(
+        start_ns=start,
+        step_ns=step_ns,
+        bar_ns=bar_ns,
+        steps_per_bar=spb,
+        warmup_steps=warmup,
+        latency_ns=backtest.latency_ms * 1_000_000,
+        requote_on_bbo=requote_on_bbo,
+        requote_on_fill=backtest.requote_on_fill,
+        tick=backtest.tick_size,
+        lot=backtest.lot_size,
+        maker_fee=backtest.maker_fee_bps * 1e-4,
+        taker_fee=backtest.taker_fee_bps * 1e-4,
+        haircut_ticks=backtest.queue_haircut_ticks,
+        participation=backtest.max_participation,
+        initial_cash=backtest.initial_cash,
+        max_position=risk.max_position_lots,
+        vol_alpha=ewma_alpha(quote.vol_halflife_bars * spb),
+        fast_alpha=ewma_alpha(risk.vol_short_halflife_bars * spb),
+        slow_alpha=ewma_alpha(risk.vol_long_halflife_bars * spb),
+        flatten_on_kill=risk.flatten_on_kill,
+        need_signal=need_signal,
+    )
+    return tp, n
+
+
+def fifo_capacity(arr: TickArrays, tp: TickParams, n_steps: int) -> int:
     """The most decisions that can be in flight at once: decisions within one latency, plus 2."""
     times = [tp.start_ns + tp.step_ns * np.arange(n_steps, dtype=np.int64)]
     if tp.requote_on_bbo:
@@ -149,39 +206,18 @@ def run_tick_backtest(
     arr = tick_arrays(
         data, backtest=backtest, signals=signals if strategy == "model" else None, bar_ns=bar_ns
     )
-    step_ns = decision_interval_ms * 1_000_000
-    start = -(-int(arr.bbo_ns[0]) // step_ns) * step_ns  # first grid point at or after the first BBO
-    last = int(max(arr.bbo_ns[-1], arr.trade_ns[-1] if len(arr.trade_ns) else arr.bbo_ns[-1]))
-    n = -(-(last - start) // step_ns) + 1  # the last grid point is at or after the last event
-    spb = bar_ns / step_ns
-    warmup = max(math.ceil(spb), 2)
-    if n <= warmup:
-        raise DataError(
-            f"{data.symbol}: {n} decision steps of {decision_interval_ms} ms; need > {warmup} (warm-up)"
-        )
-    tp = TickParams(
-        start_ns=start,
-        step_ns=step_ns,
-        bar_ns=bar_ns,
-        steps_per_bar=spb,
-        warmup_steps=warmup,
-        latency_ns=backtest.latency_ms * 1_000_000,
+    tp, n = tick_params(
+        arr,
+        quote=quote,
+        risk=risk,
+        backtest=backtest,
+        decision_interval_ms=decision_interval_ms,
         requote_on_bbo=requote_on_bbo,
-        requote_on_fill=backtest.requote_on_fill,
-        tick=backtest.tick_size,
-        lot=backtest.lot_size,
-        maker_fee=backtest.maker_fee_bps * 1e-4,
-        taker_fee=backtest.taker_fee_bps * 1e-4,
-        haircut_ticks=backtest.queue_haircut_ticks,
-        participation=backtest.max_participation,
-        initial_cash=backtest.initial_cash,
-        max_position=risk.max_position_lots,
-        vol_alpha=ewma_alpha(quote.vol_halflife_bars * spb),
-        fast_alpha=ewma_alpha(risk.vol_short_halflife_bars * spb),
-        slow_alpha=ewma_alpha(risk.vol_long_halflife_bars * spb),
-        flatten_on_kill=risk.flatten_on_kill,
+        bar_ns=bar_ns,
         need_signal=strategy == "model",
+        symbol=data.symbol,
     )
+    start, step_ns, spb = tp.start_ns, tp.step_ns, tp.steps_per_bar
     steps, trades, fill_ns, mid, counters = _simulate(arr, quote_params(quote), risk_params(risk), tp, n)
     k, placed, lots_quoted = counters
     fills = fill_records(trades, k)
@@ -218,6 +254,6 @@ def _simulate(
     m = len(arr.trade_ns) + n + 1
     trades = trade_arrays(m)
     fill_ns, mid = np.zeros(m, dtype=np.int64), np.zeros(n)
-    fifo = np.full((_fifo_capacity(arr, tp, n), 6), -1, dtype=np.int64)
+    fifo = np.full((fifo_capacity(arr, tp, n), N_FIFO), -1, dtype=np.int64)
     counters = run_tick_kernel(arr, qp, rp, tp, steps, mid, trades, fill_ns, fifo)
     return steps, trades, fill_ns, mid, (int(counters[0]), int(counters[1]), int(counters[2]))

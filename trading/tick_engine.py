@@ -43,11 +43,18 @@ logger = logging.getLogger(__name__)
 MINUTE_NS = 60_000_000_000
 NO_EVENT = np.iinfo(np.int64).max
 
-# integer state slots (si): inventory, live quote, fill/order counters, risk, fifo, book, pointers
+# integer state slots (si): inventory, live quote, fill/order counters, risk, fifo, book, pointers,
+# the live orders' venue ids (-1 in the backtest, which has no orders)
 INV, BID, ASK, BL, AL, K, PLACED, QUOTED, STATUS, REASONS, UNTIL = range(11)
-HEAD, TAIL, BBO_BID, BBO_ASK, LAST_NS, SIG, VOL_PTR, READY = range(11, 19)
+HEAD, TAIL, BBO_BID, BBO_ASK, LAST_NS, SIG, VOL_PTR, READY, BID_ID, ASK_ID = range(11, 21)
+N_SI = 21
 # float state slots (sf): money, variance estimates, mid, fill credits, touch sizes, trailing volume
 CASH, PEAK, REF, VAR_Q, VAR_F, VAR_S, MID, CREDIT_B, CREDIT_A, BID_QTY, ASK_QTY, VOLUME = range(12)
+N_SF = 12
+# fifo columns: arrival ns, bid, ask, bid lots, ask lots, 2 x reference mid, bid id, ask id;
+# lots -1 keep that side's live order (a venue request for the other side only)
+N_FIFO = 8
+KEEP = -1
 
 
 class TickArrays(NamedTuple):
@@ -95,15 +102,50 @@ class TickParams(NamedTuple):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _arrive(now: int, fifo: Any, si: Any, sf: Any) -> None:
-    """Orders whose latency has elapsed by ``now`` replace the live quotes (FIFO: constant latency)."""
+def next_event(arr: TickArrays, ib: int, it: int) -> tuple[int, bool]:
+    """The next event after BBO row ``ib`` and trade row ``it``: ``(time, is_bbo)``, a BBO update
+    before a trade on a tie; ``(NO_EVENT, False)`` when both streams are done."""
+    tb = arr.bbo_ns[ib] if ib < len(arr.bbo_ns) else NO_EVENT
+    tt = arr.trade_ns[it] if it < len(arr.trade_ns) else NO_EVENT
+    if tb == NO_EVENT and tt == NO_EVENT:
+        return NO_EVENT, False
+    return min(tb, tt), tb <= tt
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def arrive(now: int, fifo: Any, si: Any, sf: Any) -> None:
+    """Orders whose latency has elapsed by ``now`` replace the live quotes (FIFO: constant latency).
+
+    A replaced side starts a new participation credit; a side with :data:`KEEP` lots is left as it
+    is (the backtest always replaces both, a venue request may touch one).
+    """
     cap = fifo.shape[0]
     while si[HEAD] < si[TAIL] and fifo[si[HEAD] % cap, 0] <= now:
         row = si[HEAD] % cap
-        si[BID], si[ASK], si[BL], si[AL] = fifo[row, 1], fifo[row, 2], fifo[row, 3], fifo[row, 4]
+        if fifo[row, 3] != KEEP:
+            si[BID], si[BL], si[BID_ID] = fifo[row, 1], fifo[row, 3], fifo[row, 6]
+            sf[CREDIT_B] = 0.0
+        if fifo[row, 4] != KEEP:
+            si[ASK], si[AL], si[ASK_ID] = fifo[row, 2], fifo[row, 4], fifo[row, 7]
+            sf[CREDIT_A] = 0.0
         sf[REF] = 0.5 * fifo[row, 5]
-        sf[CREDIT_B] = sf[CREDIT_A] = 0.0
         si[HEAD] += 1
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def observe_bbo(ib: int, arr: TickArrays, si: Any, sf: Any) -> bool:
+    """Apply BBO row ``ib`` (touch, sizes, mid); True if the best bid or ask price moved."""
+    moved = arr.bid[ib] != si[BBO_BID] or arr.ask[ib] != si[BBO_ASK]
+    si[BBO_BID], si[BBO_ASK] = arr.bid[ib], arr.ask[ib]
+    sf[BID_QTY], sf[ASK_QTY] = arr.bid_qty[ib], arr.ask_qty[ib]
+    sf[MID] = 0.5 * (arr.bid[ib] + arr.ask[ib])
+    return moved
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def observe_trade(j: int, arr: TickArrays, sf: Any) -> None:
+    """Apply trade row ``j`` to the trailing volume (the depth cap's input), lots."""
+    sf[VOLUME] += arr.trade_qty[j]
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -119,8 +161,11 @@ def _signal(now: int, arr: TickArrays, tp: TickParams, si: Any) -> tuple[float, 
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _decide(now: int, arr: TickArrays, qp: QuoteParams, tp: TickParams, fifo: Any, si: Any, sf: Any) -> None:
-    """Quote from data up to ``now`` (HALTED: cancel) and send it; it arrives after the latency."""
+def quote_at(
+    now: int, inv: int, arr: TickArrays, qp: QuoteParams, tp: TickParams, si: Any, sf: Any
+) -> tuple[int, int, int, int]:
+    """The quote from data up to ``now`` for inventory ``inv`` (HALTED: zeros, a cancel):
+    ``(bid, ask, bid_lots, ask_lots)``; counts the orders and lots quoted."""
     pred_return = pred_vol = prob_up = math.nan
     if si[STATUS] != HALTED:  # nothing to price (the decision returns zeros): skip the inputs
         while si[VOL_PTR] < len(arr.trade_ns) and arr.trade_ns[si[VOL_PTR]] <= now - tp.bar_ns:
@@ -130,7 +175,7 @@ def _decide(now: int, arr: TickArrays, qp: QuoteParams, tp: TickParams, fifo: An
     mid = sf[MID]
     bid, ask, bl, al, _r, _s = decide_quotes(
         mid,
-        si[INV],
+        inv,
         sf[VAR_Q] * tp.steps_per_bar,
         horizon_tau(now // tp.bar_ns, qp),
         pred_return,
@@ -146,62 +191,141 @@ def _decide(now: int, arr: TickArrays, qp: QuoteParams, tp: TickParams, fifo: An
     )
     si[PLACED] += (bl > 0) + (al > 0)
     si[QUOTED] += bl + al
+    return bid, ask, bl, al
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _decide(now: int, arr: TickArrays, qp: QuoteParams, tp: TickParams, fifo: Any, si: Any, sf: Any) -> None:
+    """Quote from data up to ``now`` and send it; it arrives after the latency."""
+    bid, ask, bl, al = quote_at(now, si[INV], arr, qp, tp, si, sf)
     row = si[TAIL] % fifo.shape[0]
     fifo[row, 0], fifo[row, 1], fifo[row, 2] = now + tp.latency_ns, bid, ask
     fifo[row, 3], fifo[row, 4], fifo[row, 5] = bl, al, si[BBO_BID] + si[BBO_ASK]
+    fifo[row, 6] = fifo[row, 7] = -1
     si[TAIL] += 1
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _on_trade(
-    j: int, step: int, arr: TickArrays, tp: TickParams, tr: TradeArrays, fill_ns: Any, si: Any, sf: Any
-) -> bool:
-    """Fill the live quote that trade ``j`` went through by the haircut; True if it filled."""
-    side, px, qty = arr.trade_side[j], arr.trade_px[j], arr.trade_qty[j]
-    sf[VOLUME] += qty
-    if side < 0 and si[BL] > 0 and px <= si[BID] - tp.haircut_ticks:  # a seller hit our bid
-        q, price, room = si[BL], si[BID], tp.max_position - si[INV]
-        sf[CREDIT_B] += tp.participation * qty
-        credit = sf[CREDIT_B]
-    elif side > 0 and si[AL] > 0 and px >= si[ASK] + tp.haircut_ticks:  # a buyer lifted our ask
-        q, price, room = si[AL], si[ASK], tp.max_position + si[INV]
-        sf[CREDIT_A] += tp.participation * qty
-        credit = sf[CREDIT_A]
+def match_trade(
+    side: int,
+    px: int,
+    qty: float,
+    bid: int,
+    ask: int,
+    bl: int,
+    al: int,
+    inv: int,
+    credit_b: float,
+    credit_a: float,
+    tp: TickParams,
+) -> tuple[int, float, float]:
+    """The tick fill rule: the lots one trade fills on the live quote, before it is booked.
+
+    A seller-aggressor trade at or below ``bid - haircut`` fills the bid (a buyer at or above
+    ``ask + haircut`` the ask), sized by the remaining lots, the inventory room left by ``inv``
+    and, with ``participation > 0``, the credit of that share of the quantity traded through the
+    same quote (what a fill uses up is taken from it). The kernel and the paper tick venue both
+    fill with this.
+
+    Returns:
+        ``(lots, credit_b, credit_a)``: lots > 0 the bid filled (we buy), < 0 the ask, 0 none.
+    """
+    if side < 0 and bl > 0 and px <= bid - tp.haircut_ticks:  # a seller hit our bid
+        q, room = bl, tp.max_position - inv
+        credit_b += tp.participation * qty
+        credit = credit_b
+    elif side > 0 and al > 0 and px >= ask + tp.haircut_ticks:  # a buyer lifted our ask
+        q, room = al, tp.max_position + inv
+        credit_a += tp.participation * qty
+        credit = credit_a
     else:
-        return False
+        return 0, credit_b, credit_a
     q = min(q, room)
     if tp.participation > 0.0:
         q = min(q, int(credit))
     if q <= 0:
-        return False
-    buy = 1 if side < 0 else -1
+        return 0, credit_b, credit_a
+    if side < 0:
+        if tp.participation > 0.0:
+            credit_b -= q
+        return q, credit_b, credit_a
+    if tp.participation > 0.0:
+        credit_a -= q
+    return -q, credit_b, credit_a
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def fill_trade(
+    j: int, step: int, arr: TickArrays, tp: TickParams, tr: TradeArrays, fill_ns: Any, si: Any, sf: Any
+) -> int:
+    """Fill the live quote that trade ``j`` went through (:func:`match_trade`) and book it at
+    the quote price with the maker fee; returns the signed lots (0: no fill)."""
+    filled, sf[CREDIT_B], sf[CREDIT_A] = match_trade(
+        arr.trade_side[j],
+        arr.trade_px[j],
+        arr.trade_qty[j],
+        si[BID],
+        si[ASK],
+        si[BL],
+        si[AL],
+        si[INV],
+        sf[CREDIT_B],
+        sf[CREDIT_A],
+        tp,
+    )
+    if filled == 0:
+        return 0
+    buy = 1 if filled > 0 else -1
+    q = abs(filled)
+    price = si[BID] if buy > 0 else si[ASK]
     dc, _fee = _book(tr, si[K], step, buy, price, q, tp.maker_fee, 1, sf[REF], tp)
     fill_ns[si[K]] = arr.trade_ns[j]
     sf[CASH] += dc
     si[INV] += buy * q
     si[K] += 1
-    if tp.participation > 0.0:
-        sf[CREDIT_B if buy > 0 else CREDIT_A] -= q
     if buy > 0:
         si[BL] -= q
     else:
         si[AL] -= q
+    return filled
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def take_at_touch(
+    step: int, now: int, side: int, lots: int, tp: TickParams, tr: TradeArrays, fill_ns: Any, si: Any, sf: Any
+) -> None:
+    """Book a taker order of ``side`` x ``lots`` at the touch (the ask to buy) with the taker fee."""
+    price = si[BBO_ASK] if side > 0 else si[BBO_BID]
+    dc, _fee = _book(tr, si[K], step, side, price, lots, tp.taker_fee, 0, sf[MID], tp)
+    fill_ns[si[K]] = now
+    sf[CASH] += dc
+    si[INV] += side * lots
+    si[K] += 1
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def grid_update(step: int, prev_mid: float, tp: TickParams, si: Any, sf: Any) -> bool:
+    """The volatility estimates at grid point ``step`` from the mid change since the previous
+    one (``prev_mid``, ticks); True once past the warm-up (risk and quotes run from then on)."""
+    d2 = (sf[MID] - prev_mid) ** 2 if step > 0 else 0.0
+    if step < tp.warmup_steps:  # seed the variance with the warm-up's mean squared step
+        sf[VAR_Q] += d2 / max(tp.warmup_steps - 1, 1)
+        sf[VAR_F] = sf[VAR_S] = sf[VAR_Q]
+        return False
+    sf[VAR_Q] = _ewma_update(sf[VAR_Q], d2, tp.vol_alpha)
+    sf[VAR_F] = _ewma_update(sf[VAR_F], d2, tp.fast_alpha)
+    sf[VAR_S] = _ewma_update(sf[VAR_S], d2, tp.slow_alpha)
+    si[READY] = 1
     return True
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _risk_and_flatten(
-    step: int,
-    now: int,
-    arr: TickArrays,
-    rp: RiskParams,
-    tp: TickParams,
-    tr: TradeArrays,
-    fill_ns: Any,
-    si: Any,
-    sf: Any,
-) -> None:
-    """Run the risk engine at a grid point; a latched kill closes the inventory at the touch (taker)."""
+def risk_at(now: int, kill: bool, arr: TickArrays, rp: RiskParams, tp: TickParams, si: Any, sf: Any) -> int:
+    """Run the risk engine at a grid point (``kill``: the manual kill switch is pressed).
+
+    Returns:
+        The signed lots to take at the touch to flatten (a latched kill), 0 for none.
+    """
     inv = si[INV]
     mark = sf[MID] * tp.tick
     equity = sf[CASH] + inv * tp.lot * mark
@@ -220,17 +344,16 @@ def _risk_and_flatten(
         now - si[LAST_NS],
         sig_ok,
         0.0,
-        False,
+        kill,
         rp,
     )
-    if must_flatten(si[STATUS], si[REASONS], tp.flatten_on_kill, inv):
-        side = 1 if inv < 0 else -1
-        price = si[BBO_ASK] if side > 0 else si[BBO_BID]
-        dc, _fee = _book(tr, si[K], step, side, price, abs(inv), tp.taker_fee, 0, sf[MID], tp)
-        fill_ns[si[K]] = now
-        sf[CASH] += dc
-        si[INV] = 0
-        si[K] += 1
+    return -inv if must_flatten(si[STATUS], si[REASONS], tp.flatten_on_kill, inv) else 0
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def must_quote(status: int, prev_status: int, live_lots: int) -> bool:
+    """Quote at a grid point unless HALTED twice in a row with nothing live to cancel."""
+    return status != HALTED or prev_status != HALTED or live_lots > 0
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -250,21 +373,15 @@ def _grid_step(
 ) -> None:
     """Grid point ``step``: volatility, risk, a new quote (after the warm-up), and the state row."""
     now = tp.start_ns + step * tp.step_ns
-    _arrive(now, fifo, si, sf)
-    d2 = (sf[MID] - mid_out[step - 1]) ** 2 if step > 0 else 0.0
-    if step < tp.warmup_steps:  # seed the variance with the warm-up's mean squared step
-        sf[VAR_Q] += d2 / max(tp.warmup_steps - 1, 1)
-        sf[VAR_F] = sf[VAR_S] = sf[VAR_Q]
-    else:
-        sf[VAR_Q] = _ewma_update(sf[VAR_Q], d2, tp.vol_alpha)
-        sf[VAR_F] = _ewma_update(sf[VAR_F], d2, tp.fast_alpha)
-        sf[VAR_S] = _ewma_update(sf[VAR_S], d2, tp.slow_alpha)
-        si[READY] = 1
+    arrive(now, fifo, si, sf)
+    if grid_update(step, mid_out[step - 1] if step > 0 else 0.0, tp, si, sf):
         prev_status = si[STATUS]
-        _risk_and_flatten(step, now, arr, rp, tp, tr, fill_ns, si, sf)
-        if si[STATUS] != HALTED or prev_status != HALTED or si[BL] + si[AL] > 0:
+        take = risk_at(now, False, arr, rp, tp, si, sf)
+        if take != 0:  # a latched kill closes the inventory at the touch (taker)
+            take_at_touch(step, now, 1 if take > 0 else -1, abs(take), tp, tr, fill_ns, si, sf)
+        if must_quote(si[STATUS], prev_status, si[BL] + si[AL]):
             _decide(now, arr, qp, tp, fifo, si, sf)
-            _arrive(now, fifo, si, sf)  # latency 0: the new quote is what the row shows as live
+            arrive(now, fifo, si, sf)  # latency 0: the new quote is what the row shows as live
     mid_out[step] = sf[MID]
     out.cash[step] = sf[CASH]
     out.inventory[step] = si[INV]
@@ -297,39 +414,37 @@ def run_tick_kernel(
         mid_out: float64 mid per grid step, ticks.
         tr: fill records, capacity ``n_trades + n + 1`` (one maker fill a trade, one flatten a step).
         fill_ns: int64 event time of each fill, same capacity.
-        fifo: int64 ``(capacity, 6)`` orders in flight: arrival ns, bid, ask, bid lots, ask lots,
-            2 x reference mid; capacity at least the most decisions within one latency.
+        fifo: int64 ``(capacity, N_FIFO)`` orders in flight (columns as :data:`N_FIFO` says);
+            capacity at least the most decisions within one latency.
 
     Returns:
         ``(n_fills, orders_placed, lots_quoted)``.
     """
     n = len(out.cash)
-    si = np.zeros(19, dtype=np.int64)
-    sf = np.zeros(12)
+    si = np.zeros(N_SI, dtype=np.int64)
+    sf = np.zeros(N_SF)
     sf[CASH] = sf[PEAK] = tp.initial_cash
     sf[VAR_Q] = sf[VAR_F] = sf[VAR_S] = 1.0  # ticks^2 per step, + the warm-up's mean squared step
     si[SIG] = -1
-    nb, nt = len(arr.bbo_ns), len(arr.trade_ns)
+    si[BID_ID] = si[ASK_ID] = -1
     ib = it = step = 0
-    while ib < nb or it < nt:
-        tb = arr.bbo_ns[ib] if ib < nb else NO_EVENT
-        tt = arr.trade_ns[it] if it < nt else NO_EVENT
-        now = min(tb, tt)
+    while True:
+        now, is_bbo = next_event(arr, ib, it)
+        if now == NO_EVENT:
+            break
         while step < n and tp.start_ns + step * tp.step_ns < now:
             _grid_step(step, arr, qp, rp, tp, out, mid_out, tr, fill_ns, fifo, si, sf)
             step += 1
-        _arrive(now, fifo, si, sf)
+        arrive(now, fifo, si, sf)
         si[LAST_NS] = now
-        if tb <= tt:
-            moved = arr.bid[ib] != si[BBO_BID] or arr.ask[ib] != si[BBO_ASK]
-            si[BBO_BID], si[BBO_ASK] = arr.bid[ib], arr.ask[ib]
-            sf[BID_QTY], sf[ASK_QTY] = arr.bid_qty[ib], arr.ask_qty[ib]
-            sf[MID] = 0.5 * (arr.bid[ib] + arr.ask[ib])
+        if is_bbo:
+            moved = observe_bbo(ib, arr, si, sf)
             ib += 1
             if moved and tp.requote_on_bbo and si[READY] == 1:
                 _decide(now, arr, qp, tp, fifo, si, sf)
         else:
-            filled = _on_trade(it, min(step, n - 1), arr, tp, tr, fill_ns, si, sf)
+            observe_trade(it, arr, sf)
+            filled = fill_trade(it, min(step, n - 1), arr, tp, tr, fill_ns, si, sf) != 0
             it += 1
             if filled and tp.requote_on_fill:
                 _decide(now, arr, qp, tp, fifo, si, sf)

@@ -272,9 +272,7 @@ class Worker:
             report["fills_pending"] += len(pending)
             venue_pos = await book.venue.positions()
             for s, sym in enumerate(self.symbols):
-                ours = int(book.books.ist[s, st.I_INV]) + sum(
-                    f.side * f.lots for f in pending if f.symbol == sym
-                )
+                ours = book.books.inventory(s) + sum(f.side * f.lots for f in pending if f.symbol == sym)
                 theirs = venue_pos.get(sym, 0)
                 if ours != theirs:
                     why = f"{book.name} {sym}: journal position {ours:+d} lots, venue {theirs:+d} lots"

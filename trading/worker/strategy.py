@@ -181,6 +181,10 @@ class Books:
         self.ist[s, I_INV] += side * lots
         self.ist[s, I_FILLED] = 1
 
+    def inventory(self, s: int) -> int:
+        """Lots held in symbol row ``s``."""
+        return int(self.ist[s, I_INV])
+
     def equity(self, s: int, *, tick: float, lot: float) -> float:
         """Cash plus the inventory at the last close, quote ccy (the kernel's equity row)."""
         return float(self.fs[s, F_CASH] + self.ist[s, I_INV] * lot * (self.ist[s, I_CLOSE] * tick))
