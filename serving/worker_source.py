@@ -34,14 +34,14 @@ def _info(doc: InfoResponse) -> SourceInfo:
 
 
 def _batch(doc: BatchPredictResponse) -> SignalBatch:
-    shadow = getattr(doc, "shadow_values", None)
     return SignalBatch(
         values=np.asarray(doc.values, dtype=np.float64),
         versions=list(doc.versions),
         aliases=list(doc.aliases),
         kind=doc.kinds[0] if doc.kinds else "forward_log_return",
-        shadow_values=None if shadow is None else np.asarray(shadow, dtype=np.float64),
-        shadow_version=getattr(doc, "shadow_version", None),
+        shadow_values=None if doc.shadow_values is None else np.asarray(doc.shadow_values, dtype=np.float64),
+        shadow_version=doc.shadow_version,
+        shadow_kind=doc.shadow_kind,
     )
 
 

@@ -1,9 +1,11 @@
 """The worker against a real ``mmops serve`` over a real MLflow registry, on real minutes.
 
 A small SGD regressor is trained on the real feature set of BTCUSDT March 2026 and approved as
-champion. ``mmops trade --service-url`` then quotes a day of minutes on its signals; the fills
-equal a model backtest of the very predictions the worker received, and those predictions equal
-the model's own on the batch features. A toggling TCP proxy takes the service away mid-run and
+champion, a second one passes the gate as challenger, and ``mmops serve --shadow`` runs both.
+``mmops trade --service-url`` then quotes a day of minutes on the champion's signals; the fills
+equal a model backtest of the very predictions the worker received, those predictions equal the
+model's own on the batch features, and the challenger trades a shadow paper book that never
+reaches the venue. A toggling TCP proxy takes the service away mid-run and
 brings it back: model-free quotes with an alert, then model quotes again.
 """
 
@@ -14,6 +16,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -82,6 +85,10 @@ def service(tmp_path_factory: pytest.TempPathFactory, bars: pd.DataFrame) -> Ite
     reg = Registry(uri, audit_log=home / "logs" / "registry_audit.jsonl", reports=home / "reports")
     reg.gate(NAME, version, config=GateConfig(), evaluate=lambda _uri: {"sharpe": 1.0})
     reg.approve(NAME, version, by="tests", reason="the worker's champion")
+    rival = make_model("sgd", "regressor", max_iter=200, alpha=1e-2, random_state=1)  # a challenger
+    rival.fit(feats.to_numpy()[ok], -labels["fwd_return"].to_numpy()[ok], feature_names=list(feats.columns))
+    challenger = register(rival.save(home / "models" / "rival"), tracking_uri=uri, name=NAME, family="sgd")
+    reg.gate(NAME, challenger, config=GateConfig(), evaluate=lambda _uri: {"sharpe": 2.0})  # -> @challenger
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["serve"].update(model=NAME, log_flush_s=0.1)
     (home / "params.yaml").write_text(yaml.safe_dump(params))
@@ -95,7 +102,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, bars: pd.DataFrame) -> Ite
     }
     log = (home / "server.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flows", "serve", "--port", str(port)],
+        [sys.executable, "-m", "flows", "serve", "--port", str(port), "--shadow"],
         cwd=REPO,
         env=env,
         stdout=log,
@@ -114,7 +121,15 @@ def service(tmp_path_factory: pytest.TempPathFactory, bars: pd.DataFrame) -> Ite
             if time.monotonic() > deadline:
                 pytest.fail(f"server not ready in 180 s:\n{(home / 'server.log').read_text()[-4000:]}")
             time.sleep(0.5)
-        yield {"base": base, "home": home, "env": env, "port": port, "model": folder, "version": version}
+        yield {
+            "base": base,
+            "home": home,
+            "env": env,
+            "port": port,
+            "model": folder,
+            "version": version,
+            "challenger": challenger,
+        }
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -133,10 +148,11 @@ def test_served_signals_give_the_fills_of_a_backtest_on_the_same_predictions(
     done = subprocess.run(cmd, cwd=REPO, env=service["env"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
-    assert report["model"].startswith(f"champion v{service['version']}") and report["finished"]
+    assert report["model"] == f"champion v{service['version']}, shadow challenger v{service['challenger']}"
+    assert report["finished"]
     j = Journal(journal)
     used = j.signals()
-    fills = j.fills()
+    fills = j.fills("live")
     j.close()
     assert len(used) == 1440 and not report["alerts"]  # a warm start: every tick had its signal
     signals = pd.DataFrame(
@@ -163,7 +179,12 @@ def test_served_signals_give_the_fills_of_a_backtest_on_the_same_predictions(
     ]
     assert got == want and len(got) > 100
     assert report["final_equity"]["live"] == ref.metrics.final_equity
-    assert {v["version"] for v in report["by_version"]} == {service["version"]}
+    versions = {(v["book"], v["version"]) for v in report["by_version"]}
+    assert versions == {("live", service["version"]), ("shadow", service["challenger"])}
+    assert report["fills"]["shadow"] > 0  # the challenger traded on paper, on the same minutes
+    with sqlite3.connect(journal.with_name(journal.name + ".venue.db")) as venue:
+        sent = [c for (c,) in venue.execute("select client_id from orders")]
+    assert sent and all(c.startswith("mm-L") for c in sent)  # and never reached the venue
     # the service's answers are the model's own predictions on the batch features
     from training.artifact import load_predictor
 

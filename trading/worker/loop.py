@@ -453,7 +453,7 @@ class Worker:
             shadow = np.full(len(self.symbols), np.nan)
             shadow[rows] = batch.shadow_values
         return (
-            SignalBatch(full, versions, aliases, batch.kind, shadow, batch.shadow_version),
+            SignalBatch(full, versions, aliases, batch.kind, shadow, batch.shadow_version, batch.shadow_kind),
             why,
         )
 
@@ -473,8 +473,11 @@ class Worker:
             return st.TickSignals(pred, np.full(n, np.nan), prob, need)
         need[:] = self.s.trade.on_missing_signal == "reduce"
         values = None
+        kind = self.kind
         if batch is not None:
             values = batch.values if book.name == "live" else batch.shadow_values
+            if book.name == "shadow":
+                kind = batch.shadow_kind or self.kind
         used: list[tuple[int, int, str, str, float, str]] = []
         ts = int(self.replay.timeline[j])
         for s in np.flatnonzero(bars.has_bar):
@@ -482,10 +485,10 @@ class Worker:
             reason = why_none.get(s)
             if reason is None and values is None:
                 reason = "no shadow signal: the service is not in shadow mode"
-            if reason is None and values is not None and not self._valid(float(values[s]), self.kind):
-                reason = f"invalid signal {float(values[s])!r} for {self.kind}"
+            if reason is None and values is not None and not self._valid(float(values[s]), kind):
+                reason = f"invalid signal {float(values[s])!r} for {kind}"
             if reason is None and values is not None:
-                (prob if self.kind == "prob_up" else pred)[s] = values[s]
+                (prob if kind == "prob_up" else pred)[s] = values[s]
                 assert batch is not None  # values come from it
                 version = batch.versions[s] if book.name == "live" else batch.shadow_version or ""
                 used.append((j, ts, book.name, self.symbols[s], float(values[s]), version))

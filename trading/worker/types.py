@@ -106,6 +106,7 @@ class SignalBatch:
     kind: Literal["forward_log_return", "prob_up"]
     shadow_values: np.ndarray | None = None
     shadow_version: str | None = None
+    shadow_kind: Literal["forward_log_return", "prob_up"] | None = None  # the challenger may differ
 
 
 @dataclass(frozen=True, slots=True)
