@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from features.config import FeaturesConfig
-from features.errors import OperationalError
 from features.progress import report
 from trading.backtest import engine_params, ewma_alpha
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig, TradeConfig
@@ -37,29 +35,16 @@ from trading.quoting import quote_params
 from trading.risk import HALTED, LATCHED, RiskObservation, RiskStatus, explain, reason_names, risk_params
 from trading.worker import strategy as st
 from trading.worker.crash import crash_point
-from trading.worker.journal import Journal, JournalOrder
+from trading.worker.journal import Journal
 from trading.worker.online import OnlineFeatures
+from trading.worker.orders import Book, LiveOrder, OrderFlow, ReconcileError
 from trading.worker.paper import PaperVenue, Replay
-from trading.worker.types import (
-    TERMINAL,
-    Fill,
-    OrderRequest,
-    OrderState,
-    SignalBatch,
-    SignalSource,
-    SourceInfo,
-    Venue,
-    VenueAmbiguous,
-    VenueRejected,
-)
+from trading.worker.signals import MODEL_FREE, SignalIntake
+from trading.worker.types import SignalSource, SourceInfo, Venue
+
+__all__ = ["MODEL_FREE", "Book", "LiveOrder", "ReconcileError", "TickTimings", "Worker", "WorkerSettings"]
 
 logger = logging.getLogger(__name__)
-
-MODEL_FREE = "model-free"
-
-
-class ReconcileError(OperationalError):
-    """The venue and the journal disagree in a way the worker must not trade through."""
 
 
 @dataclass(frozen=True)
@@ -72,34 +57,6 @@ class WorkerSettings:
     trade: TradeConfig
     features: FeaturesConfig  # resolved for the interval
     speed: float | None = None  # x real time; None = as fast as possible
-
-
-@dataclass
-class _Live:
-    """One of the worker's orders it believes is on the venue."""
-
-    client_id: str
-    price_ticks: int
-    lots: int
-    filled: int
-    tick: int
-
-    @property
-    def remaining(self) -> int:
-        return self.lots - self.filled
-
-
-@dataclass
-class _Book:
-    """A book: its venue, its state, its live orders, where its fills were read up to."""
-
-    name: str  # "live" | "shadow"
-    letter: str
-    venue: Venue
-    books: st.Books
-    last_seq: int = 0
-    live: dict[tuple[int, int], _Live] = field(default_factory=dict)  # (symbol row, side)
-    fallback: dict[int, str] = field(default_factory=dict)  # symbol row -> why model-free
 
 
 @dataclass(frozen=True)
@@ -117,7 +74,7 @@ class TickTimings:
         return self.features + self.model + self.decide + self.journal + self.venue
 
 
-class Worker:
+class Worker(SignalIntake, OrderFlow):
     """The quoting worker over one venue (see the module docstring).
 
     Args:
@@ -165,9 +122,9 @@ class Worker:
         self.rp = risk_params(settings.risk)
         self.reject_alpha = ewma_alpha(settings.risk.reject_halflife_orders)
         n = len(self.symbols)
-        self.books = [_Book("live", "L", venue, st.Books.fresh(n, bt.initial_cash))]
+        self.books = [Book("live", "L", venue, st.Books.fresh(n, bt.initial_cash))]
         if shadow_venue is not None:
-            self.books.append(_Book("shadow", "S", shadow_venue, st.Books.fresh(n, bt.initial_cash)))
+            self.books.append(Book("shadow", "S", shadow_venue, st.Books.fresh(n, bt.initial_cash)))
         self.info: SourceInfo | None = None
         self.features: OnlineFeatures | None = None
         self.next_tick = 0
@@ -186,7 +143,7 @@ class Worker:
             for sym, frame in replay.frames.items()
         }
         self.started = False
-        self._watch: dict[str, tuple[_Book, str, int]] = {}  # client id -> (book, symbol, side)
+        self._watch: dict[str, tuple[Book, str, int]] = {}  # client id -> (book, symbol, side)
 
     # ---- start-up ------------------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
@@ -245,68 +202,6 @@ class Worker:
             if len(done):  # the same rows the uninterrupted run fed one by one: the same state
                 self.features.feed(s, self.replay.frames[sym].iloc[: int(done[-1]) + 1])
 
-    async def reconcile(self) -> dict[str, Any]:
-        """Resolve every unfinished order by client id, cancel unknown ones, compare positions."""
-        self.journal.set_control("phase", "reconciling")
-        report = {"resolved": 0, "resent": 0, "cancelled_unknown": 0, "fills_pending": 0}
-        for book in self.books:
-            mine = {o.client_id: o for o in self.journal.open_orders(book.name)}
-            with self.journal.transaction():
-                for o in mine.values():
-                    await self._resolve(book, o, report)
-            prefix = f"{self.s.trade.client_prefix}-{book.letter}"
-            for o_state in await book.venue.open_orders():
-                if o_state.client_id.startswith(prefix) and self.journal.order(o_state.client_id) is None:
-                    await book.venue.cancel(o_state.symbol, o_state.client_id)
-                    report["cancelled_unknown"] += 1
-                    with self.journal.transaction():
-                        self.journal.add_event(
-                            self.next_tick,
-                            0,
-                            o_state.symbol,
-                            "reconcile",
-                            f"cancelled unknown order {o_state.client_id}",
-                        )
-            self._rebuild_live(book)
-            pending = await book.venue.fills_since(book.last_seq)
-            report["fills_pending"] += len(pending)
-            venue_pos = await book.venue.positions()
-            for s, sym in enumerate(self.symbols):
-                ours = book.books.inventory(s) + sum(f.side * f.lots for f in pending if f.symbol == sym)
-                theirs = venue_pos.get(sym, 0)
-                if ours != theirs:
-                    why = f"{book.name} {sym}: journal position {ours:+d} lots, venue {theirs:+d} lots"
-                    with self.journal.transaction():
-                        self.journal.add_event(self.next_tick, 0, sym, "fail_closed", why)
-                    self.journal.set_control("phase", "halted")
-                    raise ReconcileError(f"reconciliation failed, not trading: {why}")
-        return report
-
-    async def _resolve(self, book: _Book, o: JournalOrder, report: dict[str, int]) -> None:
-        state = await book.venue.order(o.client_id)
-        report["resolved"] += 1
-        if state is None:
-            if o.status == "intent":  # journaled, never sent: send it now (the same client id)
-                await self._send_place(book, o)
-                report["resent"] += 1
-            else:
-                self.journal.set_status(o.client_id, "rejected", "unknown to the venue after a restart")
-            return
-        self.journal.set_status(o.client_id, state.status)
-        if o.cancel_requested and state.status not in TERMINAL:
-            await self._send_cancel(book, o.client_id, o.symbol)
-        elif o.status == "in_flight" and state.status not in TERMINAL:
-            self._watch[o.client_id] = (book, o.symbol, o.side)
-
-    def _rebuild_live(self, book: _Book) -> None:
-        book.live.clear()
-        row = {sym: i for i, sym in enumerate(self.symbols)}
-        for o in self.journal.open_orders(book.name):
-            if o.kind == "limit" and not o.cancel_requested:
-                book.live[(row[o.symbol], o.side)] = _Live(
-                    o.client_id, o.price_ticks, o.lots, o.filled_lots, o.tick
-                )
-
     # ---- the loop ------------------------------------------------------------------------------
     async def run(self, *, max_ticks: int | None = None, stop: asyncio.Event | None = None) -> int:
         """Process ticks until the replay ends, ``max_ticks`` are done, or ``stop`` is set.
@@ -351,7 +246,7 @@ class Worker:
         t3 = time.perf_counter_ns()
         resume = self.journal.control("resume") is not None
         kill = self.journal.control("kill") is not None and not resume  # a resume clears the kill
-        planned: list[tuple[_Book, list[Any]]] = []
+        planned: list[tuple[Book, list[Any]]] = []
         decide = 0
         with self.journal.transaction():
             for book in self.books:
@@ -416,116 +311,7 @@ class Worker:
             if self.feature_log is not None:
                 self.feature_log.append((int(s), int(self.replay.timeline[j]), row))
 
-    async def _signals(self, bars: st.TickBars) -> tuple[SignalBatch | None, dict[int, str]]:
-        """One request for every symbol with a bar and a complete window, within the budget."""
-        if self.source is None or self.features is None:
-            return None, {}
-        ready = self.features.ready() & bars.has_bar
-        why = {
-            int(s): "warming up: the feature window is not complete"
-            for s in np.flatnonzero(bars.has_bar & ~ready)
-        }
-        rows = np.flatnonzero(ready)
-        if len(rows) == 0:
-            return None, why
-        budget = self.s.trade.signal_budget_ms / 1000
-        try:
-            batch = await asyncio.wait_for(
-                self.source.signals(
-                    [self.symbols[s] for s in rows], self.features.window[rows].astype(np.float32)
-                ),
-                timeout=budget,
-            )
-        except TimeoutError:
-            return None, why | {int(s): f"signal late: no answer within {budget * 1000:.0f} ms" for s in rows}
-        except Exception as exc:  # any failure of the source: model-free quotes, and say why
-            text = f"signal service unavailable: {type(exc).__name__}: {exc}"[:300]
-            return None, why | {int(s): text for s in rows}
-        full = np.full(len(self.symbols), np.nan)
-        full[rows] = batch.values
-        versions = [""] * len(self.symbols)
-        aliases = [""] * len(self.symbols)
-        for i, s in enumerate(rows):
-            versions[s] = batch.versions[i]
-            aliases[s] = batch.aliases[i]
-        shadow = None
-        if batch.shadow_values is not None:
-            shadow = np.full(len(self.symbols), np.nan)
-            shadow[rows] = batch.shadow_values
-        return (
-            SignalBatch(full, versions, aliases, batch.kind, shadow, batch.shadow_version, batch.shadow_kind),
-            why,
-        )
-
-    def _valid(self, value: float, kind: str) -> bool:
-        if not math.isfinite(value):
-            return False
-        return 0.0 <= value <= 1.0 if kind == "prob_up" else abs(value) < 1.0
-
-    def _tick_signals(
-        self, book: _Book, bars: st.TickBars, batch: SignalBatch | None, why_none: dict[int, str], j: int
-    ) -> st.TickSignals:
-        n = len(self.symbols)
-        pred = np.full(n, np.nan)
-        prob = np.full(n, np.nan)
-        need = np.zeros(n, dtype=bool)
-        if self.source is None:
-            return st.TickSignals(pred, np.full(n, np.nan), prob, need)
-        need[:] = self.s.trade.on_missing_signal == "reduce"
-        values = None
-        kind = self.kind
-        if batch is not None:
-            values = batch.values if book.name == "live" else batch.shadow_values
-            if book.name == "shadow":
-                kind = batch.shadow_kind or self.kind
-        used: list[tuple[int, int, str, str, float, str]] = []
-        ts = int(self.replay.timeline[j])
-        for s in np.flatnonzero(bars.has_bar):
-            s = int(s)
-            reason = why_none.get(s)
-            if reason is None and values is None:
-                reason = "no shadow signal: the service is not in shadow mode"
-            if reason is None and values is not None and not self._valid(float(values[s]), kind):
-                reason = f"invalid signal {float(values[s])!r} for {kind}"
-            if reason is None and values is not None:
-                (prob if kind == "prob_up" else pred)[s] = values[s]
-                assert batch is not None  # values come from it
-                version = batch.versions[s] if book.name == "live" else batch.shadow_version or ""
-                used.append((j, ts, book.name, self.symbols[s], float(values[s]), version))
-            self._note_fallback(book, s, reason, j)
-        self.journal.add_signals(used)
-        return st.TickSignals(pred, np.full(n, np.nan), prob, need)
-
-    def _note_fallback(self, book: _Book, s: int, reason: str | None, j: int) -> None:
-        before = book.fallback.get(s)
-        sym = self.symbols[s]
-        ts = int(self.replay.timeline[j])
-        if reason is not None and before is None:
-            book.fallback[s] = reason
-            self.journal.add_event(j, ts, sym, "alert", f"{book.name}: model-free quotes: {reason}")
-            logger.warning("%s %s: model-free quotes: %s", book.name, sym, reason)
-        elif reason is None and before is not None:
-            del book.fallback[s]
-            self.journal.add_event(
-                j, ts, sym, "recovered", f"{book.name}: model quotes again (was: {before})"
-            )
-            logger.info("%s %s: model quotes again", book.name, sym)
-        elif reason is not None:
-            book.fallback[s] = reason
-
-    def _book_fill(self, book: _Book, f: Fill) -> None:
-        if self.journal.add_fill(f, book=book.name):
-            s = self.symbols.index(f.symbol)
-            bt = self.s.backtest
-            book.books.apply_fill(s, f.side, f.price_ticks, f.lots, f.fee, tick=bt.tick_size, lot=bt.lot_size)
-            live = book.live.get((s, f.side))
-            if live is not None and live.client_id == f.client_id:
-                live.filled += f.lots
-                if live.remaining <= 0:
-                    del book.live[(s, f.side)]
-        book.last_seq = max(book.last_seq, f.seq)
-
-    def _resume(self, book: _Book, j: int) -> None:
+    def _resume(self, book: Book, j: int) -> None:
         """A person cleared the kill switch: drop the latched reasons, restart the peak here."""
         bt = self.s.backtest
         for s, sym in enumerate(self.symbols):
@@ -537,7 +323,7 @@ class Worker:
                     j, int(self.replay.timeline[j]), sym, "resume", f"{book.name}: kill switch cleared"
                 )
 
-    def _risk_events(self, book: _Book, bars: st.TickBars, prev: np.ndarray, j: int) -> None:
+    def _risk_events(self, book: Book, bars: st.TickBars, prev: np.ndarray, j: int) -> None:
         ist, fs = book.books.ist, book.books.fs
         for s in np.flatnonzero(bars.has_bar & (ist[:, st.I_STATUS] != prev)):
             s = int(s)
@@ -557,54 +343,7 @@ class Worker:
             self.journal.add_event(j, int(self.replay.timeline[j]), self.symbols[s], "risk", message)
             logger.info("%s %s", self.symbols[s], message)
 
-    def _cid(self, book: _Book, j: int, side: str, s: int) -> str:
-        return f"{self.s.trade.client_prefix}-{book.letter}{j}{side}-{self.symbols[s]}"
-
-    def _plan(
-        self, book: _Book, bars: st.TickBars, out: np.ndarray, batch: SignalBatch | None, j: int
-    ) -> list[Any]:
-        """Journal this tick's orders (intents) and return what to send, in order."""
-        actions: list[Any] = []
-        keep_unchanged = self.ep.latency_bars == 0  # see the note on replacement in the docs
-        for s in np.flatnonzero(bars.has_bar):
-            s = int(s)
-            version, alias = self._tag(book, s, batch)
-            mid = float(bars.close[s])
-            if out[s, st.D_FLATTEN_LOTS] > 0:
-                side = int(out[s, st.D_FLATTEN_SIDE])
-                o = self._intent(
-                    book, s, j, "f", side, int(out[s, st.D_FLATTEN_LOTS]), 0, "market", version, alias, mid
-                )
-                actions.append(("place", o))
-            if not out[s, st.D_REQUOTE]:
-                continue
-            quotes = (
-                (1, "b", out[s, st.D_BID], out[s, st.D_BID_LOTS]),
-                (-1, "a", out[s, st.D_ASK], out[s, st.D_ASK_LOTS]),
-            )
-            for side, letter, price, lots in quotes:
-                cur = book.live.get((s, side))
-                if (
-                    cur is not None
-                    and keep_unchanged
-                    and lots > 0
-                    and cur.price_ticks == price
-                    and cur.remaining == lots
-                ):
-                    continue
-                if cur is not None:
-                    self.journal.request_cancel(cur.client_id)
-                    actions.append(("cancel", cur.client_id, self.symbols[s]))
-                    del book.live[(s, side)]
-                if lots > 0:
-                    o = self._intent(
-                        book, s, j, letter, side, int(lots), int(price), "limit", version, alias, mid
-                    )
-                    book.live[(s, side)] = _Live(o.client_id, o.price_ticks, o.lots, 0, j)
-                    actions.append(("place", o))
-        return actions
-
-    def _guard(self, book: _Book, bars: st.TickBars, j: int) -> list[Any]:
+    def _guard(self, book: Book, bars: st.TickBars, j: int) -> list[Any]:
         """No quotes on bad or stale market data: a bad bar, or none for longer than
         ``risk.stale_after_ms``, pulls that symbol's orders (and says why)."""
         actions: list[Any] = []
@@ -624,124 +363,6 @@ class Worker:
                 actions.append(("cancel", o.client_id, self.symbols[s]))
                 del book.live[(s, side)]
         return actions
-
-    def _tag(self, book: _Book, s: int, batch: SignalBatch | None) -> tuple[str, str]:
-        """The model version (and alias) whose signal priced this symbol's quotes."""
-        if batch is None or s in book.fallback:
-            return MODEL_FREE, MODEL_FREE
-        if book.name == "shadow":
-            return batch.shadow_version or MODEL_FREE, "challenger"
-        return batch.versions[s] or MODEL_FREE, batch.aliases[s] or MODEL_FREE
-
-    def _intent(
-        self,
-        book: _Book,
-        s: int,
-        j: int,
-        letter: str,
-        side: int,
-        lots: int,
-        price: int,
-        kind: str,
-        version: str,
-        alias: str,
-        mid: float,
-    ) -> JournalOrder:
-        o = JournalOrder(
-            client_id=self._cid(book, j, letter, s),
-            book=book.name,
-            symbol=self.symbols[s],
-            side=side,
-            kind=kind,
-            price_ticks=price,
-            lots=lots,
-            tick=j,
-            version=version,
-            alias=alias,
-            ref_mid_ticks=mid,
-            status="intent",
-            filled_lots=0,
-            cancel_requested=False,
-        )
-        self.journal.add_order(o)
-        return o
-
-    async def _send(self, book: _Book, actions: list[Any], j: int) -> None:
-        results: list[tuple[str, str, str]] = []
-        for i, action in enumerate(actions):
-            if i == 1:
-                crash_point("mid_send", j)
-            if action[0] == "cancel":
-                await self._send_cancel(book, action[1], action[2], results)
-            else:
-                await self._send_place(book, action[1], results)
-        if results:
-            with self.journal.transaction():
-                for cid, status, note in results:
-                    self.journal.set_status(cid, status, note)
-
-    async def _send_place(
-        self, book: _Book, o: JournalOrder, results: list[tuple[str, str, str]] | None = None
-    ) -> None:
-        req = OrderRequest(
-            o.client_id, o.symbol, o.side, o.lots, o.price_ticks, "market" if o.kind == "market" else "limit"
-        )
-        s = self.symbols.index(o.symbol)
-        try:
-            state: OrderState | None = await book.venue.place(req)
-            outcome = (o.client_id, state.status if state else "in_flight", "")
-            self._count_reject(book, s, False)
-        except VenueRejected as exc:
-            outcome = (o.client_id, "rejected", str(exc)[:300])
-            book.live.pop((s, o.side), None)
-            self._count_reject(book, s, True)
-        except VenueAmbiguous as exc:
-            outcome = (o.client_id, "in_flight", str(exc)[:300])
-            self._watch[o.client_id] = (book, o.symbol, o.side)
-        if results is None:
-            self.journal.set_status(*outcome)
-        else:
-            results.append(outcome)
-
-    async def _send_cancel(
-        self, book: _Book, client_id: str, symbol: str, results: list[tuple[str, str, str]] | None = None
-    ) -> None:
-        try:
-            state = await book.venue.cancel(symbol, client_id)
-        except (VenueAmbiguous, VenueRejected) as exc:  # still ours to resolve: it stays open
-            logger.warning("%s: cancel %s: %s", book.name, client_id, exc)
-            return
-        if state is not None and state.status not in TERMINAL:
-            self._watch[client_id] = (book, symbol, state.side)
-        if state is not None and results is not None:
-            results.append((client_id, state.status, "cancel sent"))
-
-    def _count_reject(self, book: _Book, s: int, rejected: bool) -> None:
-        fs = book.books.fs
-        fs[s, st.F_REJECT] += self.reject_alpha * ((1.0 if rejected else 0.0) - fs[s, st.F_REJECT])
-
-    async def _settle(self) -> None:
-        """Ask the venue, by client id, about orders whose send was ambiguous or whose cancel is
-        on its way; they leave the watch list once finished."""
-        if not self._watch:
-            return
-        updates: list[tuple[str, str, str]] = []
-        for cid, (book, symbol, side) in list(self._watch.items()):
-            state = await book.venue.order(cid)
-            if state is None:
-                updates.append((cid, "rejected", "never reached the venue"))
-                s = self.symbols.index(symbol)
-                live = book.live.get((s, side))
-                if live is not None and live.client_id == cid:
-                    del book.live[(s, side)]
-                del self._watch[cid]
-                continue
-            updates.append((cid, state.status, ""))
-            if state.status in TERMINAL:
-                del self._watch[cid]
-        with self.journal.transaction():
-            for cid, status, note in updates:
-                self.journal.set_status(cid, status, note)
 
     # ---- what it did ---------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from trading.tick_engine import MID, READY, REASONS, STATUS
 from trading.ticks import TickData
 from trading.worker.crash import crash_point
 from trading.worker.journal import Journal
-from trading.worker.loop import MODEL_FREE, TickTimings, Worker, WorkerSettings, _Book, _Live
+from trading.worker.loop import MODEL_FREE, Book, LiveOrder, TickTimings, Worker, WorkerSettings
 from trading.worker.paper_ticks import PaperTickVenue, TickReplay
 from trading.worker.tick_strategy import (
     D_ASK,
@@ -77,12 +77,12 @@ class TickWorker(Worker):
         self.symbols = (replay.symbol,)
         self.qp = quote_params(settings.quote)
         self.rp = risk_params(settings.risk)
-        self.books = [_Book("live", "L", venue, TickBooks.fresh_tick(settings.backtest.initial_cash))]
+        self.books = [Book("live", "L", venue, TickBooks.fresh_tick(settings.backtest.initial_cash))]
         self.next_tick = 0
         self.started = False
         self.source = None
         self.timings: deque[TickTimings] = deque(maxlen=100_000)
-        self._watch: dict[str, tuple[_Book, str, int]] = {}
+        self._watch: dict[str, tuple[Book, str, int]] = {}
 
     @property
     def state(self) -> TickBooks:
@@ -194,7 +194,7 @@ class TickWorker(Worker):
             TickTimings(features=0, model=0, decide=t2 - t1, journal=t3 - t2, venue=(t1 - t0) + (t4 - t3))
         )
 
-    def _plan_tick(self, book: _Book, out: np.ndarray, j: int) -> list[Any]:
+    def _plan_tick(self, book: Book, out: np.ndarray, j: int) -> list[Any]:
         """Journal this wake-up's orders (intents) and return what to send, in order."""
         actions: list[Any] = []
         mid = float(self.state.fs[MID])
@@ -215,11 +215,11 @@ class TickWorker(Worker):
                 o = self._intent(
                     book, 0, j, letter, side, int(lots), int(price), "limit", MODEL_FREE, MODEL_FREE, mid
                 )
-                book.live[(0, side)] = _Live(o.client_id, o.price_ticks, o.lots, 0, j)
+                book.live[(0, side)] = LiveOrder(o.client_id, o.price_ticks, o.lots, 0, j)
                 actions.append(("place", o))
         return actions
 
-    def _save(self, book: _Book, next_tick: int) -> None:
+    def _save(self, book: Book, next_tick: int) -> None:
         b = self.state
         self.journal.save_book(
             book.name,
@@ -248,7 +248,7 @@ class TickWorker(Worker):
             self.journal.add_event(j, now, self.symbols[0], "risk", message)
             logger.info("%s %s", self.symbols[0], message)
 
-    def _count_reject(self, book: _Book, s: int, rejected: bool) -> None:
+    def _count_reject(self, book: Book, s: int, rejected: bool) -> None:
         """The tick engine's risk engine takes no reject rate (it observes 0): nothing to count."""
 
     # ---- what it did ---------------------------------------------------------------------------

@@ -1,0 +1,314 @@
+"""The worker's orders: what a tick's decision sends, how it is journaled first, how ambiguous
+sends and restarts are resolved (by client id), and how fills are booked.
+
+:class:`OrderFlow` is a part of :class:`trading.worker.loop.Worker` (and of the tick worker),
+split out so each reads on its own; it uses the worker's journal, books and settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from features.errors import OperationalError
+from trading.worker import strategy as st
+from trading.worker.crash import crash_point
+from trading.worker.journal import Journal, JournalOrder
+from trading.worker.types import (
+    TERMINAL,
+    Fill,
+    OrderRequest,
+    OrderState,
+    SignalBatch,
+    Venue,
+    VenueAmbiguous,
+    VenueRejected,
+)
+
+if TYPE_CHECKING:
+    from trading.fill_engine import EngineParams
+    from trading.worker.loop import WorkerSettings
+
+logger = logging.getLogger(__name__)
+
+
+class ReconcileError(OperationalError):
+    """The venue and the journal disagree in a way the worker must not trade through."""
+
+
+@dataclass
+class LiveOrder:
+    """One of the worker's orders it believes is on the venue."""
+
+    client_id: str
+    price_ticks: int
+    lots: int
+    filled: int
+    tick: int
+
+    @property
+    def remaining(self) -> int:
+        return self.lots - self.filled
+
+
+@dataclass
+class Book:
+    """A book: its venue, its state, its live orders, where its fills were read up to."""
+
+    name: str  # "live" | "shadow"
+    letter: str
+    venue: Venue
+    books: st.Books
+    last_seq: int = 0
+    live: dict[tuple[int, int], LiveOrder] = field(default_factory=dict)  # (symbol row, side)
+    fallback: dict[int, str] = field(default_factory=dict)  # symbol row -> why model-free
+
+
+class OrderFlow:
+    """Reconcile, plan, journal, send and settle the orders of the worker's books."""
+
+    journal: Journal
+    symbols: tuple[str, ...]
+    s: WorkerSettings
+    ep: EngineParams
+    books: list[Book]
+    next_tick: int
+    reject_alpha: float
+    _watch: dict[str, tuple[Book, str, int]]
+
+    def _tag(self, book: Book, s: int, batch: SignalBatch | None) -> tuple[str, str]:
+        raise NotImplementedError  # the signal intake's (trading.worker.signals)
+
+    async def reconcile(self) -> dict[str, Any]:
+        """Resolve every unfinished order by client id, cancel unknown ones, compare positions."""
+        self.journal.set_control("phase", "reconciling")
+        report = {"resolved": 0, "resent": 0, "cancelled_unknown": 0, "fills_pending": 0}
+        for book in self.books:
+            mine = {o.client_id: o for o in self.journal.open_orders(book.name)}
+            with self.journal.transaction():
+                for o in mine.values():
+                    await self._resolve(book, o, report)
+            prefix = f"{self.s.trade.client_prefix}-{book.letter}"
+            for o_state in await book.venue.open_orders():
+                if o_state.client_id.startswith(prefix) and self.journal.order(o_state.client_id) is None:
+                    await book.venue.cancel(o_state.symbol, o_state.client_id)
+                    report["cancelled_unknown"] += 1
+                    with self.journal.transaction():
+                        self.journal.add_event(
+                            self.next_tick,
+                            0,
+                            o_state.symbol,
+                            "reconcile",
+                            f"cancelled unknown order {o_state.client_id}",
+                        )
+            self._rebuild_live(book)
+            pending = await book.venue.fills_since(book.last_seq)
+            report["fills_pending"] += len(pending)
+            venue_pos = await book.venue.positions()
+            for s, sym in enumerate(self.symbols):
+                ours = book.books.inventory(s) + sum(f.side * f.lots for f in pending if f.symbol == sym)
+                theirs = venue_pos.get(sym, 0)
+                if ours != theirs:
+                    why = f"{book.name} {sym}: journal position {ours:+d} lots, venue {theirs:+d} lots"
+                    with self.journal.transaction():
+                        self.journal.add_event(self.next_tick, 0, sym, "fail_closed", why)
+                    self.journal.set_control("phase", "halted")
+                    raise ReconcileError(f"reconciliation failed, not trading: {why}")
+        return report
+
+    async def _resolve(self, book: Book, o: JournalOrder, report: dict[str, int]) -> None:
+        state = await book.venue.order(o.client_id)
+        report["resolved"] += 1
+        if state is None:
+            if o.status == "intent":  # journaled, never sent: send it now (the same client id)
+                await self._send_place(book, o)
+                report["resent"] += 1
+            else:
+                self.journal.set_status(o.client_id, "rejected", "unknown to the venue after a restart")
+            return
+        self.journal.set_status(o.client_id, state.status)
+        if o.cancel_requested and state.status not in TERMINAL:
+            await self._send_cancel(book, o.client_id, o.symbol)
+        elif o.status == "in_flight" and state.status not in TERMINAL:
+            self._watch[o.client_id] = (book, o.symbol, o.side)
+
+    def _rebuild_live(self, book: Book) -> None:
+        book.live.clear()
+        row = {sym: i for i, sym in enumerate(self.symbols)}
+        for o in self.journal.open_orders(book.name):
+            if o.kind == "limit" and not o.cancel_requested:
+                book.live[(row[o.symbol], o.side)] = LiveOrder(
+                    o.client_id, o.price_ticks, o.lots, o.filled_lots, o.tick
+                )
+
+    def _book_fill(self, book: Book, f: Fill) -> None:
+        if self.journal.add_fill(f, book=book.name):
+            s = self.symbols.index(f.symbol)
+            bt = self.s.backtest
+            book.books.apply_fill(s, f.side, f.price_ticks, f.lots, f.fee, tick=bt.tick_size, lot=bt.lot_size)
+            live = book.live.get((s, f.side))
+            if live is not None and live.client_id == f.client_id:
+                live.filled += f.lots
+                if live.remaining <= 0:
+                    del book.live[(s, f.side)]
+        book.last_seq = max(book.last_seq, f.seq)
+
+    def _cid(self, book: Book, j: int, side: str, s: int) -> str:
+        return f"{self.s.trade.client_prefix}-{book.letter}{j}{side}-{self.symbols[s]}"
+
+    def _plan(
+        self, book: Book, bars: st.TickBars, out: np.ndarray, batch: SignalBatch | None, j: int
+    ) -> list[Any]:
+        """Journal this tick's orders (intents) and return what to send, in order."""
+        actions: list[Any] = []
+        keep_unchanged = self.ep.latency_bars == 0  # see the note on replacement in the docs
+        for s in np.flatnonzero(bars.has_bar):
+            s = int(s)
+            version, alias = self._tag(book, s, batch)
+            mid = float(bars.close[s])
+            if out[s, st.D_FLATTEN_LOTS] > 0:
+                side = int(out[s, st.D_FLATTEN_SIDE])
+                o = self._intent(
+                    book, s, j, "f", side, int(out[s, st.D_FLATTEN_LOTS]), 0, "market", version, alias, mid
+                )
+                actions.append(("place", o))
+            if not out[s, st.D_REQUOTE]:
+                continue
+            quotes = (
+                (1, "b", out[s, st.D_BID], out[s, st.D_BID_LOTS]),
+                (-1, "a", out[s, st.D_ASK], out[s, st.D_ASK_LOTS]),
+            )
+            for side, letter, price, lots in quotes:
+                cur = book.live.get((s, side))
+                if (
+                    cur is not None
+                    and keep_unchanged
+                    and lots > 0
+                    and cur.price_ticks == price
+                    and cur.remaining == lots
+                ):
+                    continue
+                if cur is not None:
+                    self.journal.request_cancel(cur.client_id)
+                    actions.append(("cancel", cur.client_id, self.symbols[s]))
+                    del book.live[(s, side)]
+                if lots > 0:
+                    o = self._intent(
+                        book, s, j, letter, side, int(lots), int(price), "limit", version, alias, mid
+                    )
+                    book.live[(s, side)] = LiveOrder(o.client_id, o.price_ticks, o.lots, 0, j)
+                    actions.append(("place", o))
+        return actions
+
+    def _intent(
+        self,
+        book: Book,
+        s: int,
+        j: int,
+        letter: str,
+        side: int,
+        lots: int,
+        price: int,
+        kind: str,
+        version: str,
+        alias: str,
+        mid: float,
+    ) -> JournalOrder:
+        o = JournalOrder(
+            client_id=self._cid(book, j, letter, s),
+            book=book.name,
+            symbol=self.symbols[s],
+            side=side,
+            kind=kind,
+            price_ticks=price,
+            lots=lots,
+            tick=j,
+            version=version,
+            alias=alias,
+            ref_mid_ticks=mid,
+            status="intent",
+            filled_lots=0,
+            cancel_requested=False,
+        )
+        self.journal.add_order(o)
+        return o
+
+    async def _send(self, book: Book, actions: list[Any], j: int) -> None:
+        results: list[tuple[str, str, str]] = []
+        for i, action in enumerate(actions):
+            if i == 1:
+                crash_point("mid_send", j)
+            if action[0] == "cancel":
+                await self._send_cancel(book, action[1], action[2], results)
+            else:
+                await self._send_place(book, action[1], results)
+        if results:
+            with self.journal.transaction():
+                for cid, status, note in results:
+                    self.journal.set_status(cid, status, note)
+
+    async def _send_place(
+        self, book: Book, o: JournalOrder, results: list[tuple[str, str, str]] | None = None
+    ) -> None:
+        req = OrderRequest(
+            o.client_id, o.symbol, o.side, o.lots, o.price_ticks, "market" if o.kind == "market" else "limit"
+        )
+        s = self.symbols.index(o.symbol)
+        try:
+            state: OrderState | None = await book.venue.place(req)
+            outcome = (o.client_id, state.status if state else "in_flight", "")
+            self._count_reject(book, s, False)
+        except VenueRejected as exc:
+            outcome = (o.client_id, "rejected", str(exc)[:300])
+            book.live.pop((s, o.side), None)
+            self._count_reject(book, s, True)
+        except VenueAmbiguous as exc:
+            outcome = (o.client_id, "in_flight", str(exc)[:300])
+            self._watch[o.client_id] = (book, o.symbol, o.side)
+        if results is None:
+            self.journal.set_status(*outcome)
+        else:
+            results.append(outcome)
+
+    async def _send_cancel(
+        self, book: Book, client_id: str, symbol: str, results: list[tuple[str, str, str]] | None = None
+    ) -> None:
+        try:
+            state = await book.venue.cancel(symbol, client_id)
+        except (VenueAmbiguous, VenueRejected) as exc:  # still ours to resolve: it stays open
+            logger.warning("%s: cancel %s: %s", book.name, client_id, exc)
+            return
+        if state is not None and state.status not in TERMINAL:
+            self._watch[client_id] = (book, symbol, state.side)
+        if state is not None and results is not None:
+            results.append((client_id, state.status, "cancel sent"))
+
+    def _count_reject(self, book: Book, s: int, rejected: bool) -> None:
+        fs = book.books.fs
+        fs[s, st.F_REJECT] += self.reject_alpha * ((1.0 if rejected else 0.0) - fs[s, st.F_REJECT])
+
+    async def _settle(self) -> None:
+        """Ask the venue, by client id, about orders whose send was ambiguous or whose cancel is
+        on its way; they leave the watch list once finished."""
+        if not self._watch:
+            return
+        updates: list[tuple[str, str, str]] = []
+        for cid, (book, symbol, side) in list(self._watch.items()):
+            state = await book.venue.order(cid)
+            if state is None:
+                updates.append((cid, "rejected", "never reached the venue"))
+                s = self.symbols.index(symbol)
+                live = book.live.get((s, side))
+                if live is not None and live.client_id == cid:
+                    del book.live[(s, side)]
+                del self._watch[cid]
+                continue
+            updates.append((cid, state.status, ""))
+            if state.status in TERMINAL:
+                del self._watch[cid]
+        with self.journal.transaction():
+            for cid, status, note in updates:
+                self.journal.set_status(cid, status, note)
