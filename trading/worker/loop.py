@@ -352,8 +352,9 @@ class Worker(SignalIntake, OrderFlow):
         for s in range(len(self.symbols)):
             why = self.replay.bad.get((j, s))
             last = int(book.books.ist[s, st.I_PREV_OPEN])
-            if why is None and not bars.has_bar[s] and last and now - last - self.ep.bar_ns > stale_ns:
-                why = f"stale market data: no bar for {(now - last) / 1e9:.0f} s > {stale_ns / 1e9:g} s"
+            age = now - last - self.ep.bar_ns  # since the last bar closed, as the risk engine counts it
+            if why is None and not bars.has_bar[s] and last and age > stale_ns:
+                why = f"stale market data: the last bar closed {age / 1e9:.0f} s ago > {stale_ns / 1e9:g} s"
             mine = [(side, o) for (row, side), o in book.live.items() if row == s]
             if why is None or not mine:
                 continue

@@ -300,3 +300,24 @@ def test_multi_symbol_replay_quotes_each_symbol_on_its_own_book(
     for sym, bars in (("BTCUSDT", a), ("ETHUSDT", b)):
         ref = run_backtest(bars, quote=s.quote, risk=s.risk, backtest=s.backtest)
         same_fills(journal_fills(tmp_path / "j.db", symbol=sym), ref.trades)
+
+
+def test_a_symbol_whose_data_stops_has_its_quotes_pulled(btc_march: pd.DataFrame, tmp_path: Path) -> None:
+    a = btc_march.iloc[:400].reset_index(drop=True)
+    b = btc_march.iloc[400:600].reset_index(drop=True).assign(symbol="ETHUSDT")
+    b["timestamp"] = a["timestamp"].iloc[:200].to_numpy()  # ETHUSDT's feed stops after 200 minutes
+    report, _ = paper(
+        {"BTCUSDT": a, "ETHUSDT": b}, tmp_path / "j.db", settings(risk=RiskConfig(stale_after_ms=180_000))
+    )
+    stale = [e for e in report.risk_events if e["kind"] == "market_data"]
+    assert [e["symbol"] for e in stale] == ["ETHUSDT"]
+    # its last bar closed at minute 200; more than 180 s later (at minute 204's open) its orders go
+    assert stale[0]["tick"] == 204
+    assert "stale market data: the last bar closed 240 s ago > 180 s" in stale[0]["message"]
+    j = Journal(tmp_path / "j.db")
+    eth = [o for o in j.orders() if o.symbol == "ETHUSDT"]
+    j.close()
+    assert eth and all(
+        o.cancel_requested or o.status in ("filled", "canceled") for o in eth if o.kind == "limit"
+    )
+    assert report.status["books"]["live"]["BTCUSDT"]["status"] == "ACTIVE"  # the other symbol trades on
