@@ -29,8 +29,8 @@ import numpy as np
 
 from features.progress import report
 from trading.quoting import quote_params
-from trading.risk import HALTED, RiskStatus, reason_names, risk_params
-from trading.tick_engine import MID, READY, REASONS, STATUS
+from trading.risk import HALTED, LATCHED, RiskObservation, RiskStatus, explain, reason_names, risk_params
+from trading.tick_engine import INV, MID, PEAK, READY, REASONS, STATUS, VAR_F, VAR_S
 from trading.ticks import TickData
 from trading.worker.crash import crash_point
 from trading.worker.journal import Journal
@@ -170,10 +170,13 @@ class TickWorker(Worker):
         fills = await self.venue.fills_since(book.last_seq)
         await self._settle()
         t1 = time.perf_counter_ns()
-        kill = self.journal.control("kill") is not None
+        resume = self.journal.control("resume") is not None
+        kill = self.journal.control("kill") is not None and not resume  # a resume clears the kill
         with self.journal.transaction():
             for f in fills:
                 self._book_fill(book, f)
+            if resume:
+                self._resume_tick(j, stop.now_ns)
             observe_events(rp.arr, stop.bbo_end, stop.trade_end, b.ist, b.fs)
             out = np.zeros(N_D, dtype=np.int64)
             live = sum(o.remaining for o in book.live.values())
@@ -193,6 +196,15 @@ class TickWorker(Worker):
         self.timings.append(
             TickTimings(features=0, model=0, decide=t2 - t1, journal=t3 - t2, venue=(t1 - t0) + (t4 - t3))
         )
+
+    def _resume_tick(self, j: int, now_ns: int) -> None:
+        """A person cleared the kill switch: drop the latched reasons, restart the peak here."""
+        ist, fs = self.state.ist, self.state.fs
+        if ist[REASONS] & LATCHED:
+            ist[REASONS] &= ~LATCHED
+            fs[PEAK] = self.equity()
+            self.journal.add_event(j, now_ns, self.symbols[0], "resume", "live: kill switch cleared")
+        self.journal._db.execute("delete from control where key in ('resume', 'kill')")
 
     def _plan_tick(self, book: Book, out: np.ndarray, j: int) -> list[Any]:
         """Journal this wake-up's orders (intents) and return what to send, in order."""
@@ -243,7 +255,18 @@ class TickWorker(Worker):
     def _risk_event(self, prev: int, j: int, now: int) -> None:
         status = int(self.state.ist[STATUS])
         if status != prev:
-            reasons = ", ".join(reason_names(int(self.state.ist[REASONS]))) or "limits clear"
+            ist, fs, bt = self.state.ist, self.state.fs, self.s.backtest
+            equity = self.equity()
+            seen = RiskObservation(
+                inventory_lots=int(ist[INV]),
+                notional=abs(float(ist[INV]) * bt.lot_size * fs[MID] * bt.tick_size),
+                pnl=equity - bt.initial_cash,
+                drawdown=(fs[PEAK] - equity) / fs[PEAK],
+                var_ratio=float(fs[VAR_F] / fs[VAR_S]),
+                data_age_ns=0,
+                reject_rate=0.0,
+            )
+            reasons = "; ".join(explain(int(ist[REASONS]), seen, self.s.risk)) or "limits clear"
             message = f"live: {RiskStatus(prev).name} -> {RiskStatus(status).name}: {reasons}"
             self.journal.add_event(j, now, self.symbols[0], "risk", message)
             logger.info("%s %s", self.symbols[0], message)

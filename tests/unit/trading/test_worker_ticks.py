@@ -188,3 +188,23 @@ def test_the_journal_refuses_another_runs_settings(capture: TickData, tmp_path: 
     )
     with pytest.raises(ConfigError, match="journal of another run"):
         asyncio.run(other.start())
+
+
+def test_the_kill_switch_and_resume_on_a_tick_replay(capture: TickData, tmp_path: Path) -> None:
+    case = Case(TIGHT, SMALL_BOOK, B)
+    worker, journal, venue = make_worker(capture, case, tmp_path)
+    asyncio.run(worker.run(max_ticks=100))
+    journal.set_control("kill", '{"by": "test", "reason": "drill"}')
+    asyncio.run(worker.run(max_ticks=40))
+    row = worker.status()["books"]["live"][worker.symbols[0]]
+    assert row["status"] == "HALTED" and "kill_switch" in row["reasons"] and row["inventory_lots"] == 0
+    killed_at = worker.next_tick
+    events = [e["message"] for e in journal.events(("risk",))]
+    assert any("kill switch pressed: cancel all, flatten" in m for m in events)  # the reason, in words
+    journal.set_control("resume", '{"by": "test", "reason": "drill over"}')
+    asyncio.run(worker.run())
+    assert journal.events(("resume",)) and journal.control("kill") is None
+    quoted = [o for o in journal.orders() if o.tick > killed_at and o.kind == "limit"]
+    assert quoted  # quoting again after a person cleared it
+    journal.close()
+    venue.close()
