@@ -9,7 +9,6 @@ start honours them). Each command resolves settings, calls one library function 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -59,15 +58,16 @@ def trade(
     service_url: Annotated[
         str | None, typer.Option("--service-url", help="a running `mmops serve`; none: model-free quotes")
     ] = None,
-    max_ticks: Annotated[int | None, typer.Option("--max-ticks", help="stop after this many ticks")] = None,
+    max_ticks: Annotated[
+        int | None, typer.Option("--max-ticks", min=1, help="stop after this many ticks")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Quote on a paper replay through the risk engine and the backtest's fill rule
     (params: quote, risk, backtest, trade, features). Resumes from --journal when it exists."""
     if ctx.invoked_subcommand is not None:
         return
-    from flows.trade_steps import parse_symbols, replay_data, tick_capture
-    from trading.worker.loop import WorkerSettings
+    from flows.trade_steps import parse_symbols, replay_data, tick_capture, worker_settings
     from trading.worker.run import PaperRun
 
     if venue != "paper":
@@ -77,6 +77,21 @@ def trade(
     where, params = context()
     capture = tick_capture(replay, symbols)
     if capture is not None:
+        given = [
+            name
+            for name, value in (
+                ("--service-url", service_url),
+                ("--start", start),
+                ("--end", end),
+                ("--interval", interval),
+            )
+            if value
+        ]
+        if given:
+            raise ConfigError(
+                f"--replay {replay} is a tick capture: {', '.join(given)} do not apply (it replays the whole "
+                "capture, model-free, for now)"
+            )
         _trade_ticks(
             capture, params, journal or where.home / "trading" / "journal.db", max_ticks, speed, as_json
         )
@@ -84,18 +99,10 @@ def trade(
     data = replay_data(
         where, params, replay=replay, symbols=parse_symbols(symbols), interval=interval, start=start, end=end
     )
-    settings = WorkerSettings(
-        quote=params.quote,
-        risk=params.risk,
-        backtest=params.backtest,
-        trade=params.trade,
-        features=params.features.for_interval(data.interval),
-        speed=_speed(speed),
-    )
     run = PaperRun(
         frames=data.frames,
         interval=data.interval,
-        settings=settings,
+        settings=worker_settings(params, data.interval, speed=_speed(speed)),
         journal=journal or where.home / "trading" / "journal.db",
         history=data.history,
         max_ticks=max_ticks,
@@ -114,18 +121,12 @@ def _trade_ticks(
     capture: Any, params: Any, journal: Path, max_ticks: int | None, speed: str, as_json: bool
 ) -> None:
     """``--replay`` a tick capture: the worker's tick mode, model-free, as fast as possible."""
-    from trading.worker.loop import WorkerSettings
+    from flows.trade_steps import worker_settings
     from trading.worker.tick_loop import run_tick_paper
 
     if speed != "max":
         raise ConfigError(f"--speed {speed!r}: a tick replay runs as fast as possible (--speed max)")
-    settings = WorkerSettings(
-        quote=params.quote,
-        risk=params.risk,
-        backtest=params.backtest,
-        trade=params.trade,
-        features=params.features.for_interval("1m"),
-    )
+    settings = worker_settings(params, "1m")  # the tick engine's "bar" (horizons, half-lives)
     with progress_shown(as_json=as_json):
         doc = asyncio.run(run_tick_paper(capture, settings, journal=journal, max_ticks=max_ticks))
     human = (
@@ -216,6 +217,20 @@ def status(journal: JournalOpt = None, as_json: JsonOpt = False) -> None:
     emit(doc, as_json=as_json, human="\n".join(human))
 
 
+def _press(path: Path, key: str, *, by: str, reason: str) -> None:
+    from trading.worker.journal import Journal
+
+    if not path.exists():
+        raise ConfigError(f"{path}: no journal here; give the run's --journal")
+    j = Journal(path)
+    try:
+        if j.run_spec() is None:
+            raise ConfigError(f"{path}: no run has started in this journal; nothing to {key}")
+        j.press(key, by=by, reason=reason)
+    finally:
+        j.close()
+
+
 @trade_app.command("kill")
 @reported
 def kill(
@@ -225,14 +240,8 @@ def kill(
     as_json: JsonOpt = False,
 ) -> None:
     """Press the kill switch: cancel everything, flatten when risk.flatten_on_kill; HALTED until resumed."""
-    from trading.worker.journal import Journal
-
     path = _journal(journal)
-    if not path.exists():
-        raise ConfigError(f"{path}: no journal here; give the run's --journal")
-    j = Journal(path)
-    j.set_control("kill", json.dumps({"by": by, "reason": reason}))
-    j.close()
+    _press(path, "kill", by=by, reason=reason)
     emit(
         {"journal": str(path), "kill": True},
         as_json=as_json,
@@ -249,16 +258,10 @@ def resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Clear the kill switch (a person, with a reason); the peak for the drawdown limit restarts."""
-    from trading.worker.journal import Journal
-
     path = _journal(journal)
-    if not path.exists():
-        raise ConfigError(f"{path}: no journal here; give the run's --journal")
     if not by.strip() or not reason.strip():
         raise ConfigError("--by and --reason must not be empty")
-    j = Journal(path)
-    j.set_control("resume", json.dumps({"by": by, "reason": reason}))
-    j.close()
+    _press(path, "resume", by=by, reason=reason)
     emit(
         {"journal": str(path), "resume": True},
         as_json=as_json,

@@ -21,6 +21,7 @@ from flows.settings import Locations
 from trading.ticks import TickData, read_ticks, select_capture
 
 if TYPE_CHECKING:
+    from trading.worker.loop import WorkerSettings
     from trading.worker.run import TradeReport
     from trading.worker.types import SignalSource
 
@@ -44,6 +45,20 @@ class ReplayData:
         return f"{self.source}: {', '.join(self.frames)} {self.interval}, {rows} bars, {span}"
 
 
+def worker_settings(params: Params, interval: str, *, speed: float | None = None) -> WorkerSettings:
+    """The worker's settings from params.yaml (quote, risk, backtest, trade, features)."""
+    from trading.worker.loop import WorkerSettings
+
+    return WorkerSettings(
+        quote=params.quote,
+        risk=params.risk,
+        backtest=params.backtest,
+        trade=params.trade,
+        features=params.features.for_interval(interval),
+        speed=speed,
+    )
+
+
 def parse_symbols(text: str) -> list[str]:
     symbols = [normalize_symbol(s) for s in text.split(",") if s.strip()]
     if not symbols:
@@ -57,6 +72,8 @@ def _window(
     bars: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp | None, warmup: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     ts = bars["timestamp"]
+    if len(ts) < 2:
+        raise DataError(f"{len(ts)} bar(s) in the series: a replay needs at least 2")
     last = end if end is not None else ts.iloc[-1]
     first = start if start is not None else last - pd.Timedelta(days=1) + (ts.iloc[1] - ts.iloc[0])
     traded = bars.loc[(ts >= first) & (ts <= last)].reset_index(drop=True)
@@ -147,7 +164,8 @@ def _read_path(path: Path, symbols: list[str], interval: str) -> dict[str, pd.Da
         return out
     if len(symbols) != 1:
         raise ConfigError(f"--replay {path}: one file holds one series; give one symbol, not {symbols}")
-    return {symbols[0]: read_file(path, symbol=symbols[0], interval=interval)}
+    # the venue a file's bars came from does not matter to a paper replay (nor does its name)
+    return {symbols[0]: read_file(path, symbol=symbols[0], interval=interval, venue="file")}
 
 
 def champion_source(where: Locations, params: Params) -> SignalSource | None:
@@ -176,7 +194,6 @@ def newest_day_replay(where: Locations, params: Params) -> tuple[TradeReport, st
     worker, on the champion when one is approved, model-free otherwise. Returns (report, replay)."""
     import asyncio
 
-    from trading.worker.loop import WorkerSettings
     from trading.worker.run import PaperRun, paper_paths, run_paper
 
     primary = params.data.datasets[0]
@@ -198,13 +215,7 @@ def newest_day_replay(where: Locations, params: Params) -> tuple[TradeReport, st
     run = PaperRun(
         frames=data.frames,
         interval=data.interval,
-        settings=WorkerSettings(
-            quote=params.quote,
-            risk=params.risk,
-            backtest=params.backtest,
-            trade=params.trade,
-            features=params.features.for_interval(data.interval),
-        ),
+        settings=worker_settings(params, data.interval),
         journal=journal,
         history=data.history,
     )

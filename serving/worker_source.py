@@ -42,6 +42,7 @@ def _batch(doc: BatchPredictResponse) -> SignalBatch:
         shadow_values=None if doc.shadow_values is None else np.asarray(doc.shadow_values, dtype=np.float64),
         shadow_version=doc.shadow_version,
         shadow_kind=doc.shadow_kind,
+        kinds=list(doc.kinds),
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ create table if not exists signals(
 """
 
 NON_TERMINAL = ("intent", "in_flight", "pending", "open")
+SCHEMA_VERSION = "mmops-journal-1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +87,20 @@ class Journal:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(str(path), isolation_level=None)
+            self._db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
             self._db.execute("pragma journal_mode=wal")
             self._db.execute("pragma synchronous=full")
+            tables = {r[0] for r in self._db.execute("select name from sqlite_master where type = 'table'")}
+            marked = "meta" in tables and self._db.execute(
+                "select value from meta where key = 'schema'"
+            ).fetchone() == (SCHEMA_VERSION,)
+            if tables and not marked:  # another program's database: touch nothing
+                self._db.close()
+                raise ConfigError(
+                    f"{path}: an SQLite file that is not an mmops worker journal; give another --journal"
+                )
             self._db.executescript(SCHEMA)
+            self._db.execute("insert or ignore into meta values ('schema', ?)", (SCHEMA_VERSION,))
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{path}: not a journal this worker can open ({exc})") from exc
         self._in_tx = False
@@ -115,6 +127,11 @@ class Journal:
             self._in_tx = False
 
     # ---- run identity ----------------------------------------------------------------------------
+    def run_spec(self) -> dict[str, Any] | None:
+        """The spec of the run this journal belongs to (None: no run has started in it)."""
+        row = self._db.execute("select value from meta where key = 'run'").fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
     def check_run(self, spec: dict[str, Any]) -> bool:
         """Record the run's spec, or check a resumed run has the same. True when resuming.
 
@@ -233,6 +250,10 @@ class Journal:
             (book, tick, last_seq, fs, ist, json.dumps(extra)),
         )
 
+    def save_arrays(self, book: str, *, fs: bytes, ist: bytes) -> None:
+        """Update a saved book's state arrays only (after the send answers moved them)."""
+        self._db.execute("update books set fs = ?, ist = ? where book = ?", (fs, ist, book))
+
     def book(self, book: str) -> tuple[int, int, bytes, bytes, dict[str, Any]] | None:
         row = self._db.execute(
             "select tick, last_seq, fs, ist, extra from books where book = ?", (book,)
@@ -266,6 +287,36 @@ class Journal:
         """(bar open ns, symbol, value, version) of every signal a book's quotes used, in time order."""
         q = "select ts_ns, symbol, value, version from signals where book = ? order by tick, symbol"
         return list(self._db.execute(q, (book,)))
+
+    def take_controls(self) -> tuple[bool, bool]:
+        """This tick's ``(kill, resume)``; call inside the tick's transaction.
+
+        A resume clears a kill pressed before it (both rows go: the kill is handled); a kill
+        pressed after the last resume wins (the resume row goes, the kill stays). Controls
+        carry ``at`` (ns) as written by :meth:`press`.
+        """
+        kill, resume = self._control_doc("kill"), self._control_doc("resume")
+        if resume is None:
+            return kill is not None, False
+        if kill is not None and kill.get("at", 0) > resume.get("at", 0):
+            self._db.execute("delete from control where key = 'resume'")
+            return True, False
+        self._db.execute("delete from control where key in ('kill', 'resume')")
+        return False, True
+
+    def press(self, key: str, *, by: str, reason: str) -> None:
+        """Write a ``kill`` or ``resume`` control, stamped with the time it was pressed."""
+        self.set_control(key, json.dumps({"by": by, "reason": reason, "at": time.time_ns()}))
+
+    def _control_doc(self, key: str) -> dict[str, Any] | None:
+        text = self.control(key)
+        if text is None:
+            return None
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None
+        return doc if isinstance(doc, dict) else {}
 
     def control(self, key: str) -> str | None:
         row = self._db.execute("select value from control where key = ?", (key,)).fetchone()

@@ -32,7 +32,16 @@ from features.progress import report
 from trading.backtest import engine_params, ewma_alpha
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig, TradeConfig
 from trading.quoting import quote_params
-from trading.risk import HALTED, LATCHED, RiskObservation, RiskStatus, explain, reason_names, risk_params
+from trading.risk import (
+    HALTED,
+    LATCHED,
+    PAUSES,
+    RiskObservation,
+    RiskStatus,
+    explain,
+    reason_names,
+    risk_params,
+)
 from trading.worker import strategy as st
 from trading.worker.crash import crash_point
 from trading.worker.journal import Journal
@@ -143,7 +152,8 @@ class Worker(SignalIntake, OrderFlow):
             for sym, frame in replay.frames.items()
         }
         self.started = False
-        self._watch: dict[str, tuple[Book, str, int]] = {}  # client id -> (book, symbol, side)
+        self._watch: dict[str, tuple[Book, str, int]] = {}
+        self._cancels: dict[str, tuple[Book, str]] = {}  # client id -> (book, symbol)
 
     # ---- start-up ------------------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
@@ -225,6 +235,8 @@ class Worker(SignalIntake, OrderFlow):
                 report("paper replay", done=self.next_tick, total=total, detail=self._progress_detail())
             if self.s.speed is not None:
                 await asyncio.sleep(max(0.0, bar_s / self.s.speed - (self.clock() - began)))
+        if self.next_tick >= total:
+            await self._book_remaining()
         return done
 
     async def tick(self) -> None:
@@ -244,35 +256,29 @@ class Worker(SignalIntake, OrderFlow):
         t2 = time.perf_counter_ns()
         batch, why_none = await self._signals(bars)
         t3 = time.perf_counter_ns()
-        resume = self.journal.control("resume") is not None
-        kill = self.journal.control("kill") is not None and not resume  # a resume clears the kill
         planned: list[tuple[Book, list[Any]]] = []
         decide = 0
         with self.journal.transaction():
+            kill, resume = self.journal.take_controls()  # inside the write lock: none is missed
             for book in self.books:
                 for f in fills[book.name]:
                     self._book_fill(book, f)
                 if resume:
                     self._resume(book, j)
                 sig = self._tick_signals(book, bars, batch, why_none, j)
-                prev = book.books.ist[:, st.I_STATUS].copy()
+                ist = book.books.ist
+                prev = ist[:, [st.I_STATUS, st.I_REASONS]].copy()
+                age = np.where(
+                    ist[:, st.I_BARS] > 0, bars.open_ns - ist[:, st.I_PREV_OPEN] - self.ep.bar_ns, 0
+                )
                 out = np.zeros((len(self.symbols), st.N_D), dtype=np.int64)
                 td0 = time.perf_counter_ns()
-                st.step_books(bars, sig, kill, book.books.fs, book.books.ist, out, self.qp, self.rp, self.ep)
-                self._risk_events(book, bars, prev, j)
+                st.step_books(bars, sig, kill, book.books.fs, ist, out, self.qp, self.rp, self.ep)
+                self._risk_events(book, bars, prev, age, j)
                 decide += time.perf_counter_ns() - td0
                 actions = self._plan(book, bars, out, batch, j)
                 planned.append((book, self._guard(book, bars, j) + actions))
-                self.journal.save_book(
-                    book.name,
-                    tick=j + 1,
-                    last_seq=book.last_seq,
-                    fs=book.books.fs.tobytes(),
-                    ist=book.books.ist.tobytes(),
-                    extra={"fallback": {str(k): v for k, v in book.fallback.items()}},
-                )
-            if resume:
-                self.journal._db.execute("delete from control where key in ('resume', 'kill')")
+                self._save_book(book, j + 1)
             self.journal.add_mark(
                 j, int(self.replay.timeline[j]), np.where(bars.has_bar, bars.close, 0).tobytes()
             )
@@ -323,9 +329,31 @@ class Worker(SignalIntake, OrderFlow):
                     j, int(self.replay.timeline[j]), sym, "resume", f"{book.name}: kill switch cleared"
                 )
 
-    def _risk_events(self, book: Book, bars: st.TickBars, prev: np.ndarray, j: int) -> None:
+    def _save_book(self, book: Book, next_tick: int) -> None:
+        self.journal.save_book(
+            book.name,
+            tick=next_tick,
+            last_seq=book.last_seq,
+            fs=book.books.fs.tobytes(),
+            ist=book.books.ist.tobytes(),
+            extra={"fallback": {str(k): v for k, v in book.fallback.items()}},
+        )
+
+    async def _book_remaining(self) -> None:
+        """After the last tick: book what its orders filled since (a kill's flatten fills at once)."""
+        for book in self.books:
+            fills = await book.venue.fills_since(book.last_seq)
+            if fills:
+                with self.journal.transaction():
+                    for f in fills:
+                        self._book_fill(book, f)
+                    self._save_book(book, self.next_tick)
+
+    def _risk_events(self, book: Book, bars: st.TickBars, prev: np.ndarray, age: np.ndarray, j: int) -> None:
+        """Journal each risk state change, and each new halting reason while halted, with its numbers."""
         ist, fs = book.books.ist, book.books.fs
-        for s in np.flatnonzero(bars.has_bar & (ist[:, st.I_STATUS] != prev)):
+        fresh = ist[:, st.I_REASONS] & ~prev[:, 1] & (LATCHED | PAUSES)
+        for s in np.flatnonzero(bars.has_bar & ((ist[:, st.I_STATUS] != prev[:, 0]) | (fresh != 0))):
             s = int(s)
             bits = int(ist[s, st.I_REASONS])
             seen = RiskObservation(
@@ -334,12 +362,12 @@ class Worker(SignalIntake, OrderFlow):
                 pnl=float(fs[s, st.F_EQUITY] - self.ep.initial_cash),
                 drawdown=float((fs[s, st.F_PEAK] - fs[s, st.F_EQUITY]) / fs[s, st.F_PEAK]),
                 var_ratio=float(fs[s, st.F_VAR_F] / fs[s, st.F_VAR_S]),
-                data_age_ns=0,
+                data_age_ns=int(age[s]),
                 reject_rate=float(fs[s, st.F_REJECT]),
             )
             status = RiskStatus(int(ist[s, st.I_STATUS])).name
             details = "; ".join(explain(bits, seen, self.s.risk)) or "limits clear"
-            message = f"{book.name}: {RiskStatus(int(prev[s])).name} -> {status}: {details}"
+            message = f"{book.name}: {RiskStatus(int(prev[s, 0])).name} -> {status}: {details}"
             self.journal.add_event(j, int(self.replay.timeline[j]), self.symbols[s], "risk", message)
             logger.info("%s %s", self.symbols[s], message)
 

@@ -21,7 +21,6 @@ from trading.worker.types import (
     TERMINAL,
     Fill,
     OrderRequest,
-    OrderState,
     SignalBatch,
     Venue,
     VenueAmbiguous,
@@ -77,34 +76,24 @@ class OrderFlow:
     books: list[Book]
     next_tick: int
     reject_alpha: float
-    _watch: dict[str, tuple[Book, str, int]]
+    _watch: dict[str, tuple[Book, str, int]]  # ambiguous sends: client id -> (book, symbol, side)
+    _cancels: dict[str, tuple[Book, str]]  # cancels not confirmed yet: client id -> (book, symbol)
 
     def _tag(self, book: Book, s: int, batch: SignalBatch | None) -> tuple[str, str]:
         raise NotImplementedError  # the signal intake's (trading.worker.signals)
 
     async def reconcile(self) -> dict[str, Any]:
-        """Resolve every unfinished order by client id, cancel unknown ones, compare positions."""
+        """Before any quote: compare positions, then resolve every unfinished order by client id,
+        then cancel the venue's orders with this worker's prefix that the journal does not hold
+        as working. Nothing is sent before the positions agree.
+
+        Raises:
+            ReconcileError: a position differs (the journal records why; the phase is ``halted``).
+        """
         self.journal.set_control("phase", "reconciling")
         report = {"resolved": 0, "resent": 0, "cancelled_unknown": 0, "fills_pending": 0}
+        killed = self.journal.control("kill") is not None
         for book in self.books:
-            mine = {o.client_id: o for o in self.journal.open_orders(book.name)}
-            with self.journal.transaction():
-                for o in mine.values():
-                    await self._resolve(book, o, report)
-            prefix = f"{self.s.trade.client_prefix}-{book.letter}"
-            for o_state in await book.venue.open_orders():
-                if o_state.client_id.startswith(prefix) and self.journal.order(o_state.client_id) is None:
-                    await book.venue.cancel(o_state.symbol, o_state.client_id)
-                    report["cancelled_unknown"] += 1
-                    with self.journal.transaction():
-                        self.journal.add_event(
-                            self.next_tick,
-                            0,
-                            o_state.symbol,
-                            "reconcile",
-                            f"cancelled unknown order {o_state.client_id}",
-                        )
-            self._rebuild_live(book)
             pending = await book.venue.fills_since(book.last_seq)
             report["fills_pending"] += len(pending)
             venue_pos = await book.venue.positions()
@@ -117,21 +106,50 @@ class OrderFlow:
                         self.journal.add_event(self.next_tick, 0, sym, "fail_closed", why)
                     self.journal.set_control("phase", "halted")
                     raise ReconcileError(f"reconciliation failed, not trading: {why}")
+            updates: list[tuple[str, str, str]] = []
+            for o in self.journal.open_orders(book.name):
+                await self._resolve(book, o, report, updates, killed=killed)
+            prefix = f"{self.s.trade.client_prefix}-{book.letter}"
+            working = {o.client_id for o in self.journal.open_orders(book.name) if not o.cancel_requested}
+            working -= {cid for cid, status, _ in updates if status in TERMINAL}
+            for state in await book.venue.open_orders():
+                if state.client_id.startswith(prefix) and state.client_id not in working:
+                    await self._send_cancel(book, state.client_id, state.symbol, updates)
+                    report["cancelled_unknown"] += 1
+            with self.journal.transaction():
+                for cid, status, note in updates:
+                    if self.journal.order(cid) is None:
+                        self.journal.add_event(
+                            self.next_tick, 0, "", "reconcile", f"cancelled unknown order {cid}"
+                        )
+                    else:
+                        self.journal.set_status(cid, status, note)
+            self._rebuild_live(book)
         return report
 
-    async def _resolve(self, book: Book, o: JournalOrder, report: dict[str, int]) -> None:
+    async def _resolve(
+        self,
+        book: Book,
+        o: JournalOrder,
+        report: dict[str, int],
+        updates: list[tuple[str, str, str]],
+        *,
+        killed: bool,
+    ) -> None:
         state = await book.venue.order(o.client_id)
         report["resolved"] += 1
         if state is None:
-            if o.status == "intent":  # journaled, never sent: send it now (the same client id)
-                await self._send_place(book, o)
+            if o.status == "intent" and killed:  # a stale quote: the first tick decides afresh
+                updates.append((o.client_id, "canceled", "not sent: the kill switch is on"))
+            elif o.status == "intent":  # journaled, never sent: send it now (the same client id)
+                await self._send_place(book, o, updates)
                 report["resent"] += 1
             else:
-                self.journal.set_status(o.client_id, "rejected", "unknown to the venue after a restart")
+                updates.append((o.client_id, "rejected", "unknown to the venue after a restart"))
             return
-        self.journal.set_status(o.client_id, state.status)
-        if o.cancel_requested and state.status not in TERMINAL:
-            await self._send_cancel(book, o.client_id, o.symbol)
+        updates.append((o.client_id, state.status, "resolved by client id"))
+        if (o.cancel_requested or killed) and state.status not in TERMINAL:
+            await self._send_cancel(book, o.client_id, o.symbol, updates)
         elif o.status == "in_flight" and state.status not in TERMINAL:
             self._watch[o.client_id] = (book, o.symbol, o.side)
 
@@ -249,41 +267,40 @@ class OrderFlow:
             with self.journal.transaction():
                 for cid, status, note in results:
                     self.journal.set_status(cid, status, note)
+                # the reject rate moved with these answers: it is part of the book's state
+                self.journal.save_arrays(book.name, fs=book.books.fs.tobytes(), ist=book.books.ist.tobytes())
 
-    async def _send_place(
-        self, book: Book, o: JournalOrder, results: list[tuple[str, str, str]] | None = None
-    ) -> None:
+    async def _send_place(self, book: Book, o: JournalOrder, results: list[tuple[str, str, str]]) -> None:
         req = OrderRequest(
             o.client_id, o.symbol, o.side, o.lots, o.price_ticks, "market" if o.kind == "market" else "limit"
         )
         s = self.symbols.index(o.symbol)
         try:
-            state: OrderState | None = await book.venue.place(req)
-            outcome = (o.client_id, state.status if state else "in_flight", "")
-            self._count_reject(book, s, False)
+            state = await book.venue.place(req)
+            results.append((o.client_id, state.status, ""))
+            self._count_reject(book, s, state.status == "rejected")
         except VenueRejected as exc:
-            outcome = (o.client_id, "rejected", str(exc)[:300])
+            results.append((o.client_id, "rejected", str(exc)[:300]))
             book.live.pop((s, o.side), None)
             self._count_reject(book, s, True)
         except VenueAmbiguous as exc:
-            outcome = (o.client_id, "in_flight", str(exc)[:300])
+            results.append((o.client_id, "in_flight", str(exc)[:300]))
             self._watch[o.client_id] = (book, o.symbol, o.side)
-        if results is None:
-            self.journal.set_status(*outcome)
-        else:
-            results.append(outcome)
 
     async def _send_cancel(
-        self, book: Book, client_id: str, symbol: str, results: list[tuple[str, str, str]] | None = None
+        self, book: Book, client_id: str, symbol: str, results: list[tuple[str, str, str]]
     ) -> None:
+        """Ask the venue to cancel; until it confirms, the cancel is re-sent every tick (a lost
+        cancel would leave a working order nobody wants)."""
+        self._cancels[client_id] = (book, symbol)
         try:
             state = await book.venue.cancel(symbol, client_id)
-        except (VenueAmbiguous, VenueRejected) as exc:  # still ours to resolve: it stays open
-            logger.warning("%s: cancel %s: %s", book.name, client_id, exc)
+        except (VenueAmbiguous, VenueRejected) as exc:  # still ours: re-sent by _settle
+            logger.warning("%s: cancel %s: %s (will retry)", book.name, client_id, exc)
             return
-        if state is not None and state.status not in TERMINAL:
-            self._watch[client_id] = (book, symbol, state.side)
-        if state is not None and results is not None:
+        if state is None or state.status in TERMINAL:
+            self._cancels.pop(client_id, None)
+        if state is not None:
             results.append((client_id, state.status, "cancel sent"))
 
     def _count_reject(self, book: Book, s: int, rejected: bool) -> None:
@@ -291,9 +308,9 @@ class OrderFlow:
         fs[s, st.F_REJECT] += self.reject_alpha * ((1.0 if rejected else 0.0) - fs[s, st.F_REJECT])
 
     async def _settle(self) -> None:
-        """Ask the venue, by client id, about orders whose send was ambiguous or whose cancel is
-        on its way; they leave the watch list once finished."""
-        if not self._watch:
+        """Ask the venue, by client id, about orders whose send was ambiguous, and re-send the
+        cancels it has not confirmed; each leaves its list once the venue says it is finished."""
+        if not self._watch and not self._cancels:
             return
         updates: list[tuple[str, str, str]] = []
         for cid, (book, symbol, side) in list(self._watch.items()):
@@ -309,6 +326,14 @@ class OrderFlow:
             updates.append((cid, state.status, ""))
             if state.status in TERMINAL:
                 del self._watch[cid]
+        for cid, (book, symbol) in list(self._cancels.items()):
+            state = await book.venue.order(cid)
+            if state is None or state.status in TERMINAL:
+                del self._cancels[cid]
+                if state is not None:
+                    updates.append((cid, state.status, ""))
+                continue
+            await self._send_cancel(book, cid, symbol, updates)
         with self.journal.transaction():
             for cid, status, note in updates:
                 self.journal.set_status(cid, status, note)

@@ -6,9 +6,9 @@ is its own SQLite file (WAL): a worker killed with -9 finds the venue as it left
 find a real one. The replay clock only moves when the worker asks (:meth:`PaperVenue.advance`),
 so a paper run stopped and restarted resumes where it stopped.
 
-Fill rule: exactly :func:`trading.fill_engine.run_kernel`'s. A request sent after tick ``j``'s
-bar closed takes effect at tick ``j + 1 + latency_bars`` (place: live from then; cancel: gone
-from then); a live limit order fills when the bar trades through it by the haircut, sized by
+Fill rule: exactly :func:`trading.fill_engine.run_kernel`'s. A request sent after a symbol's
+bar ``i`` closed takes effect at that symbol's bar ``i + 1 + latency_bars`` (place: live from then;
+cancel: gone from then; latency counts the symbol's own bars, as the kernel's does); a live limit order fills when the bar trades through it by the haircut, sized by
 :func:`trading.fill_engine.match_bar` (the order, the inventory room, the flow cap), bid before
 ask, at the maker fee. A market order (the kill switch's flatten) fills at once at the last
 close with the taker fee, as the kernel books it.
@@ -159,22 +159,24 @@ class PaperFaults:
     reject: float = 0.0  # refused, nothing placed
     timeout_after_accept: float = 0.0  # placed, then the call times out
     drop_ack: float = 0.0  # placed, the acknowledgement is lost
+    cancel_lost: float = 0.0  # a cancel times out before the venue acted on it
     seed: int = 0
 
 
 @dataclass
 class _Order:
     state: OrderState
-    effective: int  # tick from which it is live
-    cancel_at: int  # tick from which it is gone (-1: not cancelled)
+    effective: int  # the symbol's bar from which it is live
+    cancel_at: int  # the symbol's bar from which it is gone (-1: not cancelled)
     symbol_row: int
+    placed: int  # placement order on this venue (the newest order of a side is the quote)
 
 
 SCHEMA = """
 create table if not exists orders(
   client_id text primary key, symbol text not null, side integer not null, kind text not null,
   price_ticks integer not null, lots integer not null, filled_lots integer not null,
-  status text not null, effective integer not null, cancel_at integer not null);
+  status text not null, effective integer not null, cancel_at integer not null, placed integer not null);
 create table if not exists fills(
   seq integer primary key, trade_id text unique not null, client_id text not null, symbol text not null,
   side integer not null, price_ticks integer not null, lots integer not null, fee real not null,
@@ -228,10 +230,12 @@ class PaperVenue:
         clock = dict(self._db.execute("select k, v from clock").fetchall())
         self.clock = int(clock.get("ticks", 0))  # ticks matched so far
         self._seq = int(clock.get("seq", 0))
-        for row in self._db.execute("select * from orders"):
-            cid, sym, side, kind, price, lots, filled, status, effective, cancel_at = row
+        # bars each symbol has had matched: latency counts them
+        self._bars = self.replay.has[: self.clock].sum(axis=0).astype(np.int64)
+        for row in self._db.execute("select * from orders order by placed"):
+            cid, sym, side, kind, price, lots, filled, status, effective, cancel_at, placed = row
             state = OrderState(cid, sym, side, price, lots, filled, status, kind)
-            self._orders[cid] = _Order(state, effective, cancel_at, self._row[sym])
+            self._orders[cid] = _Order(state, effective, cancel_at, self._row[sym], placed)
             if status not in TERMINAL:
                 self._active[cid] = self._orders[cid]
         for sym, side, lots in self._db.execute("select symbol, side, lots from fills"):
@@ -244,7 +248,7 @@ class PaperVenue:
         else:
             self._active[st.client_id] = o
         self._db.execute(
-            "insert or replace into orders values (?,?,?,?,?,?,?,?,?,?)",
+            "insert or replace into orders values (?,?,?,?,?,?,?,?,?,?,?)",
             (
                 st.client_id,
                 st.symbol,
@@ -256,6 +260,7 @@ class PaperVenue:
                 st.status,
                 o.effective,
                 o.cancel_at,
+                o.placed,
             ),
         )
 
@@ -283,17 +288,19 @@ class PaperVenue:
         for o in list(self._active.values()):
             if o.state.status in TERMINAL or not bars.has_bar[o.symbol_row]:
                 continue
-            if 0 <= o.cancel_at <= j:
+            b = self._bars[o.symbol_row]  # this bar's index in the symbol's own series
+            if 0 <= o.cancel_at <= b:
                 o.state = replace(o.state, status="canceled")
                 self._save_order(o)
                 continue
-            if o.effective <= j:
+            if o.effective <= b:
                 if o.state.status == "pending":
                     o.state = replace(o.state, status="open")
                     self._save_order(o)
                 by_symbol.setdefault(o.symbol_row, []).append(o)
         for s, live in by_symbol.items():
             self._match(j, s, bars, live)
+        self._bars += bars.has_bar
         self.clock = j + 1
         self._set_clock()
         self._db.execute("commit")
@@ -302,8 +309,9 @@ class PaperVenue:
     def _match(self, j: int, s: int, bars: TickBars, live: list[_Order]) -> None:
         bids = [o for o in live if o.state.side > 0 and o.state.kind == "limit"]
         asks = [o for o in live if o.state.side < 0 and o.state.kind == "limit"]
-        bid = bids[-1] if bids else None  # the worker keeps one order a side; the newest is the quote
-        ask = asks[-1] if asks else None
+        # the worker keeps one order a side; should two be live, the newest is the quote
+        bid = max(bids, key=lambda o: o.placed) if bids else None
+        ask = max(asks, key=lambda o: o.placed) if asks else None
         qb, qa = match_bar(
             bars.low[s],
             bars.high[s],
@@ -353,19 +361,19 @@ class PaperVenue:
         if self._fault(self.faults.reject):
             raise VenueRejected(f"{self.name}: {order.client_id} rejected (injected)")
         s = self._row[order.symbol]
+        last = self.clock - 1  # a market order fills at the symbol's last close
+        while order.kind == "market" and last >= 0 and not self.replay.has[last, s]:
+            last -= 1
+        if order.kind == "market" and last < 0:
+            raise VenueRejected(f"{self.name}: {order.symbol} has no price yet for a market order")
         state = OrderState(
             order.client_id, order.symbol, order.side, order.price_ticks, order.lots, 0, "pending", order.kind
         )
-        o = _Order(state, self.clock + self.ep.latency_bars, -1, s)
+        o = _Order(state, int(self._bars[s]) + self.ep.latency_bars, -1, s, len(self._orders))
         self._orders[order.client_id] = o
         self._db.execute("begin")
         self._save_order(o)
         if order.kind == "market":
-            last = self.clock - 1
-            while last >= 0 and not self.replay.has[last, s]:
-                last -= 1
-            if last < 0:
-                raise VenueRejected(f"{self.name}: {order.symbol} has no price yet for a market order")
             o.state = replace(o.state, price_ticks=int(self.replay.close[last, s]))
             self._book(
                 o, order.lots, o.state.price_ticks, self.ep.taker_fee, False, int(self.replay.timeline[last])
@@ -386,7 +394,9 @@ class PaperVenue:
         if o is None:
             return None
         if o.state.status not in TERMINAL and o.cancel_at < 0:
-            o.cancel_at = self.clock + self.ep.latency_bars
+            if self._fault(self.faults.cancel_lost):
+                raise VenueAmbiguous(f"{self.name}: cancel {client_id}: timed out (injected, not acted on)")
+            o.cancel_at = int(self._bars[o.symbol_row]) + self.ep.latency_bars
             self._db.execute("begin")
             self._save_order(o)
             self._db.execute("commit")

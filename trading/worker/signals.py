@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from features.errors import MmopsError
 from trading.worker import strategy as st
 from trading.worker.journal import Journal
 from trading.worker.online import OnlineFeatures
@@ -61,24 +62,51 @@ class SignalIntake:
             )
         except TimeoutError:
             return None, why | {int(s): f"signal late: no answer within {budget * 1000:.0f} ms" for s in rows}
-        except Exception as exc:  # any failure of the source: model-free quotes, and say why
+        except (MmopsError, OSError, ValueError) as exc:  # the source failed: model-free, and say why
             text = f"signal service unavailable: {type(exc).__name__}: {exc}"[:300]
+            return None, why | {int(s): text for s in rows}
+        n = len(rows)
+        sizes = {len(batch.values), len(batch.versions), len(batch.aliases), len(batch.kinds or [None] * n)}
+        if batch.shadow_values is not None:
+            sizes.add(len(batch.shadow_values))
+        if sizes != {n}:
+            text = f"malformed signal answer: {sorted(sizes)} entries for {n} symbols"
             return None, why | {int(s): text for s in rows}
         full = np.full(len(self.symbols), np.nan)
         full[rows] = batch.values
         versions = [""] * len(self.symbols)
         aliases = [""] * len(self.symbols)
+        kinds: list[str] = [batch.kind] * len(self.symbols)
         for i, s in enumerate(rows):
             versions[s] = batch.versions[i]
             aliases[s] = batch.aliases[i]
+            if batch.kinds is not None:
+                kinds[s] = batch.kinds[i]
         shadow = None
         if batch.shadow_values is not None:
             shadow = np.full(len(self.symbols), np.nan)
             shadow[rows] = batch.shadow_values
         return (
-            SignalBatch(full, versions, aliases, batch.kind, shadow, batch.shadow_version, batch.shadow_kind),
+            SignalBatch(
+                values=full,
+                versions=versions,
+                aliases=aliases,
+                kind=batch.kind,
+                shadow_values=shadow,
+                shadow_version=batch.shadow_version,
+                shadow_kind=batch.shadow_kind,
+                kinds=kinds,
+            ),
             why,
         )
+
+    def _kind(self, book: Book, s: int, batch: SignalBatch | None) -> str:
+        """What symbol ``s``'s value is: each answer says (a canary may be another task)."""
+        if batch is None:
+            return self.kind
+        if book.name == "shadow":
+            return batch.shadow_kind or batch.kind
+        return batch.kinds[s] if batch.kinds is not None else batch.kind
 
     def _valid(self, value: float, kind: str) -> bool:
         if not math.isfinite(value):
@@ -96,15 +124,13 @@ class SignalIntake:
             return st.TickSignals(pred, np.full(n, np.nan), prob, need)
         need[:] = self.s.trade.on_missing_signal == "reduce"
         values = None
-        kind = self.kind
         if batch is not None:
             values = batch.values if book.name == "live" else batch.shadow_values
-            if book.name == "shadow":
-                kind = batch.shadow_kind or self.kind
         used: list[tuple[int, int, str, str, float, str]] = []
         ts = int(self.replay.timeline[j])
         for s in np.flatnonzero(bars.has_bar):
             s = int(s)
+            kind = self._kind(book, s, batch)
             reason = why_none.get(s)
             if reason is None and values is None:
                 reason = "no shadow signal: the service is not in shadow mode"

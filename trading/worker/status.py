@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from features.errors import ConfigError
 from trading.config import BacktestConfig
@@ -22,12 +23,16 @@ def journal_status(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no journal here; give the run's --journal")
     j = Journal(path)
     try:
-        row = j._db.execute("select value from meta where key = 'run'").fetchone()
-        if row is None:
+        spec = j.run_spec()
+        if spec is None:
             raise ConfigError(f"{path}: a journal with no run in it yet")
-        spec = json.loads(row[0])
-        bt = BacktestConfig.model_validate(spec["backtest"])
-        books = {name: j.book(name) for name in spec["books"]}
+        try:
+            bt = BacktestConfig.model_validate(spec["backtest"])
+            books = {name: j.book(name) for name in spec["books"]}
+        except (KeyError, TypeError, ValidationError) as exc:
+            raise ConfigError(
+                f"{path}: the run recorded in this journal is not readable here ({exc})"
+            ) from exc
         return {
             "journal": str(path),
             "phase": j.control("phase") or "stopped",

@@ -83,6 +83,7 @@ class TickWorker(Worker):
         self.source = None
         self.timings: deque[TickTimings] = deque(maxlen=100_000)
         self._watch: dict[str, tuple[Book, str, int]] = {}
+        self._cancels: dict[str, tuple[Book, str]] = {}
 
     @property
     def state(self) -> TickBooks:
@@ -170,9 +171,8 @@ class TickWorker(Worker):
         fills = await self.venue.fills_since(book.last_seq)
         await self._settle()
         t1 = time.perf_counter_ns()
-        resume = self.journal.control("resume") is not None
-        kill = self.journal.control("kill") is not None and not resume  # a resume clears the kill
         with self.journal.transaction():
+            kill, resume = self.journal.take_controls()  # inside the write lock: none is missed
             for f in fills:
                 self._book_fill(book, f)
             if resume:
@@ -204,7 +204,6 @@ class TickWorker(Worker):
             ist[REASONS] &= ~LATCHED
             fs[PEAK] = self.equity()
             self.journal.add_event(j, now_ns, self.symbols[0], "resume", "live: kill switch cleared")
-        self.journal._db.execute("delete from control where key in ('resume', 'kill')")
 
     def _plan_tick(self, book: Book, out: np.ndarray, j: int) -> list[Any]:
         """Journal this wake-up's orders (intents) and return what to send, in order."""

@@ -107,6 +107,7 @@ class SignalBatch:
     shadow_values: np.ndarray | None = None
     shadow_version: str | None = None
     shadow_kind: Literal["forward_log_return", "prob_up"] | None = None  # the challenger may differ
+    kinds: Sequence[str] | None = None  # per symbol, when the answer says (canary: two models)
 
 
 @dataclass(frozen=True, slots=True)
