@@ -236,3 +236,17 @@ def test_trade_controls_need_an_existing_journal(mmops: CliRunner, tmp_path: Pat
     garbage.write_bytes(b"not sqlite at all" * 100)
     result = mmops.invoke(app, ["trade", "status", "--journal", str(garbage)])
     assert result.exit_code == 1 and "not a journal this worker can open" in result.output
+    import sqlite3
+
+    foreign = tmp_path / "other.db"  # a real SQLite file of another program: nothing may be written to it
+    with sqlite3.connect(foreign) as db:
+        db.execute("create table orders (id integer primary key, book text)")
+    before = foreign.read_bytes()
+    for cmd in (["status"], ["kill"]):
+        result = mmops.invoke(app, ["trade", *cmd, "--journal", str(foreign)])
+        assert result.exit_code == 1 and "not an mmops worker journal" in result.output, result.output
+    run = mmops.invoke(app, ["trade", "--symbols", "BTCUSDT", *WINDOW, "--journal", str(foreign)])
+    assert (
+        run.exit_code == 1 and "not an mmops worker journal" in run.output and "Traceback" not in run.output
+    )
+    assert foreign.read_bytes() == before

@@ -88,8 +88,6 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
-            self._db.execute("pragma journal_mode=wal")
-            self._db.execute("pragma synchronous=full")
             tables = {r[0] for r in self._db.execute("select name from sqlite_master where type = 'table'")}
             marked = "meta" in tables and self._db.execute(
                 "select value from meta where key = 'schema'"

@@ -280,10 +280,14 @@ def test_a_position_the_venue_does_not_confirm_fails_closed(btc_march: pd.DataFr
     venue_db, _ = paper_paths(path)
     with sqlite3.connect(venue_db) as v:  # a fill the journal never saw and cannot back-fill
         v.execute("delete from fills where seq = (select max(seq) from fills)")
+    with sqlite3.connect(venue_db) as v:
+        before = v.execute("select count(*), coalesce(max(placed), -1) from orders").fetchone()
     with pytest.raises(
         ReconcileError, match=r"live BTCUSDT: journal position [+-]\d+ lots, venue [+-]\d+ lots"
     ):
         paper({"BTCUSDT": day}, path, settings())
+    with sqlite3.connect(venue_db) as v:  # nothing was sent before the positions were compared
+        assert v.execute("select count(*), coalesce(max(placed), -1) from orders").fetchone() == before
     j = Journal(path)
     assert j.control("phase") == "halted" and j.events(("fail_closed",))
     j.close()
@@ -321,3 +325,120 @@ def test_a_symbol_whose_data_stops_has_its_quotes_pulled(btc_march: pd.DataFrame
         o.cancel_requested or o.status in ("filled", "canceled") for o in eth if o.kind == "limit"
     )
     assert report.status["books"]["live"]["BTCUSDT"]["status"] == "ACTIVE"  # the other symbol trades on
+
+
+def _venue_open(journal_path: Path) -> set[str]:
+    import sqlite3
+
+    venue_db, _ = paper_paths(journal_path)
+    with sqlite3.connect(venue_db) as v:
+        return {c for (c,) in v.execute("select client_id from orders where status in ('pending', 'open')")}
+
+
+def test_a_kill_on_the_last_bar_is_booked_like_the_backtest(btc_march: pd.DataFrame, tmp_path: Path) -> None:
+    day = btc_march.iloc[2 * DAY : 3 * DAY].reset_index(drop=True)
+    risk = RiskConfig(max_drawdown_pct=0.05)
+    full = run_backtest(day, quote=QuoteConfig(), risk=risk, backtest=BacktestConfig())
+    killed = int(np.flatnonzero(full.equity["status"].to_numpy() == "HALTED")[0])
+    cut = day.iloc[: killed + 1]  # the kill and its flatten happen on the last bar
+    ref = run_backtest(cut, quote=QuoteConfig(), risk=risk, backtest=BacktestConfig())
+    assert ref.trades["liquidity"].iloc[-1] == "taker"
+    report, _ = paper({"BTCUSDT": cut}, tmp_path / "j.db", settings(risk=risk))
+    same_fills(journal_fills(tmp_path / "j.db"), ref.trades)
+    assert report.final_equity["live"] == ref.metrics.final_equity
+    assert report.status["books"]["live"]["BTCUSDT"]["inventory_lots"] == 0
+
+
+def test_latency_counts_each_symbols_own_bars_on_a_gappy_timeline(
+    btc_march: pd.DataFrame, tmp_path: Path
+) -> None:
+    a = btc_march.iloc[:900].reset_index(drop=True)
+    b = a.drop(index=list(range(30, 900, 37))).reset_index(drop=True).assign(symbol="ETHUSDT")  # holes
+    s = settings(backtest=BacktestConfig(latency_ms=120_000))  # two bars of latency
+    paper({"BTCUSDT": a, "ETHUSDT": b}, tmp_path / "j.db", s)
+    for sym, bars in (("BTCUSDT", a), ("ETHUSDT", b)):
+        ref = run_backtest(bars, quote=s.quote, risk=s.risk, backtest=s.backtest)
+        same_fills(journal_fills(tmp_path / "j.db", symbol=sym), ref.trades)
+
+
+def test_lost_cancels_are_resent_and_a_kill_leaves_nothing_working(
+    btc_march: pd.DataFrame, tmp_path: Path
+) -> None:
+    day = btc_march.iloc[:500].reset_index(drop=True)
+    path = tmp_path / "j.db"
+    faults = PaperFaults(cancel_lost=0.4, seed=5)
+    paper({"BTCUSDT": day}, path, settings(), max_ticks=200, faults=faults)
+    j = Journal(path)
+    j.press("kill", by="test", reason="drill")
+    j.close()
+    report, _ = paper({"BTCUSDT": day}, path, settings(), max_ticks=20, faults=faults)
+    assert report.status["books"]["live"]["BTCUSDT"]["status"] == "HALTED"
+    assert _venue_open(path) == set()  # every cancel reached the venue in the end
+    j = Journal(path)
+    working = {o.client_id for o in j.open_orders()}
+    j.close()
+    assert working == set()
+
+
+def test_a_kill_pressed_after_a_resume_stays_pressed(btc_march: pd.DataFrame, tmp_path: Path) -> None:
+    day = btc_march.iloc[:300].reset_index(drop=True)
+    path = tmp_path / "j.db"
+    paper({"BTCUSDT": day}, path, settings(), max_ticks=50)
+    j = Journal(path)
+    j.press("kill", by="ops", reason="one")
+    j.press("resume", by="ops", reason="two")
+    j.press("kill", by="ops", reason="three")  # pressed last: it wins
+    j.close()
+    report, _ = paper({"BTCUSDT": day}, path, settings(), max_ticks=10)
+    assert report.status["books"]["live"]["BTCUSDT"]["status"] == "HALTED"
+    j = Journal(path)
+    assert j.control("kill") is not None and j.control("resume") is None
+    j.close()
+
+
+def test_intents_journaled_but_not_sent_are_dropped_while_killed(
+    btc_march: pd.DataFrame, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    day = btc_march.iloc[:300].reset_index(drop=True)
+    path = tmp_path / "j.db"
+    paper({"BTCUSDT": day}, path, settings(), max_ticks=100)
+    venue_db, _ = paper_paths(path)
+    with sqlite3.connect(path) as db:  # as after a crash between journaling and sending
+        unsent = [c for (c,) in db.execute("select client_id from orders where tick = 99 and kind = 'limit'")]
+        db.execute("update orders set status = 'intent' where tick = 99")
+    with sqlite3.connect(venue_db) as v:
+        v.execute("delete from orders where client_id like 'mm-L99%'")
+    j = Journal(path)
+    j.press("kill", by="ops", reason="while it was down")
+    j.close()
+    report, _ = paper({"BTCUSDT": day}, path, settings(), max_ticks=5)
+    assert unsent and report.reconcile["resent"] == 0
+    j = Journal(path)
+    notes = {o.client_id: o.status for o in j.orders() if o.client_id in unsent}
+    j.close()
+    assert set(notes.values()) == {"canceled"}
+    with sqlite3.connect(venue_db) as v:
+        sent = {c for (c,) in v.execute("select client_id from orders")}
+    assert not set(unsent) & sent  # a stale quote never reached the venue
+
+
+def test_a_canary_of_another_task_is_read_as_what_it_is(btc_march: pd.DataFrame, tmp_path: Path) -> None:
+    history = btc_march.iloc[:1600].reset_index(drop=True)
+    a = btc_march.iloc[1600:2000].reset_index(drop=True)
+    b = a.assign(symbol="ETHUSDT")
+    source = FakeSource(names=["ret_5"], rows=2, kinds={"ETHUSDT": "prob_up"})
+    s = settings(quote=QuoteConfig(prob_skew_bps=5.0), trade=TradeConfig(on_missing_signal="reduce"))
+    report, _ = paper(
+        {"BTCUSDT": a, "ETHUSDT": b},
+        tmp_path / "j.db",
+        s,
+        source=source,
+        history={"BTCUSDT": history, "ETHUSDT": history},
+    )
+    assert not [e for e in report.alerts if e["kind"] == "alert"]
+    eth = signals_frame(tmp_path / "j.db", symbol="ETHUSDT").rename(columns={"pred_return": "prob_up"})
+    assert eth["prob_up"].between(0, 1).all() and (eth["prob_up"] != 0.5).any()
+    ref = run_backtest(b, quote=s.quote, risk=s.risk, backtest=s.backtest, signals=eth, strategy="model")
+    same_fills(journal_fills(tmp_path / "j.db", symbol="ETHUSDT"), ref.trades)  # priced as P(up)

@@ -107,6 +107,7 @@ class FakeSource:
     slow: Callable[[int], bool] = lambda _call: False
     bad: set[str] = field(default_factory=set)
     mode: str = "champion"
+    kinds: dict[str, str] = field(default_factory=dict)  # symbol -> kind, where not ``kind`` (a canary)
     calls: int = 0
 
     async def info(self) -> SourceInfo:
@@ -131,6 +132,10 @@ class FakeSource:
             await asyncio.sleep(5)
         values = self.value(windows)
         values[[i for i, s in enumerate(symbols) if s in self.bad]] = np.nan
+        kinds = [self.kinds.get(s, self.kind) for s in symbols]
+        for i, k in enumerate(kinds):
+            if k == "prob_up":
+                values[i] = 0.5 + 1e3 * values[i]  # a probability near 0.5, as a classifier's
         shadow = -values if self.mode == "shadow" else None
         return SignalBatch(
             values=values,
@@ -139,6 +144,7 @@ class FakeSource:
             kind=self.kind,  # type: ignore[arg-type]
             shadow_values=shadow,
             shadow_version="8" if self.mode == "shadow" else None,
+            kinds=kinds,
         )
 
     async def close(self) -> None:
