@@ -6,6 +6,7 @@ Unset (always, outside those tests), a crash point costs one comparison.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 
@@ -20,10 +21,13 @@ def _target() -> tuple[str, int] | None:
     return (point, int(tick)) if point in POINTS and tick.isdigit() else None
 
 
-TARGET = _target()
+@functools.cache
+def target() -> tuple[str, int] | None:
+    """The configured crash point, read once, on the first call (nothing happens at import)."""
+    return _target()
 
 
 def crash_point(point: str, tick: int) -> None:
     """Die here (SIGKILL) if this is the configured point and tick."""
-    if (point, tick) == TARGET:
+    if (point, tick) == target():
         os.kill(os.getpid(), signal.SIGKILL)

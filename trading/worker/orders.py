@@ -182,7 +182,11 @@ class OrderFlow:
     ) -> list[Any]:
         """Journal this tick's orders (intents) and return what to send, in order."""
         actions: list[Any] = []
-        keep_unchanged = self.ep.latency_bars == 0  # see the note on replacement in the docs
+        # An order whose price and remaining size equal the new quote's is left working (no cancel
+        # and re-send). That is the kernel's replacement only when a quote is live within the next
+        # bar (latency under one bar): with longer latency the kernel's new quote arrives later,
+        # full size, after the old one may have filled more, so then every decision replaces.
+        keep_unchanged = self.ep.latency_bars == 0
         for s in np.flatnonzero(bars.has_bar):
             s = int(s)
             version, alias = self._tag(book, s, batch)
