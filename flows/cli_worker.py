@@ -67,7 +67,7 @@ def trade(
     (params: quote, risk, backtest, trade, features). Resumes from --journal when it exists."""
     if ctx.invoked_subcommand is not None:
         return
-    from flows.trade_steps import parse_symbols, replay_data, tick_capture, worker_settings
+    from flows.trade_steps import parse_symbols, replay_and_close, replay_data, tick_capture, worker_settings
     from trading.worker.run import PaperRun
 
     if venue != "paper":
@@ -109,7 +109,7 @@ def trade(
     )
     source = _source(service_url, params.trade.signal_budget_ms)
     with progress_shown(as_json=as_json):
-        result = asyncio.run(_run(run, source))
+        result = asyncio.run(replay_and_close(run, source))
     emit(
         result.to_dict() | {"replay": data.describe()},
         as_json=as_json,
@@ -136,17 +136,6 @@ def _trade_ticks(
         + f"\n  journal: {doc['journal']}"
     )
     emit(doc, as_json=as_json, human=human)
-
-
-async def _run(run: Any, source: Any) -> TradeReport:
-    from trading.worker.run import run_paper
-
-    try:
-        result, _worker = await run_paper(run, source)
-        return result
-    finally:
-        if source is not None:
-            await source.close()
 
 
 def _speed(text: str) -> float | None:

@@ -22,7 +22,7 @@ from trading.ticks import TickData, read_ticks, select_capture
 
 if TYPE_CHECKING:
     from trading.worker.loop import WorkerSettings
-    from trading.worker.run import TradeReport
+    from trading.worker.run import PaperRun, TradeReport
     from trading.worker.types import SignalSource
 
 WARMUP_EXTRA_BARS = 512  # beyond the feature windows: room for any model lookback the service asks for
@@ -194,7 +194,7 @@ def newest_day_replay(where: Locations, params: Params) -> tuple[TradeReport, st
     worker, on the champion when one is approved, model-free otherwise. Returns (report, replay)."""
     import asyncio
 
-    from trading.worker.run import PaperRun, paper_paths, run_paper
+    from trading.worker.run import PaperRun, paper_paths
 
     primary = params.data.datasets[0]
     if not primary.symbol or not primary.interval:
@@ -219,17 +219,19 @@ def newest_day_replay(where: Locations, params: Params) -> tuple[TradeReport, st
         journal=journal,
         history=data.history,
     )
-    source = champion_source(where, params)
+    return asyncio.run(replay_and_close(run, champion_source(where, params))), data.describe()
 
-    async def replay() -> TradeReport:
-        try:
-            result, _worker = await run_paper(run, source)
-            return result
-        finally:
-            if source is not None:
-                await source.close()
 
-    return asyncio.run(replay()), data.describe()
+async def replay_and_close(run: PaperRun, source: SignalSource | None) -> TradeReport:
+    """Run (or resume) a paper replay, then close the signal source whatever happened."""
+    from trading.worker.run import run_paper
+
+    try:
+        result, _worker = await run_paper(run, source)
+        return result
+    finally:
+        if source is not None:
+            await source.close()
 
 
 def tick_capture(replay: str, symbols: str) -> TickData | None:

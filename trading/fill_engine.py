@@ -157,19 +157,52 @@ def _ewma_update(var: float, x2: float, alpha: float) -> float:
 def bar_quotes(
     i: int, inv: int, status: int, var_q: float, bars: BarArrays, qp: QuoteParams, ep: EngineParams
 ) -> tuple[int, int, int, int]:
-    """Quotes decided at the close of bar ``i`` from bar ``i``'s inputs (the worker's row is its
-    newest bar); returns (bid, ask, bid_lots, ask_lots)."""
-    close = bars.close[i]
+    """Quotes decided at the close of bar ``i`` from bar ``i``'s inputs; (bid, ask, bid_lots, ask_lots)."""
+    return close_quotes(
+        bars.close[i],
+        i,
+        inv,
+        status,
+        var_q,
+        bars.pred_return[i],
+        bars.pred_sigma2[i],
+        bars.prob_up[i],
+        bars.buy_flow[i],
+        bars.sell_flow[i],
+        bars.volume[i],
+        qp,
+        ep,
+    )
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def close_quotes(
+    close: int,
+    bar_index: int,
+    inv: int,
+    status: int,
+    var_q: float,
+    pred_return: float,
+    pred_sigma2: float,
+    prob_up: float,
+    buy_flow: float,
+    sell_flow: float,
+    volume: float,
+    qp: QuoteParams,
+    ep: EngineParams,
+) -> tuple[int, int, int, int]:
+    """The quote decided at a bar's close from that bar (the kernel's and the worker's):
+    :func:`trading.quoting.decide_quotes` with the bar's flows, volume and close as the touch."""
     bid, ask, bl, al, _r, _s = decide_quotes(
         float(close),
         inv,
         var_q,
-        horizon_tau(i, qp),
-        bars.pred_return[i],
-        bars.pred_sigma2[i],
-        bars.prob_up[i],
-        imbalance(bars.buy_flow[i], bars.sell_flow[i], qp),
-        depth_cap(bars.volume[i], qp),
+        horizon_tau(bar_index, qp),
+        pred_return,
+        pred_sigma2,
+        prob_up,
+        imbalance(buy_flow, sell_flow, qp),
+        depth_cap(volume, qp),
         ep.max_position,
         status,
         close,

@@ -15,21 +15,19 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from helpers import summation_order_atol
 from model_seed import register
+from test_serving import TOKEN, free_port, running_server
 
 from features.build import compute_features, make_labels
 from features.config import FeaturesConfig
@@ -49,18 +47,9 @@ ZIP = (
     / "BTCUSDT-1m-2026-03.zip"
 )
 NAME = "mmops-WORKER-1m"
-TOKEN = "worker-token"
 DAY = ["--start", "2026-03-05", "--end", "2026-03-05T23:59"]
 
 pytestmark = pytest.mark.skipif(not ZIP.exists(), reason=f"shared data not found at {ZIP}")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -89,54 +78,23 @@ def service(tmp_path_factory: pytest.TempPathFactory, bars: pd.DataFrame) -> Ite
     rival.fit(feats.to_numpy()[ok], -labels["fwd_return"].to_numpy()[ok], feature_names=list(feats.columns))
     challenger = register(rival.save(home / "models" / "rival"), tracking_uri=uri, name=NAME, family="sgd")
     reg.gate(NAME, challenger, config=GateConfig(), evaluate=lambda _uri: {"sharpe": 2.0})  # -> @challenger
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["serve"].update(model=NAME, log_flush_s=0.1)
-    (home / "params.yaml").write_text(yaml.safe_dump(params))
-    port = free_port()
-    env = {
-        **os.environ,
-        "MMOPS_HOME": str(home),
-        "MMOPS_PARAMS": str(home / "params.yaml"),
-        "MLFLOW_TRACKING_URI": uri,
-        "MMOPS_SERVE_TOKEN": TOKEN,
-    }
-    log = (home / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flows", "serve", "--port", str(port), "--shadow"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited:\n{(home / 'server.log').read_text()[-4000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not ready in 180 s:\n{(home / 'server.log').read_text()[-4000:]}")
-            time.sleep(0.5)
+    with running_server(home, uri, serve={"model": NAME, "log_flush_s": 0.1}, args=["--shadow"]) as server:
+        env = {
+            **os.environ,
+            "MMOPS_HOME": str(home),
+            "MMOPS_PARAMS": str(home / "params.yaml"),
+            "MLFLOW_TRACKING_URI": uri,
+            "MMOPS_SERVE_TOKEN": TOKEN,
+        }
         yield {
-            "base": base,
+            "base": server["base"],
             "home": home,
             "env": env,
-            "port": port,
+            "port": int(server["base"].rsplit(":", 1)[1]),
             "model": folder,
             "version": version,
             "challenger": challenger,
         }
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 def test_served_signals_give_the_fills_of_a_backtest_on_the_same_predictions(

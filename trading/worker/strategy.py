@@ -17,8 +17,15 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit
 
-from trading.fill_engine import EngineParams, close_bar, first_variance, must_flatten, must_requote
-from trading.quoting import QuoteParams, decide_quotes, depth_cap, horizon_tau, imbalance
+from trading.fill_engine import (
+    EngineParams,
+    close_bar,
+    close_quotes,
+    first_variance,
+    must_flatten,
+    must_requote,
+)
+from trading.quoting import QuoteParams
 from trading.risk import RiskParams
 
 # float state columns
@@ -121,21 +128,20 @@ def step_books(
         out[s, D_REQUOTE] = 1 if requote else 0
         out[s, D_PREV_STATUS] = prev_status
         if requote:
-            bid, ask, bl, al, _r, _sp = decide_quotes(
-                float(close),
+            bid, ask, bl, al = close_quotes(
+                close,
+                ist[s, I_BARS],
                 inv,
+                status,
                 var_q,
-                horizon_tau(ist[s, I_BARS], qp),
                 sig.pred_return[s],
                 sig.pred_sigma2[s],
                 sig.prob_up[s],
-                imbalance(bars.buy_flow[s], bars.sell_flow[s], qp),
-                depth_cap(bars.volume[s], qp),
-                ep.max_position,
-                status,
-                close,
-                close,
+                bars.buy_flow[s],
+                bars.sell_flow[s],
+                bars.volume[s],
                 qp,
+                ep,
             )
             out[s, D_BID], out[s, D_ASK], out[s, D_BID_LOTS], out[s, D_ASK_LOTS] = bid, ask, bl, al
         fs[s, F_PEAK], fs[s, F_VAR_Q], fs[s, F_VAR_F], fs[s, F_VAR_S] = peak, var_q, var_f, var_s
