@@ -151,6 +151,7 @@ class Worker:
         self.source = source
         self.history = dict(history or {})
         self.symbols = replay.symbols
+        self._row = {sym: i for i, sym in enumerate(self.symbols)}  # symbol -> row, O(1) per fill/order
         self.clock = clock
         bt = settings.backtest
         self.ep = engine_params(
@@ -508,7 +509,7 @@ class Worker:
 
     def _book_fill(self, book: _Book, f: Fill) -> None:
         if self.journal.add_fill(f, book=book.name):
-            s = self.symbols.index(f.symbol)
+            s = self._row[f.symbol]
             bt = self.s.backtest
             book.books.apply_fill(s, f.side, f.price_ticks, f.lots, f.fee, tick=bt.tick_size, lot=bt.lot_size)
             live = book.live.get((s, f.side))
@@ -608,8 +609,10 @@ class Worker:
             last = int(book.books.ist[s, st.I_PREV_OPEN])
             if why is None and not bars.has_bar[s] and last and now - last - self.ep.bar_ns > stale_ns:
                 why = f"stale market data: no bar for {(now - last) / 1e9:.0f} s > {stale_ns / 1e9:g} s"
+            if why is None:  # the usual case: no scan of the live orders (O(symbols x orders))
+                continue
             mine = [(side, o) for (row, side), o in book.live.items() if row == s]
-            if why is None or not mine:
+            if not mine:
                 continue
             self.journal.add_event(j, now, self.symbols[s], "market_data", f"{book.name}: no quotes: {why}")
             for side, o in mine:
@@ -670,8 +673,7 @@ class Worker:
                 await self._send_place(book, action[1], results)
         if results:
             with self.journal.transaction():
-                for cid, status, note in results:
-                    self.journal.set_status(cid, status, note)
+                self.journal.set_statuses(results)
 
     async def _send_place(
         self, book: _Book, o: JournalOrder, results: list[tuple[str, str, str]] | None = None
@@ -679,7 +681,7 @@ class Worker:
         req = OrderRequest(
             o.client_id, o.symbol, o.side, o.lots, o.price_ticks, "market" if o.kind == "market" else "limit"
         )
-        s = self.symbols.index(o.symbol)
+        s = self._row[o.symbol]
         try:
             state: OrderState | None = await book.venue.place(req)
             outcome = (o.client_id, state.status if state else "in_flight", "")
@@ -723,7 +725,7 @@ class Worker:
             state = await book.venue.order(cid)
             if state is None:
                 updates.append((cid, "rejected", "never reached the venue"))
-                s = self.symbols.index(symbol)
+                s = self._row[symbol]
                 live = book.live.get((s, side))
                 if live is not None and live.client_id == cid:
                     del book.live[(s, side)]
@@ -733,8 +735,7 @@ class Worker:
             if state.status in TERMINAL:
                 del self._watch[cid]
         with self.journal.transaction():
-            for cid, status, note in updates:
-                self.journal.set_status(cid, status, note)
+            self.journal.set_statuses(updates)
 
     # ---- what it did ---------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
