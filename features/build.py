@@ -110,7 +110,9 @@ class FeatureEngine:
             ``(len(ts), len(self.names))`` float64 feature rows.
         """
         ts = np.ascontiguousarray(ts, dtype=np.int64)
-        if len(ts) and (np.any(np.diff(ts) <= 0) or (self._last_ts is not None and ts[0] <= self._last_ts)):
+        # one bar (the worker's per-tick call) has no order to check within itself: skip np.diff
+        unordered = len(ts) > 1 and bool(np.any(np.diff(ts) <= 0))
+        if len(ts) and (unordered or (self._last_ts is not None and ts[0] <= self._last_ts)):
             raise DataError("features need bars in strictly increasing time order, each bar once")
         out = np.empty((len(ts), len(self.names)))
         run: Callable[..., None] = kernels.run_kernel  # numba's dispatcher is untyped

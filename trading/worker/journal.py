@@ -178,6 +178,12 @@ class Journal:
             "update orders set status = ?, note = ? where client_id = ?", (status, note, client_id)
         )
 
+    def set_statuses(self, updates: Sequence[tuple[str, str, str]]) -> None:
+        """:meth:`set_status` for many ``(client_id, status, note)``, in order, as one statement."""
+        self._db.executemany(
+            "update orders set status = ?, note = ? where client_id = ?", ((s, n, c) for c, s, n in updates)
+        )
+
     def request_cancel(self, client_id: str) -> None:
         self._db.execute("update orders set cancel_requested = 1 where client_id = ?", (client_id,))
 

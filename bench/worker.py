@@ -1,0 +1,556 @@
+"""Quoting worker tick-to-quote: N symbols at 1 Hz on replayed bars through a real ``mmops serve``.
+
+What runs, in order:
+
+1. A throw-away MLflow registry (in a child process, so TensorFlow never loads into the
+   worker's process and its memory) with one LSTM regressor (lookback 32, 32 units, 1 epoch:
+   this measures latency, not skill) fitted on the real feature set the worker computes
+   (``feature_names(features.for_interval("1m"))`` from ``params.yaml``: 67 features) over real
+   BTCUSDT 1m features and forward returns; gated and approved as champion.
+2. ``mmops serve`` on a free 127.0.0.1 port with a bearer token, waited on until ready.
+3. For each run (``--symbols``, then ``--large`` symbols): N symbols replayed at 1 Hz
+   (``WorkerSettings(speed=60.0)`` on 1m bars: one tick per second) through the worker as
+   ``mmops trade`` builds it (:func:`trading.worker.run.build_worker`, settings from
+   ``params.yaml``, :class:`serving.worker_source.HttpSignalSource` with
+   ``trade.signal_budget_ms`` as its budget). Per tick the worker's own
+   :attr:`trading.worker.loop.Worker.timings` (features, model call, decide = compiled step +
+   risk events, journal, venue); the first ``--warmup-ticks`` are dropped. The bench also
+   times every call into the paper venue (matching the bar, its SQLite state, place/cancel,
+   fills and order queries): that is the simulated exchange's work, which a live venue does on
+   its own machine, so the report gives the total with and without it. Ticks with a missing or
+   late signal: the live book's model-free symbols after each tick (the worker's ``fallback``)
+   and the journal's ``alert`` events.
+4. Baselines in the same run, right after each run on the same connection: the service's floor
+   (``/info``: no model, no input) and the same ``/predict_batch`` request alone (the worker's
+   last windows, no worker around it).
+5. Memory: the worker's process RSS and the service's (its process and all descendants) every
+   ``--sample-s`` during the 100-symbol run, which lasts ``--soak-s``; the slope (least
+   squares, MB per minute) is fitted over the last two thirds of the samples (the first third
+   holds the warm-up: allocator pools, SQLite page caches, the venue's first orders).
+
+Replayed data: the shared Binance BTCUSDT 1m dumps (``$MMOPS_SOURCE_DATA/binance-spot-1m``, no
+ETHUSDT dump is shipped) are the one source. Symbol k (``S0000USDT`` ...) is the slice of the
+real series starting ``k * step`` bars in (``step`` spreads the N slices over the two months,
+so symbols are different stretches of real market), prices multiplied by (and rounded to the 0.01 tick)
+``2 ** (4 * frac(k * golden) - 2)`` (0.25x .. 4x, so price levels and tick counts differ),
+volumes as recorded; every slice is re-stamped onto one common 1-minute timeline so all symbols
+tick together. Each slice has ``max(window) + 1 + 512`` bars of history before the first
+traded bar (what ``mmops trade`` warms up with: the 1440-bar windows and room for the model's
+32-row lookback), then the traded bars.
+
+Stops by itself; the server and the temporary folder are removed on the way out.
+
+    .venv/bin/python bench/worker.py --json                 # quick: 3 min at 100, 60 s at 1000
+    .venv/bin/python bench/worker.py --soak-s 600 --json    # the 10-minute soak
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import yaml
+
+# bench/features.py and bench/serving.py are named like packages; run as a script, this folder
+# would shadow them.
+sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolve().parent]
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+NAME = "mmops-BENCHWORKER-1m"
+LSTM = {"lookback": 32, "units": 32, "epochs": 1, "batch_size": 256, "patience": 1}
+PARTS = ("features", "model", "decide", "journal", "venue")
+GOLDEN = (math.sqrt(5) - 1) / 2
+
+
+def source_dir() -> Path:
+    return Path(os.environ.get("MMOPS_SOURCE_DATA", REPO.parent / "shared" / "data")) / "binance-spot-1m"
+
+
+def load_base() -> pd.DataFrame:
+    """The real BTCUSDT 1m bars, both months, in time order (canonical schema)."""
+    from features.sources.binance import dump_files, read_dumps
+
+    files = [f for f in dump_files(source_dir()) if f.name.startswith("BTCUSDT-1m-")]
+    return read_dumps(files).sort_values("timestamp", ignore_index=True)
+
+
+def symbol_frames(
+    base: pd.DataFrame, n: int, *, warmup: int, ticks: int
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """``n`` distinct symbols from ``base`` (see the module docstring): (traded bars, history).
+
+    Raises:
+        ValueError: ``base`` is too short for ``warmup + ticks`` bars per symbol.
+    """
+    need = warmup + ticks
+    if len(base) < need + n:
+        raise ValueError(f"{len(base)} source bars; need {need + n} for {n} symbols of {need} bars")
+    step = (len(base) - need) // n
+    first = base["timestamp"].iloc[-need]
+    stamps = pd.Series(pd.date_range(first, periods=need, freq="1min")).astype(base["timestamp"].dtype)
+    frames, history = {}, {}
+    for k in range(n):
+        part = base.iloc[k * step : k * step + need].reset_index(drop=True)
+        scale = 2.0 ** (4.0 * ((k * GOLDEN) % 1.0) - 2.0)
+        part = part.assign(
+            **{c: (part[c] * scale).round(2) for c in ("open", "high", "low", "close")},
+            timestamp=stamps,
+            symbol=f"S{k:04d}USDT",
+        )
+        sym = f"S{k:04d}USDT"
+        history[sym] = part.iloc[:warmup].reset_index(drop=True)
+        frames[sym] = part.iloc[warmup:].reset_index(drop=True)
+    return frames, history
+
+
+# ---- the registry (child process) ----------------------------------------------------------------
+def build_registry(home: str, train_rows: int) -> tuple[str, str, int]:
+    """Fit the LSTM on real features, register it and approve it. Returns (uri, version, n features).
+
+    Runs in a spawned child: TensorFlow and MLflow stay out of the worker's process.
+    """
+    from features.build import compute_features, make_labels
+    from flows.params import load_params
+    from training import tracking
+    from training.gate import GateConfig
+    from training.models import make_model
+    from training.registry import Registry
+
+    root = Path(home)
+    config = load_params(REPO / "params.yaml").features
+    bars = load_base().iloc[-(train_rows + 1440 + config.label_horizon) :].reset_index(drop=True)
+    feats = compute_features(bars, config)
+    labels = make_labels(bars, horizon=config.label_horizon)
+    ok = feats.notna().all(axis=1).to_numpy() & labels["fwd_return"].notna().to_numpy()
+    x, y = feats.to_numpy()[ok], labels["fwd_return"].to_numpy()[ok]
+    model = make_model("lstm", "regressor", random_state=0, **LSTM)
+    folder = model.fit(x, y, feature_names=list(feats.columns)).save(root / "models" / "lstm")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    tracking.use_tracking(uri)
+    experiment = tracking.ensure_experiment("bench-worker", artifact_root=(root / "mlartifacts").as_uri())
+    with tracking.parent_run(experiment, run_name="lstm", tags={}):
+        version = tracking.log_signal_model(
+            folder,
+            registered_name=NAME,
+            tags={"mmops.family": "lstm", "mmops.task": "regressor", "mmops.interval": "1m"},
+            metrics={
+                "forward_sharpe": 1.0,
+                "forward_max_drawdown_pct": 1.0,
+                "forward_sharpe_diff": 0.1,
+                "forward_n_trades": 100.0,
+            },
+        )
+    reg = Registry(uri, audit_log=root / "logs" / "audit.jsonl", reports=root / "reports")
+    reg.gate(
+        NAME, version, config=GateConfig(min_sharpe_over_champion=-1e9), evaluate=lambda _: {"sharpe": 0.0}
+    )
+    reg.approve(NAME, version, by="bench", reason="worker benchmark")
+    return uri, version, x.shape[1]
+
+
+# ---- the service ---------------------------------------------------------------------------------
+def start_server(home: Path, uri: str, token: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``mmops serve`` on a free 127.0.0.1 port, in its own process group; waits for /readyz."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["serve"].update(model=NAME, poll_interval_s=5.0)
+    (home / "params.yaml").write_text(yaml.safe_dump(params))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "MMOPS_HOME": str(home),
+        "MMOPS_PARAMS": str(home / "params.yaml"),
+        "MLFLOW_TRACKING_URI": uri,
+        "BENTOML_HOME": str(home / "bentoml"),
+        "MMOPS_SERVE_TOKEN": token,
+    }
+    with (home / "server.log").open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flows", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mmops serve exited: {(home / 'server.log').read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    stop_server(proc)
+    raise RuntimeError(f"mmops serve not ready in 240 s: {(home / 'server.log').read_text()[-3000:]}")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+# ---- memory --------------------------------------------------------------------------------------
+def rss_mb(pid: int) -> float:
+    """Resident set of one process, MB (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def tree_rss_mb(root: int) -> tuple[float, int]:
+    """Resident set of ``root`` and all its descendants (the service and its workers), MB, and
+    how many processes that is."""
+    parent: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        kids = [pid for pid, ppid in parent.items() if ppid in frontier and pid not in tree]
+        tree.update(kids)
+        frontier = kids
+    return sum(rss_mb(pid) for pid in tree), len(tree)
+
+
+def trend(samples: list[tuple[float, float]]) -> dict[str, float]:
+    """Start, end, max and the least-squares slope (MB/min, with its standard error) over the
+    last two thirds of ``(seconds, MB)`` samples."""
+    t = np.array([s[0] for s in samples])
+    mb = np.array([s[1] for s in samples])
+    tail = slice(len(samples) // 3, None)
+    tt, mm = t[tail] / 60.0, mb[tail]
+    out = {"start_mb": float(mb[0]), "end_mb": float(mb[-1]), "max_mb": float(mb.max()), "samples": len(mb)}
+    if len(tt) >= 3 and np.ptp(tt) > 0:
+        slope, icept = np.polyfit(tt, mm, 1)
+        resid = mm - (slope * tt + icept)
+        se = float(np.sqrt(resid.var(ddof=2) / ((tt - tt.mean()) ** 2).sum()))
+        out |= {"slope_mb_per_min": float(slope), "slope_se_mb_per_min": se}
+    return out
+
+
+# ---- one run -------------------------------------------------------------------------------------
+class VenueTimer:
+    """Time spent inside the paper venue's methods (the simulated exchange), ns since the last reset."""
+
+    ASYNC = ("place", "cancel", "open_orders", "fills_since", "order", "positions")
+
+    def __init__(self, venue: Any) -> None:
+        self.ns = 0
+        original_advance = venue.advance
+
+        def advance() -> int:
+            t = time.perf_counter_ns()
+            try:
+                return int(original_advance())
+            finally:
+                self.ns += time.perf_counter_ns() - t
+
+        venue.advance = advance
+        for name in self.ASYNC:
+            setattr(venue, name, self._timed(getattr(venue, name)))
+
+    def _timed(self, method: Any) -> Any:
+        async def call(*args: Any) -> Any:
+            t = time.perf_counter_ns()
+            try:
+                return await method(*args)
+            finally:
+                self.ns += time.perf_counter_ns() - t
+
+        return call
+
+
+def pct(values: np.ndarray) -> dict[str, float]:
+    return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
+
+
+async def floors(source: Any, symbols: list[str], windows: np.ndarray, n: int) -> dict[str, Any]:
+    """The service's ``/info`` floor and the worker's request alone, interleaved, ms."""
+    info_ms, alone_ms = [], []
+    for _ in range(n):
+        t = time.perf_counter()
+        await source.info()
+        info_ms.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        await source.signals(symbols, windows)
+        alone_ms.append((time.perf_counter() - t) * 1000)
+    return {"info_ms": pct(np.array(info_ms)), "predict_batch_alone_ms": pct(np.array(alone_ms))}
+
+
+async def run_worker(
+    base_url: str,
+    token: str,
+    frames: dict[str, pd.DataFrame],
+    history: dict[str, pd.DataFrame],
+    *,
+    ticks: int,
+    warmup_ticks: int,
+    budget_ms: int | None,
+    sample_s: float,
+    server_pid: int,
+    floor_requests: int,
+    tmp: Path,
+) -> dict[str, Any]:
+    """``ticks`` ticks of the worker at 1 Hz; timings, fallbacks, memory and floors."""
+    from flows.params import load_params
+    from serving.worker_source import HttpSignalSource
+    from trading.worker.loop import WorkerSettings
+    from trading.worker.run import PaperRun, build_worker
+
+    params = load_params(REPO / "params.yaml")
+    trade = (
+        params.trade if budget_ms is None else params.trade.model_copy(update={"signal_budget_ms": budget_ms})
+    )
+    settings = WorkerSettings(
+        quote=params.quote,
+        risk=params.risk,
+        backtest=params.backtest,
+        trade=trade,
+        features=params.features.for_interval("1m"),
+        speed=60.0,
+    )
+    journal_path = tmp / f"journal-{len(frames)}.db"
+    run = PaperRun(frames=frames, interval="1m", settings=settings, journal=journal_path, history=history)
+    source = HttpSignalSource(base_url, token=token, timeout_s=trade.signal_budget_ms / 1000)
+    worker, journal, venues = build_worker(run, source, shadow=False)
+    timer = VenueTimer(venues[0])
+    paper_ns: list[int] = []
+    cpu_ns: list[int] = []
+    model_free: list[int] = []
+    original_tick = worker.tick
+
+    async def tick() -> None:
+        timer.ns = 0
+        c = time.thread_time_ns()
+        await original_tick()
+        cpu_ns.append(time.thread_time_ns() - c)
+        paper_ns.append(timer.ns)
+        model_free.append(len(worker.books[0].fallback))
+
+    worker.tick = tick  # type: ignore[method-assign]
+    memory: dict[str, list[tuple[float, float]]] = {"worker": [], "service": []}
+    service_procs: list[int] = []
+    began = time.monotonic()
+
+    async def sample(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            now = time.monotonic() - began
+            memory["worker"].append((now, rss_mb(os.getpid())))
+            service_mb, procs = tree_rss_mb(server_pid)
+            memory["service"].append((now, service_mb))
+            service_procs.append(procs)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=sample_s)
+
+    try:
+        t0 = time.perf_counter()
+        await worker.start()
+        start_s = time.perf_counter() - t0
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(sample(stop))
+        wall0, cpu0, load0 = time.perf_counter(), time.process_time(), os.getloadavg()[0]
+        done = await worker.run(max_ticks=ticks)
+        wall, cpu, load1 = time.perf_counter() - wall0, time.process_time() - cpu0, os.getloadavg()[0]
+        stop.set()
+        await sampler
+        rows = np.flatnonzero(worker.features.ready())  # type: ignore[union-attr]
+        windows = worker.features.window[rows].astype(np.float32)  # type: ignore[union-attr]
+        base = await floors(source, [worker.symbols[s] for s in rows], windows, floor_requests)
+        alerts = [e for e in journal.events(("alert",)) if e["tick"] >= warmup_ticks]
+        placed = [o for o in journal.orders() if o.tick >= warmup_ticks]
+        fills = len(journal.fills())
+        wal = journal_path.with_name(journal_path.name + "-wal")
+        journal_mb = sum(f.stat().st_size for f in (journal_path, wal) if f.exists()) / 2**20
+    finally:
+        await source.close()
+        for v in venues:
+            v.close()
+        journal.close()
+    kept = list(worker.timings)[warmup_ticks:]
+    if not kept:
+        raise ValueError(f"{done} ticks ran; none left after {warmup_ticks} warm-up ticks")
+    parts = {p: np.array([getattr(t, p) for t in kept]) / 1e6 for p in PARTS}
+    total = np.array([t.total for t in kept]) / 1e6
+    paper = np.array(paper_ns[warmup_ticks:]) / 1e6
+    free = np.array(model_free[warmup_ticks:])
+    budget = trade.signal_budget_ms
+    return {
+        "symbols": len(frames),
+        "ticks": done,
+        "ticks_measured": len(kept),
+        "signal_budget_ms": budget,
+        "start_s": start_s,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "cpu_share": cpu / wall,
+        "load_avg_1m": [load0, load1],
+        "tick_ms": {
+            "total": pct(total),
+            **{p: pct(v) for p, v in parts.items()},
+            "paper_exchange": pct(paper),
+            "venue_worker_side": pct(parts["venue"] - paper),
+            "total_without_paper_exchange": pct(total - paper),
+            "mean_total": float(total.mean()),
+            "cpu": pct(np.array(cpu_ns[warmup_ticks:]) / 1e6),
+        },
+        "over_20ms": int((total > 20).sum()),
+        "over_1s": int((total > 1000).sum()),
+        "model_free_ticks": int((free > 0).sum()),
+        "model_free_symbol_ticks": int(free.sum()),
+        "late_model_calls": int((parts["model"] >= budget).sum()),
+        "orders_per_tick": len(placed) / len(kept),
+        "of_which_cancelled_per_tick": sum(o.cancel_requested for o in placed) / len(kept),
+        "fills_per_tick": fills / done,
+        "journal_mb": journal_mb,
+        "alerts": len(alerts),
+        "alert_examples": sorted({a["message"].split(": ", 2)[-1][:80] for a in alerts})[:3],
+        "baseline": base,
+        "model_vs_info_p99": float(np.percentile(parts["model"], 99) / base["info_ms"]["p99"]),
+        "service_processes": max(service_procs),
+        "memory": {
+            k: trend(v) | {"series": [[round(a, 1), round(b, 1)] for a, b in v]} for k, v in memory.items()
+        },
+    }
+
+
+def ratios(small: dict[str, Any], large: dict[str, Any]) -> dict[str, float]:
+    """How each part grows from the small run to the large one (p50 and p99)."""
+    out = {}
+    for part, fig in small["tick_ms"].items():
+        if isinstance(fig, dict):
+            for q in ("p50", "p99"):
+                b = large["tick_ms"][part][q]
+                a = fig[q]
+                out[f"{part}_{q}"] = b / a if a > 0 else float("nan")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--symbols", type=int, default=100)
+    parser.add_argument("--large", type=int, default=1000, help="the second run's symbols (0: skip it)")
+    parser.add_argument("--soak-s", type=float, default=180.0, help="the first run's length, s (1 tick/s)")
+    parser.add_argument("--large-s", type=float, default=60.0, help="the second run's length, s")
+    parser.add_argument("--warmup-ticks", type=int, default=10)
+    parser.add_argument("--budget-ms", type=int, default=None, help="default: trade.signal_budget_ms")
+    parser.add_argument("--sample-s", type=float, default=10.0, help="RSS sampling period, s")
+    parser.add_argument("--floor-requests", type=int, default=200)
+    parser.add_argument("--train-rows", type=int, default=6000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    from flows.params import load_params
+
+    fc = load_params(REPO / "params.yaml").features.for_interval("1m")
+    warmup = max(fc.resolved_windows) + 1 + 512  # as `mmops trade` (flows.trade_steps.WARMUP_EXTRA_BARS)
+    token = secrets.token_urlsafe(16)
+    load_start = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="mmops-bench-worker-") as name:
+        tmp = Path(name)
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+            uri, version, n_features = pool.submit(build_registry, name, args.train_rows).result()
+        setup_s = time.perf_counter() - t0
+        proc, base_url = start_server(tmp, uri, token)
+        runs: dict[str, Any] = {}
+        try:
+            base = load_base()
+            plan = [(args.symbols, args.soak_s)] + ([(args.large, args.large_s)] if args.large else [])
+            for n, seconds in plan:
+                ticks = int(seconds) + args.warmup_ticks
+                frames, history = symbol_frames(base, n, warmup=warmup, ticks=ticks)
+                runs[str(n)] = asyncio.run(
+                    run_worker(
+                        base_url,
+                        token,
+                        frames,
+                        history,
+                        ticks=ticks,
+                        warmup_ticks=args.warmup_ticks,
+                        budget_ms=args.budget_ms,
+                        sample_s=args.sample_s,
+                        server_pid=proc.pid,
+                        floor_requests=args.floor_requests,
+                        tmp=tmp,
+                    )
+                )
+                del frames, history
+        finally:
+            stop_server(proc)
+    small = runs[str(args.symbols)]
+    report: dict[str, Any] = {
+        "bench": "worker",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_avg_start": list(load_start),
+            "load_avg_end": list(os.getloadavg()),
+        },
+        "model": {"family": "lstm", "version": version, "features": n_features, **LSTM},
+        "setup_s": setup_s,
+        "runs": runs,
+        "goals": {
+            "p99_le_20ms": small["tick_ms"]["total"]["p99"] <= 20.0,
+            "p99_without_paper_exchange_le_20ms": small["tick_ms"]["total_without_paper_exchange"]["p99"]
+            <= 20.0,
+            "p99_lt_100ms": small["tick_ms"]["total"]["p99"] < 100.0,
+        },
+    }
+    if args.large:
+        report["growth"] = {"symbols": args.large / args.symbols, **ratios(small, runs[str(args.large)])}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    for n, r in runs.items():
+        ms = r["tick_ms"]
+        parts = ", ".join(f"{p} {ms[p]['p50']:.2f}/{ms[p]['p99']:.2f}" for p in PARTS)
+        print(
+            f"{n} symbols: tick p50 {ms['total']['p50']:.2f} ms, p99 {ms['total']['p99']:.2f} ms ({parts}); "
+            f"paper exchange {ms['paper_exchange']['p50']:.2f}/{ms['paper_exchange']['p99']:.2f}; "
+            f"model-free ticks {r['model_free_ticks']}; worker RSS {r['memory']['worker']['start_mb']:.0f} -> "
+            f"{r['memory']['worker']['end_mb']:.0f} MB"
+        )
+
+
+if __name__ == "__main__":
+    main()
