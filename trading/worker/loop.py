@@ -117,6 +117,7 @@ class Worker(SignalIntake, OrderFlow):
         self.source = source
         self.history = dict(history or {})
         self.symbols = replay.symbols
+        self._row = {sym: i for i, sym in enumerate(self.symbols)}  # symbol -> row, O(1) per fill/order
         self.clock = clock
         bt = settings.backtest
         self.ep = engine_params(
@@ -383,8 +384,10 @@ class Worker(SignalIntake, OrderFlow):
             age = now - last - self.ep.bar_ns  # since the last bar closed, as the risk engine counts it
             if why is None and not bars.has_bar[s] and last and age > stale_ns:
                 why = f"stale market data: the last bar closed {age / 1e9:.0f} s ago > {stale_ns / 1e9:g} s"
+            if why is None:  # the usual case: no scan of the live orders (O(symbols x orders))
+                continue
             mine = [(side, o) for (row, side), o in book.live.items() if row == s]
-            if why is None or not mine:
+            if not mine:
                 continue
             self.journal.add_event(j, now, self.symbols[s], "market_data", f"{book.name}: no quotes: {why}")
             for side, o in mine:

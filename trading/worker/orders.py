@@ -71,6 +71,7 @@ class OrderFlow:
 
     journal: Journal
     symbols: tuple[str, ...]
+    _row: dict[str, int]  # symbol -> row
     s: WorkerSettings
     ep: EngineParams
     books: list[Book]
@@ -164,7 +165,7 @@ class OrderFlow:
 
     def _book_fill(self, book: Book, f: Fill) -> None:
         if self.journal.add_fill(f, book=book.name):
-            s = self.symbols.index(f.symbol)
+            s = self._row[f.symbol]
             bt = self.s.backtest
             book.books.apply_fill(s, f.side, f.price_ticks, f.lots, f.fee, tick=bt.tick_size, lot=bt.lot_size)
             live = book.live.get((s, f.side))
@@ -269,8 +270,7 @@ class OrderFlow:
                 await self._send_place(book, action[1], results)
         if results:
             with self.journal.transaction():
-                for cid, status, note in results:
-                    self.journal.set_status(cid, status, note)
+                self.journal.set_statuses(results)
                 # the reject rate moved with these answers: it is part of the book's state
                 self.journal.save_arrays(book.name, fs=book.books.fs.tobytes(), ist=book.books.ist.tobytes())
 
@@ -278,7 +278,7 @@ class OrderFlow:
         req = OrderRequest(
             o.client_id, o.symbol, o.side, o.lots, o.price_ticks, "market" if o.kind == "market" else "limit"
         )
-        s = self.symbols.index(o.symbol)
+        s = self._row[o.symbol]
         try:
             state = await book.venue.place(req)
             results.append((o.client_id, state.status, ""))
@@ -321,7 +321,7 @@ class OrderFlow:
             state = await book.venue.order(cid)
             if state is None:
                 updates.append((cid, "rejected", "never reached the venue"))
-                s = self.symbols.index(symbol)
+                s = self._row[symbol]
                 live = book.live.get((s, side))
                 if live is not None and live.client_id == cid:
                     del book.live[(s, side)]
@@ -339,5 +339,4 @@ class OrderFlow:
                 continue
             await self._send_cancel(book, cid, symbol, updates)
         with self.journal.transaction():
-            for cid, status, note in updates:
-                self.journal.set_status(cid, status, note)
+            self.journal.set_statuses(updates)

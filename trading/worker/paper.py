@@ -220,8 +220,11 @@ class PaperVenue:
         self._db.execute("pragma synchronous=normal")
         self._db.executescript(SCHEMA)
         self._row = {s: i for i, s in enumerate(replay.symbols)}
-        self._orders: dict[str, _Order] = {}
-        self._active: dict[str, _Order] = {}  # not terminal: what a tick has to look at
+        # In memory: the orders not finished (what a tick has to look at) and those finished since
+        # the last tick (what the worker asks about next); older finished ones are read from the
+        # file, so a long run's memory does not grow with every order it ever placed.
+        self._active: dict[str, _Order] = {}
+        self._finished: dict[str, _Order] = {}
         self._position = np.zeros(len(replay.symbols), dtype=np.int64)
         self._load()
 
@@ -232,19 +235,36 @@ class PaperVenue:
         self._seq = int(clock.get("seq", 0))
         # bars each symbol has had matched: latency counts them
         self._bars = self.replay.has[: self.clock].sum(axis=0).astype(np.int64)
-        for row in self._db.execute("select * from orders order by placed"):
-            cid, sym, side, kind, price, lots, filled, status, effective, cancel_at, placed = row
-            state = OrderState(cid, sym, side, price, lots, filled, status, kind)
-            self._orders[cid] = _Order(state, effective, cancel_at, self._row[sym], placed)
-            if status not in TERMINAL:
-                self._active[cid] = self._orders[cid]
+        done = tuple(sorted(TERMINAL))
+        marks = ",".join("?" * len(done))
+        for row in self._db.execute(
+            f"select * from orders where status not in ({marks}) order by placed", done
+        ):
+            o = self._from_row(row)
+            self._active[o.state.client_id] = o
+        (placed,) = self._db.execute("select coalesce(max(placed), -1) from orders").fetchone()
+        self._placed = int(placed) + 1  # the next order's placement number
         for sym, side, lots in self._db.execute("select symbol, side, lots from fills"):
             self._position[self._row[sym]] += side * lots
+
+    def _from_row(self, row: tuple[Any, ...]) -> _Order:
+        cid, sym, side, kind, price, lots, filled, status, effective, cancel_at, placed = row
+        state = OrderState(cid, sym, side, price, lots, filled, status, kind)
+        return _Order(state, effective, cancel_at, self._row[sym], placed)
+
+    def _known(self, client_id: str) -> _Order | None:
+        """The order with this client id: in memory when live or just finished, else from the file."""
+        o = self._active.get(client_id) or self._finished.get(client_id)
+        if o is None:
+            row = self._db.execute("select * from orders where client_id = ?", (client_id,)).fetchone()
+            o = None if row is None else self._from_row(row)
+        return o
 
     def _save_order(self, o: _Order) -> None:
         st = o.state
         if st.status in TERMINAL:
             self._active.pop(st.client_id, None)
+            self._finished[st.client_id] = o
         else:
             self._active[st.client_id] = o
         self._db.execute(
@@ -283,6 +303,7 @@ class PaperVenue:
         if j >= len(self.replay):
             raise IndexError("replay finished")
         bars = self.replay.tick(j)
+        self._finished.clear()
         self._db.execute("begin")
         by_symbol: dict[int, list[_Order]] = {}
         for o in list(self._active.values()):
@@ -350,8 +371,9 @@ class PaperVenue:
         return share > 0 and self._rng.random() < share
 
     async def place(self, order: OrderRequest) -> OrderState:
-        if order.client_id in self._orders:  # idempotent: the same client id is the same order
-            return self._orders[order.client_id].state
+        known = self._known(order.client_id)
+        if known is not None:  # idempotent: the same client id is the same order
+            return known.state
         if order.symbol not in self._row:
             raise VenueRejected(f"{self.name}: unknown symbol {order.symbol}")
         if order.lots <= 0 or (order.kind == "limit" and order.price_ticks <= 0):
@@ -369,8 +391,8 @@ class PaperVenue:
         state = OrderState(
             order.client_id, order.symbol, order.side, order.price_ticks, order.lots, 0, "pending", order.kind
         )
-        o = _Order(state, int(self._bars[s]) + self.ep.latency_bars, -1, s, len(self._orders))
-        self._orders[order.client_id] = o
+        o = _Order(state, int(self._bars[s]) + self.ep.latency_bars, -1, s, self._placed)
+        self._placed += 1
         self._db.execute("begin")
         self._save_order(o)
         if order.kind == "market":
@@ -390,7 +412,7 @@ class PaperVenue:
         return o.state
 
     async def cancel(self, symbol: str, client_id: str) -> OrderState | None:
-        o = self._orders.get(client_id)
+        o = self._known(client_id)
         if o is None:
             return None
         if o.state.status not in TERMINAL and o.cancel_at < 0:
@@ -419,7 +441,7 @@ class PaperVenue:
         ]
 
     async def order(self, client_id: str) -> OrderState | None:
-        o = self._orders.get(client_id)
+        o = self._known(client_id)
         return None if o is None else o.state
 
     async def positions(self) -> dict[str, int]:

@@ -75,6 +75,7 @@ class TickWorker(Worker):
         self.journal = journal
         self.s = settings
         self.symbols = (replay.symbol,)
+        self._row = {replay.symbol: 0}
         self.qp = quote_params(settings.quote)
         self.rp = risk_params(settings.risk)
         self.books = [Book("live", "L", venue, TickBooks.fresh_tick(settings.backtest.initial_cash))]
