@@ -122,13 +122,14 @@ def summarize(out: Console, where: Locations, trained: dict[str, Any], *, saved:
 def summarize_replay(out: Console, trade: TradeReport, replay: str) -> None:
     """The worker's paper replay of the newest day: on what it quoted, fills, PnL, risk."""
     on = trade.model if trade.model != "model-free" else "model-free quotes (no champion approved yet)"
-    out.print(f"\nPaper replay through the worker, {replay}")
+    out.print(f"\nPaper replay through the worker, {replay}", soft_wrap=True)
     out.print(f"  quotes from: {on}")
     pnl = trade.pnl.get("live", 0.0)
     start = trade.final_equity.get("live", 0.0) - pnl
     out.print(
         f"  {trade.fills.get('live', 0)} fills, PnL {pnl:+,.2f} ({100 * pnl / start:+.3f}%), "
-        f"{len(trade.risk_events)} risk events, {sum(a['kind'] == 'alert' for a in trade.alerts)} alerts"
+        f"{_count(len(trade.risk_events), 'risk event')}, "
+        f"{_count(sum(a['kind'] == 'alert' for a in trade.alerts), 'alert')}"
     )
     for v in trade.by_version:
         capture = "n/a" if v.spread_capture_bps is None else f"{v.spread_capture_bps:.2f} bps"
@@ -160,6 +161,10 @@ def _next_steps(where: Locations, gate: dict[str, Any], bin_dir: Path) -> list[t
         )
     steps.append((f"{mmops} serve --port 3000", "serve @champion over HTTP (once one is approved)"))
     return steps
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _number(value: float | None) -> str:

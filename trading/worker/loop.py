@@ -154,7 +154,8 @@ class Worker(SignalIntake, OrderFlow):
         }
         self.started = False
         self._watch: dict[str, tuple[Book, str, int]] = {}
-        self._cancels: dict[str, tuple[Book, str]] = {}  # client id -> (book, symbol)
+        self._cancels: dict[str, tuple[Book, str]] = {}
+        self._pending: list[tuple[str, str, str]] = []  # client id -> (book, symbol)
 
     # ---- start-up ------------------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
@@ -238,6 +239,7 @@ class Worker(SignalIntake, OrderFlow):
                 await asyncio.sleep(max(0.0, bar_s / self.s.speed - (self.clock() - began)))
         if self.next_tick >= total:
             await self._book_remaining()
+        await self.finish()
         return done
 
     async def tick(self) -> None:
@@ -261,6 +263,7 @@ class Worker(SignalIntake, OrderFlow):
         decide = 0
         with self.journal.transaction():
             kill, resume = self.journal.take_controls()  # inside the write lock: none is missed
+            self._write_pending()
             for book in self.books:
                 for f in fills[book.name]:
                     self._book_fill(book, f)

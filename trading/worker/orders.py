@@ -79,6 +79,7 @@ class OrderFlow:
     reject_alpha: float
     _watch: dict[str, tuple[Book, str, int]]  # ambiguous sends: client id -> (book, symbol, side)
     _cancels: dict[str, tuple[Book, str]]  # cancels not confirmed yet: client id -> (book, symbol)
+    _pending: list[tuple[str, str, str]]  # venue answers not journaled yet: (client id, status, note)
 
     def _tag(self, book: Book, s: int, batch: SignalBatch | None) -> tuple[str, str]:
         raise NotImplementedError  # the signal intake's (trading.worker.signals)
@@ -117,6 +118,7 @@ class OrderFlow:
                 if state.client_id.startswith(prefix) and state.client_id not in working:
                     await self._send_cancel(book, state.client_id, state.symbol, updates)
                     report["cancelled_unknown"] += 1
+            await book.venue.flush()
             with self.journal.transaction():
                 for cid, status, note in updates:
                     if self.journal.order(cid) is None:
@@ -268,11 +270,8 @@ class OrderFlow:
                 await self._send_cancel(book, action[1], action[2], results)
             else:
                 await self._send_place(book, action[1], results)
-        if results:
-            with self.journal.transaction():
-                self.journal.set_statuses(results)
-                # the reject rate moved with these answers: it is part of the book's state
-                self.journal.save_arrays(book.name, fs=book.books.fs.tobytes(), ist=book.books.ist.tobytes())
+        await book.venue.flush()  # the venue has them before the journal says so
+        self._pending.extend(results)  # written with the next tick's transaction (see _write_pending)
 
     async def _send_place(self, book: Book, o: JournalOrder, results: list[tuple[str, str, str]]) -> None:
         req = OrderRequest(
@@ -338,5 +337,23 @@ class OrderFlow:
                     updates.append((cid, state.status, ""))
                 continue
             await self._send_cancel(book, cid, symbol, updates)
-        with self.journal.transaction():
-            self.journal.set_statuses(updates)
+        for book in self.books:
+            await book.venue.flush()
+        self._pending.extend(updates)
+
+    def _write_pending(self) -> None:
+        """Journal the venue's answers since the last tick, inside the tick's transaction.
+
+        They ride with the next tick (one durable commit a tick instead of three): a crash
+        before it loses only answers, which reconciliation asks the venue for again by client
+        id; every intent was journaled before it was sent.
+        """
+        if self._pending:
+            self.journal.set_statuses(self._pending)
+            self._pending.clear()
+
+    async def finish(self) -> None:
+        """Journal what is pending (the end of a run, or of a call with ``max_ticks``)."""
+        if self._pending:
+            with self.journal.transaction():
+                self._write_pending()

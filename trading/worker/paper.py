@@ -226,13 +226,16 @@ class PaperVenue:
         self._active: dict[str, _Order] = {}
         self._finished: dict[str, _Order] = {}
         self._position = np.zeros(len(replay.symbols), dtype=np.int64)
+        self._in_tx = False
+        self._dirty: dict[str, _Order] = {}  # changed since the last commit
         self._load()
 
     # ---- state ---------------------------------------------------------------------------------
     def _load(self) -> None:
         clock = dict(self._db.execute("select k, v from clock").fetchall())
         self.clock = int(clock.get("ticks", 0))  # ticks matched so far
-        self._seq = int(clock.get("seq", 0))
+        (seq,) = self._db.execute("select coalesce(max(seq), 0) from fills").fetchone()
+        self._seq = int(seq)  # the fills themselves say how far the trade ids went
         # bars each symbol has had matched: latency counts them
         self._bars = self.replay.has[: self.clock].sum(axis=0).astype(np.int64)
         done = tuple(sorted(TERMINAL))
@@ -261,35 +264,57 @@ class PaperVenue:
         return o
 
     def _save_order(self, o: _Order) -> None:
+        """Note an order's new state; it is written with the transaction's commit (one row per
+        order however often it changed in between)."""
         st = o.state
         if st.status in TERMINAL:
             self._active.pop(st.client_id, None)
             self._finished[st.client_id] = o
         else:
             self._active[st.client_id] = o
-        self._db.execute(
-            "insert or replace into orders values (?,?,?,?,?,?,?,?,?,?,?)",
+        self._dirty[st.client_id] = o
+
+    def _begin(self) -> None:
+        """Open the write transaction the requests of one send phase share (see :meth:`flush`)."""
+        if not self._in_tx:
+            self._db.execute("begin")
+            self._in_tx = True
+
+    def _commit(self) -> None:
+        if not self._in_tx:
+            return
+        rows = [
             (
-                st.client_id,
-                st.symbol,
-                st.side,
-                st.kind,
-                st.price_ticks,
-                st.lots,
-                st.filled_lots,
-                st.status,
+                o.state.client_id,
+                o.state.symbol,
+                o.state.side,
+                o.state.kind,
+                o.state.price_ticks,
+                o.state.lots,
+                o.state.filled_lots,
+                o.state.status,
                 o.effective,
                 o.cancel_at,
                 o.placed,
-            ),
-        )
+            )
+            for o in self._dirty.values()
+        ]
+        self._db.executemany("insert or replace into orders values (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        self._dirty.clear()
+        self._db.execute("commit")
+        self._in_tx = False
+
+    async def flush(self) -> None:
+        """Make the requests received so far durable. The worker calls it after a send phase,
+        before it journals the answers: a crash before it is a network failure (the venue never
+        got those requests, and the journal still holds them as intents to resolve)."""
+        self._commit()
 
     def _set_clock(self) -> None:
-        self._db.executemany(
-            "insert or replace into clock values (?, ?)", (("ticks", self.clock), ("seq", self._seq))
-        )
+        self._db.execute("insert or replace into clock values ('ticks', ?)", (self.clock,))
 
     def close(self) -> None:
+        self._commit()
         self._db.close()
 
     # ---- the replay clock ----------------------------------------------------------------------
@@ -304,7 +329,7 @@ class PaperVenue:
             raise IndexError("replay finished")
         bars = self.replay.tick(j)
         self._finished.clear()
-        self._db.execute("begin")
+        self._begin()
         by_symbol: dict[int, list[_Order]] = {}
         for o in list(self._active.values()):
             if o.state.status in TERMINAL or not bars.has_bar[o.symbol_row]:
@@ -324,7 +349,7 @@ class PaperVenue:
         self._bars += bars.has_bar
         self.clock = j + 1
         self._set_clock()
-        self._db.execute("commit")
+        self._commit()
         return j
 
     def _match(self, j: int, s: int, bars: TickBars, live: list[_Order]) -> None:
@@ -364,7 +389,6 @@ class PaperVenue:
         o.state = replace(st, filled_lots=filled, status="filled" if filled >= st.lots else st.status)
         self._save_order(o)
         self._position[o.symbol_row] += st.side * lots
-        self._set_clock()
 
     # ---- the venue interface -------------------------------------------------------------------
     def _fault(self, share: float) -> bool:
@@ -393,14 +417,13 @@ class PaperVenue:
         )
         o = _Order(state, int(self._bars[s]) + self.ep.latency_bars, -1, s, self._placed)
         self._placed += 1
-        self._db.execute("begin")
+        self._begin()
         self._save_order(o)
         if order.kind == "market":
             o.state = replace(o.state, price_ticks=int(self.replay.close[last, s]))
             self._book(
                 o, order.lots, o.state.price_ticks, self.ep.taker_fee, False, int(self.replay.timeline[last])
             )
-        self._db.execute("commit")
         if self._fault(self.faults.timeout_after_accept):
             raise VenueAmbiguous(
                 f"{self.name}: {order.client_id}: timed out (injected, the order was accepted)"
@@ -419,9 +442,8 @@ class PaperVenue:
             if self._fault(self.faults.cancel_lost):
                 raise VenueAmbiguous(f"{self.name}: cancel {client_id}: timed out (injected, not acted on)")
             o.cancel_at = int(self._bars[o.symbol_row]) + self.ep.latency_bars
-            self._db.execute("begin")
+            self._begin()
             self._save_order(o)
-            self._db.execute("commit")
         return o.state
 
     async def open_orders(self, symbol: str | None = None) -> list[OrderState]:

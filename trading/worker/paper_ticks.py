@@ -444,5 +444,8 @@ class PaperTickVenue:
     async def positions(self) -> dict[str, int]:
         return {self.replay.symbol: int(self.si[INV])}
 
+    async def flush(self) -> None:
+        """Each request is committed as it arrives here: nothing to do."""
+
     def describe(self) -> dict[str, Any]:
         return {"venue": self.name, "advances": self.wakes, "now_ns": self.now_ns}

@@ -85,6 +85,7 @@ class TickWorker(Worker):
         self.timings: deque[TickTimings] = deque(maxlen=100_000)
         self._watch: dict[str, tuple[Book, str, int]] = {}
         self._cancels: dict[str, tuple[Book, str]] = {}
+        self._pending: list[tuple[str, str, str]] = []
 
     @property
     def state(self) -> TickBooks:
@@ -155,6 +156,7 @@ class TickWorker(Worker):
                 report("paper tick replay", done=step + 1, total=total, detail=self._progress_detail())
         if self.finished:
             await self._book_remaining()
+        await self.finish()
         return done
 
     async def tick(self) -> None:
@@ -174,6 +176,7 @@ class TickWorker(Worker):
         t1 = time.perf_counter_ns()
         with self.journal.transaction():
             kill, resume = self.journal.take_controls()  # inside the write lock: none is missed
+            self._write_pending()
             for f in fills:
                 self._book_fill(book, f)
             if resume:

@@ -95,6 +95,10 @@ class Venue(Protocol):
 
     async def positions(self) -> dict[str, int]: ...
 
+    async def flush(self) -> None:
+        """After a send phase: whatever makes the requests sent so far final (paper: commit)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SignalBatch:

@@ -127,7 +127,8 @@ def test_the_paper_replay_summary_says_what_quoted_and_what_it_made() -> None:
         summarize_replay(console, trade(model, version), "store: BTCUSDT 1m, 1440 bars")
         text = console.export_text()
         assert says in text
-        assert "751 fills, PnL -65.45 (-0.065%), 3 risk events, 1 alerts" in text
+        assert "751 fills, PnL -65.45 (-0.065%), 3 risk events, 1 alert" in text
+        assert "store: BTCUSDT 1m, 1440 bars" in text.replace("\n", " ")
         label = "v1" if version == "1" else "model-free"
         assert f"{label}: fees 57.20, spread capture 1.98 bps, 5-bar markout -0.77 bps" in text
         assert "trade status --journal /h/trading/demo-journal.db" in text
