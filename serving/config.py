@@ -49,7 +49,7 @@ class ServeConfig(BaseModel):
     )
     max_items: int = Field(4096, ge=1, description="symbols per request")
     max_body_bytes: int = Field(
-        8 * 1024 * 1024,
+        16 * 1024 * 1024,
         ge=1024,
         description="largest request body, bytes (Content-Length, or counted while it streams); more: 413",
     )
