@@ -81,6 +81,31 @@ class RiskObservation:
     data_age_ns: int
     reject_rate: float
 
+    @classmethod
+    def of_book(
+        cls,
+        *,
+        inventory_lots: int,
+        mark: float,
+        lot: float,
+        equity: float,
+        initial_equity: float,
+        peak_equity: float,
+        var_ratio: float,
+        data_age_ns: int = 0,
+        reject_rate: float = 0.0,
+    ) -> RiskObservation:
+        """The observation of a book from its state: ``mark`` in quote ccy, ``lot`` base ccy per lot."""
+        return cls(
+            inventory_lots=int(inventory_lots),
+            notional=abs(inventory_lots * lot * mark),
+            pnl=float(equity - initial_equity),
+            drawdown=float((peak_equity - equity) / peak_equity),
+            var_ratio=float(var_ratio),
+            data_age_ns=int(data_age_ns),
+            reject_rate=float(reject_rate),
+        )
+
 
 def explain(reasons: int, seen: RiskObservation, risk: RiskConfig) -> tuple[str, ...]:
     """Each reason as a sentence with its numbers, e.g. ``"drawdown 5.21% >= 5.00% of peak"``.

@@ -360,14 +360,16 @@ class Worker(SignalIntake, OrderFlow):
         for s in np.flatnonzero(bars.has_bar & ((ist[:, st.I_STATUS] != prev[:, 0]) | (fresh != 0))):
             s = int(s)
             bits = int(ist[s, st.I_REASONS])
-            seen = RiskObservation(
+            seen = RiskObservation.of_book(
                 inventory_lots=int(ist[s, st.I_INV]),
-                notional=abs(ist[s, st.I_INV] * self.ep.lot * bars.close[s] * self.ep.tick),
-                pnl=float(fs[s, st.F_EQUITY] - self.ep.initial_cash),
-                drawdown=float((fs[s, st.F_PEAK] - fs[s, st.F_EQUITY]) / fs[s, st.F_PEAK]),
-                var_ratio=float(fs[s, st.F_VAR_F] / fs[s, st.F_VAR_S]),
+                mark=bars.close[s] * self.ep.tick,
+                lot=self.ep.lot,
+                equity=fs[s, st.F_EQUITY],
+                initial_equity=self.ep.initial_cash,
+                peak_equity=fs[s, st.F_PEAK],
+                var_ratio=fs[s, st.F_VAR_F] / fs[s, st.F_VAR_S],
                 data_age_ns=int(age[s]),
-                reject_rate=float(fs[s, st.F_REJECT]),
+                reject_rate=fs[s, st.F_REJECT],
             )
             status = RiskStatus(int(ist[s, st.I_STATUS])).name
             details = "; ".join(explain(bits, seen, self.s.risk)) or "limits clear"

@@ -172,17 +172,34 @@ class _Order:
     placed: int  # placement order on this venue (the newest order of a side is the quote)
 
 
-SCHEMA = """
-create table if not exists orders(
-  client_id text primary key, symbol text not null, side integer not null, kind text not null,
-  price_ticks integer not null, lots integer not null, filled_lots integer not null,
-  status text not null, effective integer not null, cancel_at integer not null, placed integer not null);
+# The fills table both paper venues (bars, ticks) keep, and how a venue reads it back.
+FILLS_SCHEMA = """
 create table if not exists fills(
   seq integer primary key, trade_id text unique not null, client_id text not null, symbol text not null,
   side integer not null, price_ticks integer not null, lots integer not null, fee real not null,
   maker integer not null, ts_ns integer not null);
+"""
+
+
+def read_fills(db: sqlite3.Connection, venue: str, seq: int) -> list[Fill]:
+    """A paper venue's fills after ``seq``, in order, as :class:`Fill` records."""
+    rows = db.execute("select * from fills where seq > ? order by seq", (seq,)).fetchall()
+    return [
+        Fill(venue, trade_id, q, cid, sym, side, price, lots, fee, bool(maker), ts)
+        for q, trade_id, cid, sym, side, price, lots, fee, maker, ts in rows
+    ]
+
+
+SCHEMA = (
+    FILLS_SCHEMA
+    + """
+create table if not exists orders(
+  client_id text primary key, symbol text not null, side integer not null, kind text not null,
+  price_ticks integer not null, lots integer not null, filled_lots integer not null,
+  status text not null, effective integer not null, cancel_at integer not null, placed integer not null);
 create table if not exists clock(k text primary key, v integer not null);
 """
+)
 
 
 class PaperVenue:
@@ -456,11 +473,7 @@ class PaperVenue:
         ]
 
     async def fills_since(self, seq: int) -> list[Fill]:
-        rows = self._db.execute("select * from fills where seq > ? order by seq", (seq,)).fetchall()
-        return [
-            Fill(self.name, trade_id, q, cid, sym, side, price, lots, fee, bool(maker), ts)
-            for q, trade_id, cid, sym, side, price, lots, fee, maker, ts in rows
-        ]
+        return read_fills(self._db, self.name, seq)
 
     async def order(self, client_id: str) -> OrderState | None:
         o = self._known(client_id)

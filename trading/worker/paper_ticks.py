@@ -60,6 +60,7 @@ from trading.tick_engine import (
     take_at_touch,
 )
 from trading.ticks import TickData
+from trading.worker.paper import FILLS_SCHEMA, read_fills
 from trading.worker.types import TERMINAL, Fill, OrderRequest, OrderState, OrderStatus, VenueRejected
 
 # why an advance stopped: the grid point it was asked for, a fill of ours, a best bid/ask move
@@ -184,17 +185,16 @@ class _Order:
     row_seq: int  # the change of the quotes that carries it (-1: a market order)
 
 
-SCHEMA = """
+SCHEMA = (
+    FILLS_SCHEMA
+    + """
 create table if not exists orders(
   client_id text primary key, oid integer unique not null, symbol text not null, side integer not null,
   kind text not null, price_ticks integer not null, lots integer not null, filled_lots integer not null,
   status text not null, row_seq integer not null);
-create table if not exists fills(
-  seq integer primary key, trade_id text unique not null, client_id text not null, symbol text not null,
-  side integer not null, price_ticks integer not null, lots integer not null, fee real not null,
-  maker integer not null, ts_ns integer not null);
 create table if not exists state(k text primary key, v blob not null);
 """
+)
 
 
 class PaperTickVenue:
@@ -431,11 +431,7 @@ class PaperTickVenue:
         ]
 
     async def fills_since(self, seq: int) -> list[Fill]:
-        rows = self._db.execute("select * from fills where seq > ? order by seq", (seq,)).fetchall()
-        return [
-            Fill(self.name, trade_id, q, cid, sym, side, price, lots, fee, bool(maker), ts)
-            for q, trade_id, cid, sym, side, price, lots, fee, maker, ts in rows
-        ]
+        return read_fills(self._db, self.name, seq)
 
     async def order(self, client_id: str) -> OrderState | None:
         o = self._orders.get(client_id)

@@ -260,14 +260,14 @@ class TickWorker(Worker):
         if status != prev:
             ist, fs, bt = self.state.ist, self.state.fs, self.s.backtest
             equity = self.equity()
-            seen = RiskObservation(
+            seen = RiskObservation.of_book(
                 inventory_lots=int(ist[INV]),
-                notional=abs(float(ist[INV]) * bt.lot_size * fs[MID] * bt.tick_size),
-                pnl=equity - bt.initial_cash,
-                drawdown=(fs[PEAK] - equity) / fs[PEAK],
-                var_ratio=float(fs[VAR_F] / fs[VAR_S]),
-                data_age_ns=0,
-                reject_rate=0.0,
+                mark=fs[MID] * bt.tick_size,
+                lot=bt.lot_size,
+                equity=equity,
+                initial_equity=bt.initial_cash,
+                peak_equity=fs[PEAK],
+                var_ratio=fs[VAR_F] / fs[VAR_S],
             )
             reasons = "; ".join(explain(int(ist[REASONS]), seen, self.s.risk)) or "limits clear"
             message = f"live: {RiskStatus(prev).name} -> {RiskStatus(status).name}: {reasons}"
