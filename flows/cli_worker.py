@@ -67,7 +67,8 @@ def trade(
     (params: quote, risk, backtest, trade, features). Resumes from --journal when it exists."""
     if ctx.invoked_subcommand is not None:
         return
-    from flows.trade_steps import parse_symbols, replay_and_close, replay_data, tick_capture, worker_settings
+    from flows.trade_steps import parse_symbols, replay_and_close, replay_data, worker_settings
+    from trading.worker.replay import tick_capture
     from trading.worker.run import PaperRun
 
     if venue != "paper":
