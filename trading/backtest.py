@@ -79,12 +79,12 @@ def bar_interval_ns(bars: pd.DataFrame) -> int:
     return int(np.median(diffs))
 
 
-def _validate_bars(bars: pd.DataFrame) -> None:
+def _validate_bars(bars: pd.DataFrame, *, min_rows: int = 2) -> None:
     missing = [c for c in REQUIRED_COLUMNS if c not in bars.columns]
     if missing:
         raise DataError(f"bars: missing columns {missing}; expected the canonical bar schema")
-    if len(bars) < 2:
-        raise DataError(f"bars: need at least 2 rows, got {len(bars)}")
+    if len(bars) < min_rows:
+        raise DataError(f"bars: need at least {min_rows} rows, got {len(bars)}")
     prices = bars[["open", "high", "low", "close"]].to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(prices).all(axis=1) | (prices <= 0).any(axis=1))
     if len(bad):
@@ -124,14 +124,16 @@ def signal_arrays(bars: pd.DataFrame, signals: pd.DataFrame | None) -> dict[str,
 
 
 def bar_arrays(
-    bars: pd.DataFrame, *, backtest: BacktestConfig, signals: pd.DataFrame | None = None
+    bars: pd.DataFrame, *, backtest: BacktestConfig, signals: pd.DataFrame | None = None, min_rows: int = 2
 ) -> BarArrays:
     """Convert canonical bars (and a signal frame) to kernel arrays in ticks and lots.
+
+    ``min_rows``: a backtest needs two bars; a live feed's first ticks may have one or none.
 
     Raises:
         DataError: missing columns, bad prices, unsorted timestamps or a malformed signal frame.
     """
-    _validate_bars(bars)
+    _validate_bars(bars, min_rows=min_rows)
 
     def ticks(col: str) -> np.ndarray:
         return np.rint(bars[col].to_numpy(dtype=np.float64) / backtest.tick_size).astype(np.int64)

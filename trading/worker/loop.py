@@ -44,6 +44,7 @@ from trading.risk import (
 )
 from trading.worker import strategy as st
 from trading.worker.crash import crash_point
+from trading.worker.feed import BarFeed
 from trading.worker.journal import Journal
 from trading.worker.online import OnlineFeatures
 from trading.worker.orders import Book, LiveOrder, OrderFlow, ReconcileError
@@ -96,6 +97,8 @@ class Worker(SignalIntake, OrderFlow):
         shadow_venue: a paper book for the challenger (shadow mode), or None.
         record_features: keep every online feature row (parity tests).
         clock: wall clock for pacing, seconds.
+        open_ended: a live feed's run: ticks keep coming (:meth:`run_live`), so the end of the
+            replay is not the end of the run (the spec has no last bar).
     """
 
     def __init__(
@@ -110,8 +113,10 @@ class Worker(SignalIntake, OrderFlow):
         shadow_venue: PaperVenue | None = None,
         record_features: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        open_ended: bool = False,
     ) -> None:
         self.replay = replay
+        self.open_ended = open_ended
         self.journal = journal
         self.s = settings
         self.source = source
@@ -126,7 +131,7 @@ class Worker(SignalIntake, OrderFlow):
             backtest=bt,
             bar_ns=replay.bar_ns,
             need_signal=False,
-            kill_from=len(replay),
+            kill_from=NEVER if open_ended else len(replay),
         )
         self.qp = quote_params(settings.quote)
         self.rp = risk_params(settings.risk)
@@ -141,17 +146,7 @@ class Worker(SignalIntake, OrderFlow):
         self.feature_log: list[tuple[int, int, np.ndarray]] | None = [] if record_features else None
         self.timings: deque[TickTimings] = deque(maxlen=100_000)
         self.kind = "forward_log_return"
-        self._raw = {
-            sym: {
-                c: (
-                    frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
-                    if c in frame
-                    else np.full(len(frame), np.nan)
-                )
-                for c in ("open", "high", "low", "close", "volume", "taker_buy_volume")
-            }
-            for sym, frame in replay.frames.items()
-        }
+        self._raw = _raw_columns(replay)
         self.started = False
         self._watch: dict[str, tuple[Book, str, int]] = {}
         self._cancels: dict[str, tuple[Book, str]] = {}
@@ -164,7 +159,9 @@ class Worker(SignalIntake, OrderFlow):
             "symbols": list(self.symbols),
             "interval": self.replay.interval,
             "first": pd.Timestamp(int(self.replay.timeline[0]), tz="UTC").isoformat(),
-            "last": pd.Timestamp(int(self.replay.timeline[-1]), tz="UTC").isoformat(),
+            "last": None
+            if self.open_ended
+            else pd.Timestamp(int(self.replay.timeline[-1]), tz="UTC").isoformat(),
             "books": [b.name for b in self.books],
             "quote": self.s.quote.model_dump(mode="json"),
             "risk": self.s.risk.model_dump(mode="json"),
@@ -241,6 +238,57 @@ class Worker(SignalIntake, OrderFlow):
             await self._book_remaining()
         await self.finish()
         return done
+
+    async def run_live(self, feed: BarFeed, *, stop: asyncio.Event, max_ticks: int | None = None) -> int:
+        """Trade ticks as the feed makes them due, until ``stop`` is set or ``max_ticks`` are done.
+
+        Returns:
+            The ticks processed by this call.
+        """
+        if not self.started:
+            await self.start()
+        done = 0
+        while not stop.is_set() and (max_ticks is None or done < max_ticks):
+            while self.next_tick < len(self.replay) and (max_ticks is None or done < max_ticks):
+                await self.tick()
+                done += 1
+            if stop.is_set() or (max_ticks is not None and done >= max_ticks):
+                break
+            waiting = asyncio.ensure_future(feed.next())
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not waiting.done():
+                waiting.cancel()
+                break
+            stopped.cancel()
+            self.extend(waiting.result())
+            for note in feed.take_notes():
+                self.journal.add_event(
+                    self.next_tick, note.ts_ns, note.symbol, "market_data", f"feed: {note.message}"
+                )
+        await self.finish()
+        return done
+
+    def extend(self, replay: Replay) -> None:
+        """Take a live feed's longer replay: the ticks seen so far must be exactly as before.
+
+        Raises:
+            ValueError: the new replay rewrites a tick the worker has already seen.
+        """
+        old = self.replay
+        n = len(old)
+        if (
+            replay.symbols != old.symbols
+            or len(replay) < n
+            or not np.array_equal(replay.timeline[:n], old.timeline)
+            or not np.array_equal(replay.row_of[:n], old.row_of)
+        ):
+            raise ValueError(f"live feed: the first {n} ticks changed; the feed must only append")
+        self.replay = replay
+        self._raw = _raw_columns(replay)
+        for book in self.books:
+            if isinstance(book.venue, PaperVenue):  # paper trading on live bars
+                book.venue.extend(replay)
 
     async def tick(self) -> None:
         """One tick (see the module docstring)."""
@@ -433,3 +481,19 @@ class Worker(SignalIntake, OrderFlow):
 
     def halted_everywhere(self) -> bool:
         return bool((self.books[0].books.ist[:, st.I_STATUS] == HALTED).all())
+
+
+NEVER = np.iinfo(np.int64).max // 2  # kill_from ("the kill pressed at bar n") for a run with no last bar
+
+
+def _raw_columns(replay: Replay) -> dict[str, dict[str, np.ndarray]]:
+    """Per symbol, the bar columns online features read, as float64 (NaN where absent)."""
+    return {
+        sym: {
+            c: frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
+            if c in frame
+            else np.full(len(frame), np.nan)
+            for c in ("open", "high", "low", "close", "volume", "taker_buy_volume")
+        }
+        for sym, frame in replay.frames.items()
+    }

@@ -59,9 +59,18 @@ class Replay:
 
     @classmethod
     def from_frames(
-        cls, frames: dict[str, pd.DataFrame], *, interval: str, backtest: BacktestConfig
+        cls,
+        frames: dict[str, pd.DataFrame],
+        *,
+        interval: str,
+        backtest: BacktestConfig,
+        grid: np.ndarray | None = None,
     ) -> Replay:
         """Align per-symbol canonical bars on the union of their open times.
+
+        ``grid`` (int64 open ns) adds ticks where no symbol has a bar: a live feed's regular
+        clock, so an exchange that sends nothing still makes ticks (and stale data pulls the
+        quotes). Bars must then fall on it.
 
         A bar that is not a bar (NaN or non-positive prices, high below low, open or close
         outside the range, negative volume) is kept out of the arrays and listed in ``bad``: at
@@ -80,11 +89,13 @@ class Replay:
             good[sym] = bars.loc[why.isna()].reset_index(drop=True)
             bad_rows[sym] = (bars.loc[why.notna(), "timestamp"], why[why.notna()])
             try:
-                arrays[sym] = bar_arrays(good[sym], backtest=backtest)
+                arrays[sym] = bar_arrays(good[sym], backtest=backtest, min_rows=2 if grid is None else 0)
             except DataError as exc:
                 raise DataError(f"replay {sym}: {exc}") from exc
         stamps = [a.open_ns for a in arrays.values()]
         stamps += [t.to_numpy(dtype="datetime64[ns]").astype(np.int64) for t, _ in bad_rows.values()]
+        if grid is not None:
+            stamps.append(np.asarray(grid, dtype=np.int64))
         timeline = np.unique(np.concatenate(stamps))
         shape = (len(timeline), len(symbols))
         has = np.zeros(shape, dtype=bool)
@@ -329,6 +340,10 @@ class PaperVenue:
 
     def _set_clock(self) -> None:
         self._db.execute("insert or replace into clock values ('ticks', ?)", (self.clock,))
+
+    def extend(self, replay: Replay) -> None:
+        """Take a live feed's longer replay (the worker checked that it only appends)."""
+        self.replay = replay
 
     def close(self) -> None:
         self._commit()
