@@ -150,3 +150,9 @@ class TradeConfig(BaseModel):
         description="client order ids start with this; others are not ours",
     )
     shadow_book: bool = Field(True, description="in shadow mode, run the challenger's quotes on a paper book")
+    live_settle_ms: int = Field(
+        2000,
+        ge=0,
+        le=60_000,
+        description="live bars: ask the exchange for a bar this long after it closes (it publishes it a moment later), ms",
+    )

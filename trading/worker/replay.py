@@ -72,7 +72,7 @@ def replay_data(
     t1 = _time("--end", end)
     if t0 is not None and t1 is not None and t1 < t0:
         raise ConfigError(f"--end {end} is before --start {start}")
-    warmup = max(features.for_interval(ivl).resolved_windows) + 1 + WARMUP_EXTRA_BARS
+    warmup = warmup_bars(features, ivl)
     all_bars = (
         _read_store(bars_root, symbols, ivl) if replay == "store" else _read_path(Path(replay), symbols, ivl)
     )
@@ -87,6 +87,11 @@ def replay_data(
     return ReplayData(
         frames=frames, history=history, interval=ivl, source="store" if replay == "store" else replay
     )
+
+
+def warmup_bars(features: FeaturesConfig, interval: str) -> int:
+    """Bars before the first tick a symbol's online features need (the longest window, plus slack)."""
+    return max(features.for_interval(interval).resolved_windows) + 1 + WARMUP_EXTRA_BARS
 
 
 def _time(name: str, value: str | None) -> pd.Timestamp | None:

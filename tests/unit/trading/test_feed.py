@@ -194,3 +194,33 @@ def test_paper_trading_on_a_live_feed_trades_like_the_replay_of_the_same_bars(
         float(worker.books[0].books.equity(0, tick=s.backtest.tick_size, lot=s.backtest.lot_size))
         == (want.final_equity["live"])
     )
+
+
+def test_a_live_paper_run_stopped_and_restarted_later_trades_like_an_uninterrupted_one(
+    day: pd.DataFrame, tmp_path: Path
+) -> None:
+    """run_live on the fake exchange: 50 ticks, a stop, 30 minutes down, a restart that rebuilds
+    the ticks from the journal's first bar and catches up: the fills of one run of 120 ticks."""
+    from trading.worker.live import LiveRun, run_live
+
+    s = settings()
+    first = day["timestamp"].iloc[1000]
+
+    def once(journal: Path, ticks: int, clock: FakeClock) -> None:
+        ex = OhlcvExchange({"BTC/USDT": day}, clock)
+        feed = BarFeed(ex, markets={"BTCUSDT": "BTC/USDT"}, interval="1m", backtest=s.backtest, sleep=clock.sleep)
+        feed.clock = clock
+        run = LiveRun(markets={"BTCUSDT": "BTC/USDT"}, interval="1m", settings=s, journal=journal, max_ticks=ticks)
+        asyncio.run(run_live(run, exchange=ex, feed=feed))
+
+    once(tmp_path / "whole.db", 120, FakeClock(_seconds(first) + 60 + 2.5))
+    clock = FakeClock(_seconds(first) + 60 + 2.5)
+    once(tmp_path / "broken.db", 50, clock)
+    clock.t += 30 * 60  # down for half an hour: 30 ticks are due at the restart
+    once(tmp_path / "broken.db", 70, clock)
+    whole, broken = journal_fills(tmp_path / "whole.db"), journal_fills(tmp_path / "broken.db")
+    assert len(whole) > 0
+    pd.testing.assert_frame_equal(broken[FILL_COLUMNS], whole[FILL_COLUMNS])
+    j = Journal(tmp_path / "broken.db")
+    assert j.run_spec()["first"] == first.isoformat() and j.run_spec()["last"] is None
+    j.close()

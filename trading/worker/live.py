@@ -1,0 +1,128 @@
+"""One live run of the worker: bars from an exchange as they close, orders to a venue.
+
+The venue is either the paper venue (paper trading on live bars: the backtest's fill rule on
+the exchange's bars, nothing sent) or a live one (the ccxt venue). Either way the run is the
+same worker, journal and reconciliation as a replay; only the clock differs: ticks come from
+:class:`trading.worker.feed.BarFeed`, and the run goes on until it is stopped (SIGINT/SIGTERM,
+``max_ticks``, or a stop event). A restarted live run reads its first tick from its journal and
+rebuilds the same ticks from the exchange's history before it quotes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from trading.backtest import engine_params
+from trading.worker.feed import AsyncOhlcvExchange, BarFeed
+from trading.worker.journal import Journal
+from trading.worker.loop import NEVER, Worker, WorkerSettings
+from trading.worker.paper import PaperVenue
+from trading.worker.replay import warmup_bars
+from trading.worker.run import TradeReport, paper_paths, report
+from trading.worker.types import SignalSource, Venue
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    """What to trade live and how.
+
+    Args:
+        markets: worker symbol -> the exchange's market (``BTCUSDT`` -> ``BTC/USDT``).
+        interval: the bar length the worker quotes on.
+        settings: quote, risk, backtest, trade and features settings.
+        journal: the journal file (a paper venue keeps its state beside it).
+        max_ticks: stop after this many ticks (None: until stopped).
+    """
+
+    markets: Mapping[str, str]
+    interval: str
+    settings: WorkerSettings
+    journal: Path
+    max_ticks: int | None = None
+
+
+async def run_live(
+    run: LiveRun,
+    *,
+    exchange: AsyncOhlcvExchange,
+    venue: Venue | None = None,
+    source: SignalSource | None = None,
+    stop: asyncio.Event | None = None,
+    feed: BarFeed | None = None,
+) -> tuple[TradeReport, Worker]:
+    """Trade ``run`` on the exchange's bars until stopped; report what it did.
+
+    Args:
+        exchange: where the bars come from (a ccxt async exchange).
+        venue: where orders go; None: the paper venue (paper trading on live bars).
+        source: the signal service, or None for model-free quotes.
+        stop: set it to stop after the current tick; SIGINT and SIGTERM set it too.
+        feed: the bar feed (tests pass one on a fake clock); default: one on ``exchange``.
+
+    Raises:
+        ReconcileError: a restart found the venue and the journal in disagreement.
+        ConfigError: the journal belongs to another run.
+        SourceError: the exchange refused a market or answered something that is not bars.
+    """
+    s = run.settings
+    stop = stop or asyncio.Event()
+    _stop_on_signals(stop)
+    journal = Journal(run.journal)
+    spec = journal.run_spec()
+    first_ns = None if spec is None else int(pd.Timestamp(spec["first"]).value)
+    feed = feed or BarFeed(
+        exchange,
+        markets=run.markets,
+        interval=run.interval,
+        backtest=s.backtest,
+        settle_s=s.trade.live_settle_ms / 1000,
+    )
+    paper: PaperVenue | None = None
+    try:
+        replay, history = await feed.start(first_ns=first_ns, warmup=warmup_bars(s.features, run.interval))
+        if venue is None:
+            ep = engine_params(
+                quote=s.quote,
+                risk=s.risk,
+                backtest=s.backtest,
+                bar_ns=replay.bar_ns,
+                need_signal=False,
+                kill_from=NEVER,
+            )
+            paper = venue = PaperVenue(replay, ep, db=paper_paths(run.journal)[0])
+        worker = Worker(
+            replay=replay,
+            venue=venue,
+            journal=journal,
+            settings=s,
+            source=source,
+            history=history,
+            open_ended=True,
+        )
+        found = await worker.start()
+        done = await worker.run_live(feed, stop=stop, max_ticks=run.max_ticks)
+        journal.set_control("phase", "stopped")
+        model = "model-free" if worker.info is None else f"champion v{worker.info.champion}"
+        return report(
+            worker, journal, model=model, ticks_done=worker.next_tick, reconcile=found | {"this_call": done}
+        ), worker
+    finally:
+        if paper is not None:
+            paper.close()
+        journal.close()
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGINT/SIGTERM: finish the tick in hand, settle, stop (a second signal is the default)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+            return
