@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from features.errors import ConfigError
 from features.schema import normalize_symbol
@@ -13,9 +13,10 @@ from flows.settings import Locations
 from trading.worker.replay import ReplayData
 
 if TYPE_CHECKING:
+    from trading.worker.live import LiveRun
     from trading.worker.loop import WorkerSettings
     from trading.worker.run import PaperRun, TradeReport
-    from trading.worker.types import SignalSource
+    from trading.worker.types import SignalSource, Venue
 
 
 def worker_settings(params: Params, interval: str, *, speed: float | None = None) -> WorkerSettings:
@@ -123,3 +124,32 @@ async def replay_and_close(run: PaperRun, source: SignalSource | None) -> TradeR
     finally:
         if source is not None:
             await source.close()
+
+
+def live_markets(text: str) -> dict[str, str]:
+    """``--symbols`` of a live run: the exchange's markets (``BTC/USDT``) by worker symbol (``BTCUSDT``)."""
+    markets = [m.strip() for m in text.split(",") if m.strip()]
+    flat = [m for m in markets if "/" not in m]
+    if not markets or flat:
+        raise ConfigError(
+            f"--symbols {text!r}: a live run names the exchange's markets, e.g. BTC/USDT or BTC/USDT,ETH/USDT"
+        )
+    out = {normalize_symbol(m): m for m in markets}
+    if len(out) != len(markets):
+        raise ConfigError(f"--symbols: {text!r} names a market twice")
+    return out
+
+
+async def live_and_close(
+    run: LiveRun, *, exchange: Any, venue: Venue | None, source: SignalSource | None
+) -> TradeReport:
+    """Run (or resume) a live run, then close the signal source and the exchange whatever happened."""
+    from trading.worker.live import run_live
+
+    try:
+        result, _worker = await run_live(run, exchange=exchange, venue=venue, source=source)
+        return result
+    finally:
+        if source is not None:
+            await source.close()
+        await exchange.close()
