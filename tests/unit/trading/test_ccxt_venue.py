@@ -1,0 +1,375 @@
+"""The ccxt venue against a scripted fake exchange (tests/fakes/fake_exchange.py), never the network.
+
+First the venue alone, one rule a test: what rejects and what stays in flight, when "not found"
+is believed, client ids, units, fills kept once with a stable seq, positions. Then the real
+worker on it over a short replay of real minutes, one exchange fault a test, each with a restart
+in the middle: no order or fill lost or doubled, positions reconciled, and a venue the journal
+cannot be reconciled with leaves every book HALTED with the numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from ccxt.base.decimal_to_precision import DECIMAL_PLACES
+from ccxt.base.errors import NotSupported
+from fakes.fake_exchange import FakeExchange
+
+from features.errors import ConfigError
+from trading.config import BacktestConfig
+from trading.worker.ccxt_exchange import make_exchange
+from trading.worker.ccxt_venue import CcxtOptions, CcxtVenue
+from trading.worker.types import OrderRequest, VenueAmbiguous, VenueRejected
+
+T = TypeVar("T")
+T0 = 1_772_323_200_000  # 2026-03-01 00:00 UTC, ms
+PREFIX = "mm-"
+BID = OrderRequest("mm-L5b-BTCUSDT", "BTCUSDT", 1, 7, 6_500_001)
+
+
+def run(scenario: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(scenario())  # type: ignore[arg-type]
+
+
+def exchange(**kw: Any) -> FakeExchange:
+    return FakeExchange(symbols={"BTCUSDT": "BTC/USDT", "ETHUSDT": "ETH/USDT"}, now=T0, **kw)
+
+
+async def venue(ex: FakeExchange, db: Path | None = None, **options: int) -> CcxtVenue:
+    return await CcxtVenue.open(
+        ex,
+        symbols=("BTCUSDT", "ETHUSDT"),
+        backtest=BacktestConfig(),
+        db=db,
+        client_prefix=PREFIX,
+        options=CcxtOptions(**options),
+    )
+
+
+def sent(ex: FakeExchange, method: str) -> list[dict[str, Any]]:
+    return [args for m, args in ex.calls if m == method]
+
+
+# ---- the exchange object and the units ------------------------------------------------------------
+def test_make_exchange_is_rate_limited_sandboxed_and_reads_keys_only_from_the_environment() -> None:
+    env = {"MMOPS_BINANCE_API_KEY": "key-123", "MMOPS_BINANCE_SECRET": "secret-456"}
+    ex: Any = make_exchange("binance", sandbox=True, env=env)
+    assert ex.enableRateLimit and ex.apiKey == "key-123" and ex.secret == "secret-456"
+    assert ex.isSandboxModeEnabled and ex.urls["api"] == ex.urls["test"]
+    asyncio.run(ex.close())
+    plain: Any = make_exchange("binance", sandbox=False, keys_from_env=False)
+    assert not plain.apiKey and not plain.isSandboxModeEnabled
+    asyncio.run(plain.close())
+    with pytest.raises(ConfigError, match="set MMOPS_BINANCE_API_KEY and MMOPS_BINANCE_SECRET") as missing:
+        make_exchange("binance", sandbox=False, env={"MMOPS_BINANCE_API_KEY": "key-123"})
+    assert "key-123" not in str(missing.value)  # a message never carries a key
+    with pytest.raises(ConfigError, match=r"no sandbox .* for kraken"):  # ccxt would swap in an empty URL
+        make_exchange("kraken", sandbox=True, keys_from_env=False)
+    with pytest.raises(ConfigError, match="unknown ccxt exchange 'nosuchx'"):
+        make_exchange("nosuchx", sandbox=False)
+
+
+def test_the_runs_units_must_be_the_markets_steps() -> None:
+    async def scenario() -> None:
+        ex = exchange()
+        for bt, expected in (
+            (BacktestConfig(lot_size=0.01), r"backtest.lot_size 0.01 != the market's amount step 0.001"),
+            (BacktestConfig(tick_size=0.1), r"backtest.tick_size 0.1 != the market's price step 0.01"),
+        ):
+            with pytest.raises(ConfigError, match=expected):
+                await CcxtVenue.open(ex, symbols=["BTCUSDT"], backtest=bt, db=None, client_prefix=PREFIX)
+        with pytest.raises(ConfigError, match="fakex has no market 'DOGEUSDT'"):
+            await CcxtVenue.open(
+                ex, symbols=["DOGEUSDT"], backtest=BacktestConfig(), db=None, client_prefix=PREFIX
+            )
+        ex.precisionMode = DECIMAL_PLACES  # precision as decimal places: 2 -> 0.01, 3 -> 0.001
+        for m in ex.markets.values():
+            m["precision"] = {"price": 2, "amount": 3}
+        v = await CcxtVenue.open(
+            ex, symbols=["BTC/USDT"], backtest=BacktestConfig(), db=None, client_prefix=PREFIX
+        )
+        assert (v.markets["BTC/USDT"].tick, v.markets["BTC/USDT"].lot) == (0.01, 0.001)
+
+    run(scenario)
+
+
+def test_a_quote_goes_post_only_with_its_client_id_in_exact_units_and_a_flatten_at_market() -> None:
+    async def scenario() -> None:
+        ex = exchange()
+        v = await venue(ex)
+        state = await v.place(BID)
+        (args,) = sent(ex, "create_order")
+        assert args == {
+            "symbol": "BTC/USDT",
+            "type": "limit",
+            "side": "buy",
+            "amount": 0.007,  # 7 lots of 0.001, not 0.007000000000000001
+            "price": 65000.01,
+            "params": {"clientOrderId": "mm-L5b-BTCUSDT", "postOnly": True},
+        }
+        assert (state.status, state.lots, state.price_ticks, state.filled_lots) == ("open", 7, 6_500_001, 0)
+        assert await v.place(BID) == state and ex.count("create_order") == 1  # the same client id: that order
+        ex.bar("BTCUSDT", ts=T0, high=65010.0, low=64990.0, close=65002.5)  # trades through the bid
+        flat = await v.place(OrderRequest("mm-L6f-BTCUSDT", "BTCUSDT", -1, 7, 0, "market"))
+        args = sent(ex, "create_order")[-1]
+        assert (args["type"], args["price"], args["params"]) == (
+            "market",
+            None,
+            {"clientOrderId": "mm-L6f-BTCUSDT"},
+        )
+        assert flat.status == "filled"
+        fills = await v.fills_since(0)
+        assert [(f.client_id, f.side, f.lots, f.price_ticks, f.maker) for f in fills] == [
+            ("mm-L5b-BTCUSDT", 1, 7, 6_500_001, True),
+            ("mm-L6f-BTCUSDT", -1, 7, 6_500_250, False),  # the taker fill at the last close
+        ]
+        assert fills[0].fee == pytest.approx(65000.01 * 0.007 * 1e-4)
+        assert await v.positions() == {"BTCUSDT": 0, "ETHUSDT": 0}
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        ("reject", VenueRejected),
+        ("insufficient", VenueRejected),
+        ("permission", VenueRejected),
+        ("bad_request", VenueRejected),
+        ("timeout", VenueAmbiguous),
+        ("unavailable", VenueAmbiguous),
+        ("rate_limit", VenueAmbiguous),
+        ("ddos", VenueAmbiguous),
+        ("exchange_error", VenueAmbiguous),  # an error nobody classified: it may have been placed
+    ],
+)
+def test_only_a_definitive_venue_answer_rejects(fault: str, error: type[Exception]) -> None:
+    async def scenario() -> None:
+        ex = exchange()
+        v = await venue(ex)
+        ex.on("create_order", fault)
+        with pytest.raises(error) as raised:
+            await v.place(BID)
+        message = str(raised.value)
+        # the venue's message and the order's numbers, and never a request's signature
+        assert "place mm-L5b-BTCUSDT buy 7 lots @ 6500001 ticks (0.007 BTC/USDT @ 65000.01)" in message
+        assert ex.id in message and "SECRETSIG" not in message
+        if error is VenueRejected:
+            assert (await v.order(BID.client_id)).status == "rejected"  # type: ignore[union-attr]
+
+    run(scenario)
+
+
+def test_a_post_only_quote_that_would_take_is_rejected() -> None:
+    async def scenario() -> None:
+        ex = exchange()
+        v = await venue(ex)
+        ex.bar("BTCUSDT", ts=T0, high=65001.0, low=64999.0, close=65000.0)
+        with pytest.raises(VenueRejected, match=r"OrderImmediatelyFillable: .*would immediately match"):
+            await v.place(OrderRequest("mm-L1b-BTCUSDT", "BTCUSDT", 1, 1, 6_500_000))
+
+    run(scenario)
+
+
+def test_a_timeout_after_acceptance_stays_in_flight_until_a_query_by_client_id_resolves_it() -> None:
+    async def scenario() -> None:
+        ex = exchange()
+        v = await venue(ex)
+        ex.on("create_order", "timeout_after_accept")
+        with pytest.raises(VenueAmbiguous, match="RequestTimeout"):
+            await v.place(BID)
+        state = await v.order(BID.client_id)
+        assert state is not None and state.status == "open"
+        (query,) = sent(ex, "fetch_order")
+        assert query["params"] == {"clientOrderId": BID.client_id}  # no exchange id was known yet
+        assert (await v.cancel("BTCUSDT", BID.client_id)).status == "canceled"  # type: ignore[union-attr]
+        assert sent(ex, "cancel_order")[0]["id"] == ex.by_client[BID.client_id].id  # learnt from the answer
+
+    run(scenario)
+
+
+def test_not_found_is_believed_only_from_the_venue_and_only_after_the_grace() -> None:
+    async def scenario() -> None:
+        ex = exchange(hide_ms=60_000)  # an accepted order the exchange does not show for a minute
+        v = await venue(ex, not_found_grace_ms=90_000)
+        ex.on("create_order", "lose_ack")
+        with pytest.raises(VenueAmbiguous, match="connection reset"):
+            await v.place(BID)
+        with pytest.raises(VenueAmbiguous, match="not found 0 ms after it was sent; believed after 90000 ms"):
+            await v.order(BID.client_id)
+        ex.now += 61_000
+        assert (await v.order(BID.client_id)).status == "open"  # type: ignore[union-attr]
+
+        lost = OrderRequest("mm-L7a-BTCUSDT", "BTCUSDT", -1, 3, 6_600_000)
+        ex.on("create_order", "unavailable")  # a 503: it never reached the matching engine
+        with pytest.raises(VenueAmbiguous, match="ExchangeNotAvailable"):
+            await v.place(lost)
+        with pytest.raises(VenueAmbiguous, match="not found"):
+            await v.order(lost.client_id)
+        ex.now += 120_000
+        ex.on("fetch_order", "timeout")
+        with pytest.raises(VenueAmbiguous, match="RequestTimeout"):  # a transport error is never "not found"
+            await v.order(lost.client_id)
+        assert await v.order(lost.client_id) is None  # the venue's own answer, after the grace
+        assert await v.order("mm-L9b-BTCUSDT") is None  # never sent from here: no question asked
+        assert ex.count("fetch_order") == 5
+
+    run(scenario)
+
+
+def test_cancel_finds_a_lost_order_first_and_reports_what_a_filled_one_became() -> None:
+    async def scenario() -> None:
+        ex = exchange(hide_ms=30_000)
+        v = await venue(ex, not_found_grace_ms=60_000)
+        await v.place(BID)
+        ex.bar("BTCUSDT", ts=T0, high=65010.0, low=64990.0, close=65000.0)  # filled in full
+        done = await v.cancel("BTCUSDT", BID.client_id)  # the exchange: unknown order; the query: filled
+        assert done is not None and (done.status, done.filled_lots) == ("filled", 7)
+        ask = OrderRequest("mm-L8a-BTCUSDT", "BTCUSDT", -1, 2, 6_600_000)
+        ex.on("create_order", "lose_ack")
+        with pytest.raises(VenueAmbiguous):
+            await v.place(ask)
+        with pytest.raises(VenueAmbiguous, match="not found"):  # not shown yet: nothing to cancel by id
+            await v.cancel("BTCUSDT", ask.client_id)
+        ex.now += 31_000
+        ex.on("cancel_order", "timeout")  # the cancel never reached it
+        with pytest.raises(VenueAmbiguous, match="cancel mm-L8a-BTCUSDT: RequestTimeout"):
+            await v.cancel("BTCUSDT", ask.client_id)
+        assert ex.by_client[ask.client_id].status == "open"
+        assert (await v.cancel("BTCUSDT", ask.client_id)).status == "canceled"  # type: ignore[union-attr]
+        assert await v.cancel("BTCUSDT", "mm-L1b-BTCUSDT") is None  # never sent
+
+    run(scenario)
+
+
+def test_a_query_falls_back_to_the_order_lists_where_fetch_order_by_client_id_is_unsupported() -> None:
+    async def scenario() -> None:
+        ex = exchange()
+        v = await venue(ex)
+        ex.on("create_order", "timeout_after_accept")
+        with pytest.raises(VenueAmbiguous):
+            await v.place(BID)
+        real = ex.fetch_order
+
+        async def no_client_ids(id: str, symbol: str | None = None, params: Any = None) -> dict[str, Any]:
+            if params:
+                raise NotSupported("fakex fetchOrder() does not support clientOrderId")
+            return await real(id, symbol, params)
+
+        ex.fetch_order = no_client_ids  # type: ignore[method-assign]
+        assert (await v.order(BID.client_id)).status == "open"  # type: ignore[union-attr]
+        assert ex.count("fetch_open_orders") == 1
+
+    run(scenario)
+
+
+def test_fills_are_kept_once_numbered_as_first_seen_and_the_numbers_survive_a_reopen(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        ex = exchange(fill_share=0.5, duplicate_reports=True, shuffle_reports=True, report_delay_ms=150_000)
+        v = await venue(ex, tmp_path / "v.db")
+        got = []
+        for i in range(8):
+            if i < 4:
+                await v.place(OrderRequest(f"mm-L{i}b-BTCUSDT", "BTCUSDT", 1, 4, 6_500_000 - i))
+                await v.place(OrderRequest(f"mm-L{i}a-ETHUSDT", "ETHUSDT", -1, 4, 200_000 + i))
+            ts = T0 + i * 60_000
+            ex.bar("BTCUSDT", ts=ts, high=65100.0, low=64900.0, close=65000.0)
+            ex.bar("ETHUSDT", ts=ts, high=2100.0, low=1900.0, close=2000.0)
+            got += await v.fills_since(got[-1].seq if got else 0)
+        expected = sorted(f"{t.order.symbol.replace('/', '')}:{t.id}" for t in ex.ours(PREFIX))
+        assert sorted(f.trade_id for f in got) == expected  # each once, though reported twice and shuffled
+        assert {"BTCUSDT:1", "ETHUSDT:1"} <= set(expected)  # the exchange's ids are per market
+        assert [f.seq for f in got] == list(range(1, len(got) + 1))
+        assert sum(f.lots for f in got if f.symbol == "BTCUSDT") == ex.net(PREFIX, "BTCUSDT")
+        v.close()
+        again = await venue(ex, tmp_path / "v.db")  # a restart: the same numbers, nothing new
+        assert await again.fills_since(0) == got
+        assert await again.positions() == {
+            "BTCUSDT": ex.net(PREFIX, "BTCUSDT"),
+            "ETHUSDT": ex.net(PREFIX, "ETHUSDT"),
+        }
+
+    run(scenario)
+
+
+def test_a_trade_reported_later_than_the_overlap_is_found_by_the_next_starts_full_read(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        ex = exchange()
+        v = await venue(ex, tmp_path / "v.db", overlap_ms=120_000)
+        early, later = OrderRequest("mm-L0b-BTCUSDT", "BTCUSDT", 1, 1, 6_400_000), BID
+
+        def bar(i: int, low: float) -> None:
+            ex.bar("BTCUSDT", ts=T0 + i * 60_000, high=65100.0, low=low, close=65075.0)
+
+        await v.place(early)
+        bar(0, 65050.0)
+        ex.report_delay_ms = 600_000  # this fill is reported ten minutes late...
+        bar(1, 63900.0)
+        ex.report_delay_ms = 0
+        await v.place(later)
+        for i in range(2, 12):
+            bar(i, 64900.0 if i == 5 else 65050.0)  # ...after a later one was seen: beyond the overlap
+            await v.fills_since(0)
+        assert [f.client_id for f in await v.fills_since(0)] == [later.client_id]
+        v.close()
+        again = await venue(ex, tmp_path / "v.db", overlap_ms=120_000)
+        assert [f.client_id for f in await again.fills_since(0)] == [later.client_id, early.client_id]
+
+    run(scenario)
+
+
+def test_trades_not_of_this_run_are_neither_fills_nor_position_and_are_asked_about_once() -> None:
+    async def scenario() -> None:
+        ex = exchange()
+        v = await venue(ex)
+        ex.inject_order("manual-1", "BTCUSDT", "buy", 0.5, 64000.0)  # someone else's order
+        for i in range(3):
+            ex.bar("BTCUSDT", ts=T0 + i * 60_000, high=64100.0, low=63900.0, close=64000.0)
+            assert await v.fills_since(0) == []
+        assert await v.positions() == {"BTCUSDT": 0, "ETHUSDT": 0}
+        assert ex.count("fetch_order") == 1  # whose order it is was asked once
+
+    run(scenario)
+
+
+def test_an_order_with_the_prefix_this_venue_never_sent_is_recorded_and_can_be_cancelled() -> None:
+    async def scenario() -> None:
+        ex = exchange()
+        v = await venue(ex)
+        ex.inject_order("mm-L99b-BTCUSDT", "BTCUSDT", "buy", 0.002, 64000.0)
+        ex.inject_order("other-1", "BTCUSDT", "buy", 0.002, 64000.0)
+        (state,) = await v.open_orders()
+        assert (state.client_id, state.side, state.lots, state.price_ticks) == (
+            "mm-L99b-BTCUSDT",
+            1,
+            2,
+            6_400_000,
+        )
+        assert (await v.cancel("BTCUSDT", "mm-L99b-BTCUSDT")).status == "canceled"  # type: ignore[union-attr]
+        assert ex.by_client["other-1"].status == "open"  # not ours: left alone
+
+    run(scenario)
+
+
+def test_positions_are_the_exchanges_trades_so_a_busted_trade_shows(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        ex = exchange()
+        v = await venue(ex, tmp_path / "v.db")
+        await v.place(BID)
+        await v.place(OrderRequest("mm-L5b-ETHUSDT", "ETHUSDT", 1, 3, 199_000))
+        ex.bar("BTCUSDT", ts=T0, high=65100.0, low=64900.0, close=65000.0)
+        ex.bar("ETHUSDT", ts=T0, high=2000.0, low=1980.0, close=1995.0)
+        assert await v.positions() == {"BTCUSDT": 7, "ETHUSDT": 3}
+        v.close()
+        ex.bust(ex.ours(PREFIX)[0])  # the exchange takes the BTC trade back
+        again = await venue(ex, tmp_path / "v.db")
+        assert len(await again.fills_since(0)) == 2  # still in the state file (and the journal)
+        assert await again.positions() == {"BTCUSDT": 0, "ETHUSDT": 3}  # but not on the exchange
+
+    run(scenario)
