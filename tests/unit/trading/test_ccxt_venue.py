@@ -10,19 +10,26 @@ cannot be reconciled with leaves every book HALTED with the numbers.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pandas as pd
 import pytest
 from ccxt.base.decimal_to_precision import DECIMAL_PLACES
 from ccxt.base.errors import NotSupported
 from fakes.fake_exchange import FakeExchange
+from worker_helpers import settings
 
 from features.errors import ConfigError
 from trading.config import BacktestConfig
 from trading.worker.ccxt_exchange import make_exchange
-from trading.worker.ccxt_venue import CcxtOptions, CcxtVenue
+from trading.worker.ccxt_venue import CcxtOptions, CcxtVenue, state_path
+from trading.worker.journal import Journal
+from trading.worker.loop import Worker
+from trading.worker.paper import Replay
 from trading.worker.types import OrderRequest, VenueAmbiguous, VenueRejected
 
 T = TypeVar("T")
@@ -36,7 +43,7 @@ def run(scenario: Callable[[], Awaitable[T]]) -> T:
 
 
 def exchange(**kw: Any) -> FakeExchange:
-    return FakeExchange(symbols={"BTCUSDT": "BTC/USDT", "ETHUSDT": "ETH/USDT"}, now=T0, **kw)
+    return FakeExchange(symbols={"BTCUSDT": "BTC/USDT", "ETHUSDT": "ETH/USDT"}, **({"now": T0} | kw))
 
 
 async def venue(ex: FakeExchange, db: Path | None = None, **options: int) -> CcxtVenue:
@@ -373,3 +380,199 @@ def test_positions_are_the_exchanges_trades_so_a_busted_trade_shows(tmp_path: Pa
         assert await again.positions() == {"BTCUSDT": 0, "ETHUSDT": 3}  # but not on the exchange
 
     run(scenario)
+
+
+# ---- the worker on the venue -----------------------------------------------------------------------
+TICKS = 300
+SETTINGS = settings()
+
+
+@pytest.fixture(scope="module")
+def frames(btc_march: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Two symbols on one clock: 300 real BTCUSDT minutes, and 300 later ones as ETHUSDT."""
+    a = btc_march.iloc[:TICKS].reset_index(drop=True)
+    b = btc_march.iloc[600 : 600 + TICKS].reset_index(drop=True).assign(symbol="ETHUSDT")
+    b["timestamp"] = a["timestamp"]
+    return {"BTCUSDT": a, "ETHUSDT": b}
+
+
+@dataclass
+class LiveRun:
+    """The real worker on a CcxtVenue over the fake, on journal files that outlive each process."""
+
+    ex: FakeExchange
+    replay: Replay
+    path: Path
+    options: CcxtOptions
+    worker: Worker = field(init=False)
+    journal: Journal = field(init=False)
+    venue: CcxtVenue = field(init=False)
+    starts_retried: int = 0
+
+    async def start(self) -> dict[str, Any]:
+        """A new process on the same files: journal, venue and worker rebuilt, then reconciled."""
+        self.journal = Journal(self.path)
+        self.venue = await CcxtVenue.open(
+            self.ex,
+            symbols=self.replay.symbols,
+            backtest=SETTINGS.backtest,
+            db=state_path(self.path),
+            client_prefix=PREFIX,
+            options=self.options,
+        )
+        self.worker = Worker(replay=self.replay, venue=self.venue, journal=self.journal, settings=SETTINGS)
+        for _attempt in range(5):  # what a supervisor does with a TemporaryError: start again
+            try:
+                return await self.worker.start()
+            except VenueAmbiguous:
+                self.starts_retried += 1
+        raise AssertionError("the venue never answered at start")
+
+    async def until(self, tick: int, *, unsent_last: bool = False) -> None:
+        """Tick to ``tick``; the fake trades each bar before the worker's tick (as the paper venue
+        matches it). ``unsent_last``: the last tick's orders are journaled but never sent (a crash
+        between the journal and the send)."""
+        while self.worker.next_tick < tick:
+            j = self.worker.next_tick
+            for s, sym in enumerate(self.replay.symbols):
+                if self.replay.has[j, s]:
+                    tick_size = SETTINGS.backtest.tick_size
+                    bar = {
+                        k: float(getattr(self.replay, k)[j, s]) * tick_size for k in ("high", "low", "close")
+                    }
+                    self.ex.bar(sym, ts=int(self.replay.timeline[j]) // 1_000_000, **bar)
+            if unsent_last and j == tick - 1:
+                self.worker._send = _nothing_sent  # type: ignore[method-assign]
+            await self.worker.tick()
+
+    async def stop(self, *, crash: bool) -> None:
+        """End this process: ``crash`` leaves the last tick's venue answers unjournaled."""
+        if not crash:
+            await self.worker.finish()
+        self.journal.close()
+        self.venue.close()
+
+    async def finish(self) -> None:
+        """After the last bar: late reports come in, the journal is final, and one more start
+        resolves what the last tick left in flight (no tick follows it to ask)."""
+        self.ex.now += 900_000
+        await self.worker.run()
+        await self.stop(crash=False)
+        await self.start()
+        await self.stop(crash=False)
+
+
+async def _nothing_sent(*_args: Any) -> None:
+    return None
+
+
+def live_run(frames: dict[str, pd.DataFrame], tmp_path: Path, **options: int) -> LiveRun:
+    replay = Replay.from_frames(frames, interval="1m", backtest=SETTINGS.backtest)
+    ex = exchange(now=int(replay.timeline[0]) // 1_000_000)
+    return LiveRun(ex, replay, tmp_path / "journal.db", CcxtOptions(**options))
+
+
+def audit(r: LiveRun, *, injected: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The journal against the exchange: every fill of this run once, every order accounted for,
+    nothing unresolved, the same open orders, the same positions. Returns what it read."""
+    j = Journal(r.path)
+    fills, orders, working, events = (
+        j.fills("live"),
+        {o.client_id: o for o in j.orders()},
+        j.open_orders(),
+        j.events(),
+    )
+    j.close()
+    with sqlite3.connect(r.path) as db:
+        notes = dict(db.execute("select client_id, note from orders").fetchall())
+    booked = sorted((f["trade_id"], f["client_id"], f["side"], f["price_ticks"], f["lots"]) for f in fills)
+    traded = sorted(
+        (
+            f"{t.order.symbol.replace('/', '')}:{t.id}",
+            t.order.client_id,
+            1 if t.order.side == "buy" else -1,
+            t.price,
+            t.amount,
+        )
+        for t in r.ex.ours(PREFIX)
+    )
+    assert booked == traded, "the journal's fills are not exactly the exchange's trades of this run"
+    accepted = {cid for cid in r.ex.by_client if cid.startswith(PREFIX)}
+    assert accepted - injected <= set(orders)  # the exchange has no order of ours the journal lacks
+    assert not {c for c, o in orders.items() if o.status == "rejected"} & accepted  # rejected: not there
+    assert not [o for o in orders.values() if o.status in ("intent", "in_flight")]  # all resolved
+    on_exchange = {
+        o.client_id for o in r.ex.orders.values() if o.status == "open" and o.client_id.startswith(PREFIX)
+    }
+    assert on_exchange == {o.client_id for o in working}  # no order left hanging, none forgotten
+    for sym in r.replay.symbols:
+        assert r.worker.status()["books"]["live"][sym]["inventory_lots"] == r.ex.net(PREFIX, sym)
+    return {"fills": fills, "orders": orders, "events": events, "notes": notes}
+
+
+def every(k: int, r: int = 0) -> Callable[[int, dict[str, Any]], bool]:
+    return lambda n, _args: n % k == r
+
+
+FAULTS: dict[str, Callable[[FakeExchange], object]] = {
+    "rejects": lambda ex: (
+        ex.on("create_order", "reject", when=every(7, 3), times=None),
+        ex.on("create_order", "insufficient", when=every(11, 5), times=None),
+    ),
+    "partial_fills": lambda ex: setattr(ex, "fill_share", 0.34),
+    "timeouts_after_acceptance": lambda ex: (
+        ex.on("create_order", "timeout_after_accept", when=every(5, 2), times=None),
+        ex.on("cancel_order", "timeout", when=every(9, 4), times=None),
+        ex.on("fetch_my_trades", "unavailable", when=every(13), times=None),
+    ),
+    "lost_acks": lambda ex: (
+        setattr(ex, "hide_ms", 70_000),  # longer than a bar: the first status query says "not found"
+        ex.on("create_order", "lose_ack", when=every(6, 1), times=None),
+        ex.on("create_order", "unavailable", when=every(10, 7), times=None),
+    ),
+    "duplicate_and_late_reports": lambda ex: (
+        setattr(ex, "duplicate_reports", True),
+        setattr(ex, "shuffle_reports", True),
+        setattr(ex, "report_delay_ms", 150_000),
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_the_worker_loses_and_doubles_nothing_through_a_fault_and_two_restarts(
+    frames: dict[str, pd.DataFrame], tmp_path: Path, fault: str
+) -> None:
+    r = live_run(frames, tmp_path, not_found_grace_ms=120_000)
+
+    async def scenario() -> dict[str, Any]:
+        FAULTS[fault](r.ex)
+        assert not (await r.start())["resumed"]
+        await r.until(100, unsent_last=True)  # a crash between journaling and sending
+        await r.stop(crash=True)
+        found = await r.start()
+        assert found["resumed"] and found["resent"] > 0  # the journaled intents went out on restart
+        await r.until(200)
+        await r.stop(crash=True)  # a crash after sending: the venue's answers were not journaled
+        found = await r.start()
+        assert found["resolved"] > 0  # they were asked for again by client id
+        await r.until(TICKS)
+        await r.finish()
+        return audit(r)
+
+    seen = run(scenario)
+    fills, orders = seen["fills"], seen["orders"]
+    assert len(fills) > 100  # the comparison has content
+    notes = " | ".join(seen["notes"].values())
+    if fault == "rejects":
+        assert len([o for o in orders.values() if o.status == "rejected"]) > 20
+        assert "InvalidOrder: fakex" in notes and "InsufficientFunds" in notes and "lots @" in notes
+    if fault == "partial_fills":
+        assert len([o for o in orders.values() if 0 < o.filled_lots < o.lots]) > 50
+    if fault == "timeouts_after_acceptance":
+        assert r.starts_retried > 0 or "RequestTimeout" in notes
+    if fault == "lost_acks":
+        # the 503s were believed gone only after the grace, from the venue's own answer...
+        assert "never reached the venue" in seen["notes"].values()
+        # ...and no order accepted with its acknowledgement lost was taken for gone
+        lost = [o.client_id for o in r.ex.orders.values() if o.hidden_until]
+        assert len(lost) > 10 and all(orders[c].status != "rejected" for c in lost)
