@@ -76,6 +76,7 @@ class Order:
     status: str = "open"
     cost: float = 0.0
     hidden_until: int = 0
+    answered: bool = True  # False: accepted, but the caller got an error instead of this order
 
 
 @dataclass
@@ -232,14 +233,16 @@ class FakeExchange:
         """The trades of orders whose client id starts with ``prefix`` (busted ones left out)."""
         return [t for t in self.trades if t.order.client_id.startswith(prefix) and not t.busted]
 
-    def net(self, prefix: str, symbol: str) -> int:
-        """Net amount steps of ``prefix``'s trades in ``symbol`` (market id or ccxt symbol)."""
+    def net(self, prefix: str, symbol: str, *, reported: bool = False) -> int:
+        """Net amount steps of ``prefix``'s trades in ``symbol`` (market id or ccxt symbol);
+        ``reported``: only those ``fetch_my_trades`` shows by now."""
         sym = self.symbols.get(symbol, symbol)
-        return sum(
-            (1 if t.order.side == "buy" else -1) * t.amount
+        trades = [
+            t
             for t in self.ours(prefix)
-            if t.order.symbol == sym
-        )
+            if t.order.symbol == sym and (not reported or t.visible_at <= self.now)
+        ]
+        return sum((1 if t.order.side == "buy" else -1) * t.amount for t in trades)
 
     # ---- ccxt's unified API ----------------------------------------------------------------------
     def milliseconds(self) -> int:
@@ -273,6 +276,7 @@ class FakeExchange:
         if cid in self.by_client:
             raise ccxt.DuplicateOrderId(f'{NAME} {{"code":-2010,"msg":"Duplicate order sent."}}')
         o = self._new(cid, symbol, type, side, amount, price, post_only=bool(params.get("postOnly")))
+        o.answered = after is None
         if after == "lose_ack":
             o.hidden_until = self.now + self.hide_ms
             raise ccxt.NetworkError(f"{NAME} POST https://api.{NAME}.test/v3/order connection reset by peer")
