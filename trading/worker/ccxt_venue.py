@@ -1,33 +1,31 @@
 """The live venue over ccxt: the paper venue's interface on an exchange's REST API.
 
-What it promises the worker (NautilusTrader's rules; what they prevent is Hummingbot's lost
-orders, issues #3374, #1357 and #8457: orders the exchange accepted, marked failed or dropped
-after a network error, then filled untracked):
+What it promises the worker (NautilusTrader's rules, against what Hummingbot's issues #3374,
+#1357 and #8457 report: orders the exchange accepted, marked failed after a network error, then
+filled untracked):
 
 * only a definitive venue answer rejects (:func:`trading.worker.ccxt_exchange.classify`);
-  timeouts, disconnects, 5xx and rate limits raise :class:`VenueAmbiguous` and the order stays
-  in flight until a status query resolves it;
-* "not found" is believed only when the venue itself answers ``OrderNotFound`` to a status
-  query, and only ``not_found_grace_ms`` after the order was sent (an exchange may not show an
-  order it has just accepted: NautilusTrader's in-flight threshold); a transport error never
-  means "not found";
-* each order is recorded in the state file with its client id before it is sent, so a restart
-  knows what it may have sent; it is queried by exchange id once known, else by client id
+  timeouts, disconnects, 5xx and rate limits raise :class:`VenueAmbiguous`: the order stays in
+  flight until a status query resolves it;
+* "not found" is believed only from the venue's own ``OrderNotFound`` to a status query, and
+  only ``not_found_grace_ms`` after the order was sent (an exchange may not yet show an order it
+  has accepted: NautilusTrader's in-flight threshold); a transport error never means "not found";
+* each order is recorded in the state file before it is sent, so a restart knows what it may
+  have sent; it is queried by exchange id once known, else by client id
   (``params={"clientOrderId": ...}``), else in the open and closed order lists.
 
 Positions are the net lots of the exchange's trades of this run's orders (client ids with the
-run's prefix) since the run began, not spot balances: a balance also moves with holdings from
-before the run, deposits, withdrawals, other bots and fees taken in the base asset, none of them
-the book's inventory. The first call after opening reads the trades since the run began again in
-full, so reconcile compares the journal with what the exchange reports now: a trade the journal
-booked that the exchange no longer reports (a bust, a lost state file) shows as a difference.
+run's prefix) since the run began, not spot balances, which also move with holdings from before
+the run, deposits, withdrawals, other bots and fees taken in the base asset. The first call
+after opening reads the run's trades again in full, so reconcile compares the journal with what
+the exchange reports now: a booked trade it no longer reports (a bust) is a difference.
 
-Fills come from polling ``fetch_my_trades`` (ccxt's free API has no websocket), each poll
-re-reading ``overlap_ms`` before the newest trade seen, so a trade reported late or out of
-order is still found; a trade is kept once by its id (``SYMBOL:id``: exchange trade ids are per
-market) and numbered in the order first seen: ``seq`` lives in the state file, stable across
-restarts. Trades of orders without the prefix are not this run's; an order with it that this
-file never sent (seen in the open orders, or behind a trade) is recorded when first seen.
+Fills come from polling ``fetch_my_trades`` (ccxt's free API has no websocket), each poll going
+back ``overlap_ms`` before the newest trade seen, so a trade reported late or out of order is
+still found. A trade is kept once by its id (``SYMBOL:id``: exchange trade ids are per market)
+and numbered as first seen: ``seq`` lives in the state file, stable across restarts. Trades of
+orders without the prefix are not this run's; an order with it that this file never sent (in the
+open orders, or behind a trade) is recorded when first seen.
 """
 
 from __future__ import annotations
@@ -129,8 +127,8 @@ class CcxtVenue:
         self._db.execute("pragma synchronous=normal")  # as the paper venue's: kill -9 safe in WAL
         self._db.executescript(SCHEMA)
         meta = dict(self._db.execute("select k, v from meta").fetchall())
-        if "since_ms" not in meta:  # the run begins: trades before now are not its
-            meta["since_ms"] = exchange.milliseconds()
+        if "since_ms" not in meta:  # the run begins: older trades are not its (less a margin for clock skew)
+            meta["since_ms"] = exchange.milliseconds() - self.options.overlap_ms
             self._db.execute("insert into meta values ('since_ms', ?)", (meta["since_ms"],))
         self._since = int(meta["since_ms"])
         self._cursor = {k.removeprefix("cursor:"): int(v) for k, v in meta.items() if k.startswith("cursor:")}
@@ -390,7 +388,9 @@ class CcxtVenue:
         return trade_id
 
     async def _owner(self, order_id: str, m: Market) -> str | None:
-        """The client id of a trade's order when it is this run's; an unknown order is asked once."""
+        """The client id of a trade's order when it is this run's. An order this file does not know
+        is asked about once (the answer is kept); until the exchange answers, the poll fails
+        (VenueAmbiguous) and the next one asks again, so no trade of ours is skipped."""
         row = self._db.execute("select client_id from orders where order_id = ?", (order_id,)).fetchone()
         if row is not None:
             return str(row[0])
@@ -405,7 +405,10 @@ class CcxtVenue:
             self._db.execute("insert or ignore into foreign_orders values (?)", (order_id,))
             return None
         rec = self._get(client_id)
-        self._adopt(answer, m, client_id) if rec is None else self._update(rec, answer)
+        if rec is None:
+            self._adopt(answer, m, client_id)
+        else:
+            self._update(rec, answer)
         return client_id
 
     def _fee(self, t: dict[str, Any], m: Market) -> float:
