@@ -665,3 +665,27 @@ def test_a_venue_the_journal_cannot_be_reconciled_with_halts_every_book_with_the
         assert events[0]["message"].endswith(": halted")
 
     run(scenario)
+
+
+def test_the_kill_switch_flattens_at_market_and_leaves_nothing_working_on_the_exchange(
+    frames: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    r = live_run(frames, tmp_path)
+
+    async def scenario() -> dict[str, Any]:
+        r.ex.fill_share = 0.5
+        await r.start()
+        await r.until(150)
+        assert any(r.ex.net(PREFIX, sym) for sym in r.replay.symbols)  # inventory to flatten
+        r.journal.press("kill", by="test", reason="drill")
+        await r.until(160)
+        await r.finish()
+        return audit(r)
+
+    seen = run(scenario)
+    flattens = [o for o in r.ex.orders.values() if o.type == "market"]
+    assert flattens and all(o.status == "closed" and o.client_id.startswith(PREFIX) for o in flattens)
+    assert all(r.ex.net(PREFIX, sym) == 0 for sym in r.replay.symbols)  # flat on the exchange...
+    assert not [o for o in r.ex.orders.values() if o.status == "open"]  # ...and nothing left working
+    assert {row["status"] for row in r.worker.status()["books"]["live"].values()} == {"HALTED"}
+    assert not [o for o in seen["orders"].values() if o.tick >= 150 and o.kind == "limit"]
