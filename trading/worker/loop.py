@@ -300,7 +300,7 @@ class Worker(SignalIntake, OrderFlow):
             if isinstance(venue, PaperVenue) and venue.clock <= j:
                 venue.advance()
         crash_point("after_advance", j)
-        fills = {book.name: await book.venue.fills_since(book.last_seq) for book in self.books}
+        fills = {book.name: await self._poll_fills(book) for book in self.books}
         await self._settle()
         t1 = time.perf_counter_ns()
         self._update_features(j, bars)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
 from features.errors import OperationalError
+from trading.risk import HALTED
 from trading.worker import strategy as st
 from trading.worker.crash import crash_point
 from trading.worker.journal import Journal, JournalOrder
@@ -87,14 +88,16 @@ class OrderFlow:
     async def reconcile(self) -> dict[str, Any]:
         """Before any quote: compare positions, then resolve every unfinished order by client id,
         then cancel the venue's orders with this worker's prefix that the journal does not hold
-        as working. Nothing is sent before the positions agree.
+        as working. Nothing is sent before the positions of every book agree.
 
         Raises:
-            ReconcileError: a position differs (the journal records why; the phase is ``halted``).
+            ReconcileError: a position differs: every book is HALTED, the journal's events say
+                which, with the numbers, and its phase is ``halted`` (see :meth:`_fail_closed`).
         """
         self.journal.set_control("phase", "reconciling")
         report = {"resolved": 0, "resent": 0, "cancelled_unknown": 0, "fills_pending": 0}
         killed = self.journal.control("kill") is not None
+        differ: list[tuple[str, str]] = []
         for book in self.books:
             pending = await book.venue.fills_since(book.last_seq)
             report["fills_pending"] += len(pending)
@@ -103,11 +106,12 @@ class OrderFlow:
                 ours = book.books.inventory(s) + sum(f.side * f.lots for f in pending if f.symbol == sym)
                 theirs = venue_pos.get(sym, 0)
                 if ours != theirs:
-                    why = f"{book.name} {sym}: journal position {ours:+d} lots, venue {theirs:+d} lots"
-                    with self.journal.transaction():
-                        self.journal.add_event(self.next_tick, 0, sym, "fail_closed", why)
-                    self.journal.set_control("phase", "halted")
-                    raise ReconcileError(f"reconciliation failed, not trading: {why}")
+                    differ.append(
+                        (sym, f"{book.name} {sym}: journal position {ours:+d} lots, venue {theirs:+d} lots")
+                    )
+        if differ:
+            self._fail_closed(differ)
+        for book in self.books:
             updates: list[tuple[str, str, str]] = []
             for o in self.journal.open_orders(book.name):
                 await self._resolve(book, o, report, updates, killed=killed)
@@ -130,6 +134,19 @@ class OrderFlow:
             self._rebuild_live(book)
         return report
 
+    def _fail_closed(self, differ: list[tuple[str, str]]) -> NoReturn:
+        """The venue and the journal disagree on a position: trade nothing. Every symbol of every
+        book goes HALTED (what :meth:`status` shows), each difference is a ``fail_closed`` event
+        with its numbers, and the error says them all; a later start reconciles afresh."""
+        for book in self.books:
+            book.books.ist[:, st.I_STATUS] = HALTED
+        with self.journal.transaction():
+            for sym, why in differ:
+                self.journal.add_event(self.next_tick, 0, sym, "fail_closed", f"reconcile {why}: halted")
+        self.journal.set_control("phase", "halted")
+        whys = "; ".join(why for _sym, why in differ)
+        raise ReconcileError(f"reconciliation failed, not trading: {whys}; every book halted")
+
     async def _resolve(
         self,
         book: Book,
@@ -139,8 +156,15 @@ class OrderFlow:
         *,
         killed: bool,
     ) -> None:
-        state = await book.venue.order(o.client_id)
         report["resolved"] += 1
+        try:
+            state = await book.venue.order(o.client_id)
+        except VenueAmbiguous as exc:  # the venue cannot say yet: in flight, asked again each tick
+            updates.append((o.client_id, "in_flight", f"unresolved at start: {exc}"[:300]))
+            self._watch[o.client_id] = (book, o.symbol, o.side)
+            if o.cancel_requested or killed:
+                self._cancels[o.client_id] = (book, o.symbol)
+            return
         if state is None:
             if o.status == "intent" and killed:  # a stale quote: the first tick decides afresh
                 updates.append((o.client_id, "canceled", "not sent: the kill switch is on"))
@@ -164,6 +188,15 @@ class OrderFlow:
                 book.live[(row[o.symbol], o.side)] = LiveOrder(
                     o.client_id, o.price_ticks, o.lots, o.filled_lots, o.tick
                 )
+
+    async def _poll_fills(self, book: Book) -> list[Fill]:
+        """A book's new fills; none this tick when the venue cannot answer (fills are read by
+        ``seq``, so the next poll brings them)."""
+        try:
+            return await book.venue.fills_since(book.last_seq)
+        except VenueAmbiguous as exc:
+            logger.warning("%s: fills not read this tick: %s", book.name, exc)
+            return []
 
     def _book_fill(self, book: Book, f: Fill) -> None:
         if self.journal.add_fill(f, book=book.name):
@@ -317,7 +350,11 @@ class OrderFlow:
             return
         updates: list[tuple[str, str, str]] = []
         for cid, (book, symbol, side) in list(self._watch.items()):
-            state = await book.venue.order(cid)
+            try:
+                state = await book.venue.order(cid)
+            except VenueAmbiguous as exc:  # no answer yet is no answer: still in flight
+                logger.info("%s: %s still unresolved: %s", book.name, cid, exc)
+                continue
             if state is None:
                 updates.append((cid, "rejected", "never reached the venue"))
                 s = self._row[symbol]
@@ -330,7 +367,11 @@ class OrderFlow:
             if state.status in TERMINAL:
                 del self._watch[cid]
         for cid, (book, symbol) in list(self._cancels.items()):
-            state = await book.venue.order(cid)
+            try:
+                state = await book.venue.order(cid)
+            except VenueAmbiguous as exc:
+                logger.info("%s: cancel of %s unconfirmed: %s", book.name, cid, exc)
+                continue
             if state is None or state.status in TERMINAL:
                 del self._cancels[cid]
                 if state is not None:
