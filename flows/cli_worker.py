@@ -41,10 +41,26 @@ def _journal(path: Path | None) -> Path:
 @reported
 def trade(
     ctx: typer.Context,
-    venue: Annotated[str, typer.Option("--venue", help="paper (the live ccxt venue comes next)")] = "paper",
+    venue: Annotated[
+        str,
+        typer.Option(
+            "--venue", help="paper (the backtest's fill rule, nothing sent) or ccxt (orders to --exchange)"
+        ),
+    ] = "paper",
     replay: Annotated[
-        str, typer.Option("--replay", help="store (the validated bar store) or a dump/file PATH")
-    ] = "store",
+        str | None,
+        typer.Option(
+            "--replay",
+            help="store (the validated bar store), a dump/file PATH, or live (--exchange's bars as they close)",
+        ),
+    ] = None,
+    exchange: Annotated[
+        str | None,
+        typer.Option(
+            "--exchange", help="live runs: a ccxt exchange id; keys from MMOPS_<ID>_API_KEY/_SECRET"
+        ),
+    ] = None,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="live runs: the exchange's testnet")] = False,
     symbols: Annotated[str | None, typer.Option("--symbols", help="BTCUSDT[,ETHUSDT,...]")] = None,
     interval: Annotated[str | None, typer.Option("--interval", help="bar interval, default 1m")] = None,
     start: Annotated[
@@ -71,11 +87,41 @@ def trade(
     from trading.worker.replay import tick_capture
     from trading.worker.run import PaperRun
 
-    if venue != "paper":
-        raise ConfigError(f"--venue {venue!r}: only 'paper' exists yet (the ccxt venue is the next issue)")
+    if venue not in ("paper", "ccxt"):
+        raise ConfigError(f"--venue {venue!r}: paper or ccxt")
     if symbols is None:
         raise ConfigError("--symbols is required, e.g. --symbols BTCUSDT or BTCUSDT,ETHUSDT")
     where, params = context()
+    if venue == "ccxt" or replay == "live":
+        if replay not in (None, "live"):
+            raise ConfigError(
+                f"--venue ccxt trades the exchange's live bars: --replay {replay} does not apply"
+            )
+        given = [name for name, value in (("--start", start), ("--end", end)) if value]
+        if given:
+            raise ConfigError(
+                f"a live run starts now (a resumed one where it stopped): {', '.join(given)} do not apply"
+            )
+        if speed != "max":
+            raise ConfigError(f"--speed {speed!r}: a live run goes at the exchange's pace")
+        if exchange is None:
+            raise ConfigError("a live run needs --exchange, e.g. --exchange binance")
+        _trade_live(
+            params,
+            venue=venue,
+            exchange_id=exchange,
+            sandbox=sandbox,
+            symbols=[m.strip() for m in symbols.split(",") if m.strip()],
+            interval=interval,
+            journal=journal or where.home / "trading" / "journal.db",
+            service_url=service_url,
+            max_ticks=max_ticks,
+            as_json=as_json,
+        )
+        return
+    if exchange is not None or sandbox:
+        raise ConfigError("--exchange and --sandbox are for live runs (--replay live, or --venue ccxt)")
+    replay = replay or "store"
     capture = tick_capture(replay, symbols)
     if capture is not None:
         given = [
@@ -116,6 +162,46 @@ def trade(
         as_json=as_json,
         human=summary(result, data.describe()),
     )
+
+
+def _trade_live(
+    params: Any,
+    *,
+    venue: str,
+    exchange_id: str,
+    sandbox: bool,
+    symbols: list[str],
+    interval: str | None,
+    journal: Path,
+    service_url: str | None,
+    max_ticks: int | None,
+    as_json: bool,
+) -> None:
+    """``--replay live`` (paper on the exchange's bars) or ``--venue ccxt`` (orders to it)."""
+    from features.schema import normalize_interval
+    from flows.trade_steps import trade_live
+
+    ivl = normalize_interval(interval or "1m")
+    source = _source(service_url, params.trade.signal_budget_ms)
+    with progress_shown(as_json=as_json):
+        result = asyncio.run(
+            trade_live(
+                params,
+                venue=venue,
+                exchange_id=exchange_id,
+                sandbox=sandbox,
+                symbols=symbols,
+                interval=ivl,
+                journal=journal,
+                source=source,
+                max_ticks=max_ticks,
+            )
+        )
+    where = (
+        f"{'live' if venue == 'ccxt' else 'paper on live bars'}: {exchange_id}{' sandbox' if sandbox else ''} "
+        f"{','.join(symbols)} {ivl} (stopped; the same command resumes it)"
+    )
+    emit(result.to_dict() | {"feed": where}, as_json=as_json, human=summary(result, where))
 
 
 def _trade_ticks(
@@ -164,7 +250,7 @@ def summary(r: TradeReport, replay: str) -> str:
     """A few lines a person reads: fills, equity, PnL by version, risk events, alerts."""
     live_pnl = r.pnl.get("live", 0.0)
     lines = [
-        f"paper replay {replay}",
+        replay if replay.startswith(("live", "paper on")) else f"paper replay {replay}",
         f"  quotes from: {r.model}; {r.ticks_done}/{r.ticks_total} ticks"
         + ("" if r.finished else " (stopped early: run the same command to resume)"),
         f"  live book: {r.fills.get('live', 0)} fills, equity {r.final_equity.get('live', 0.0):,.2f}, PnL {live_pnl:+,.2f}",

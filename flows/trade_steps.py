@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from features.errors import ConfigError
 from features.schema import normalize_symbol
@@ -13,10 +14,9 @@ from flows.settings import Locations
 from trading.worker.replay import ReplayData
 
 if TYPE_CHECKING:
-    from trading.worker.live import LiveRun
     from trading.worker.loop import WorkerSettings
     from trading.worker.run import PaperRun, TradeReport
-    from trading.worker.types import SignalSource, Venue
+    from trading.worker.types import SignalSource
 
 
 def worker_settings(params: Params, interval: str, *, speed: float | None = None) -> WorkerSettings:
@@ -126,30 +126,50 @@ async def replay_and_close(run: PaperRun, source: SignalSource | None) -> TradeR
             await source.close()
 
 
-def live_markets(text: str) -> dict[str, str]:
-    """``--symbols`` of a live run: the exchange's markets (``BTC/USDT``) by worker symbol (``BTCUSDT``)."""
-    markets = [m.strip() for m in text.split(",") if m.strip()]
-    flat = [m for m in markets if "/" not in m]
-    if not markets or flat:
-        raise ConfigError(
-            f"--symbols {text!r}: a live run names the exchange's markets, e.g. BTC/USDT or BTC/USDT,ETH/USDT"
-        )
-    out = {normalize_symbol(m): m for m in markets}
-    if len(out) != len(markets):
-        raise ConfigError(f"--symbols: {text!r} names a market twice")
-    return out
-
-
-async def live_and_close(
-    run: LiveRun, *, exchange: Any, venue: Venue | None, source: SignalSource | None
+async def trade_live(
+    params: Params,
+    *,
+    venue: str,
+    exchange_id: str,
+    sandbox: bool,
+    symbols: list[str],
+    interval: str,
+    journal: Path,
+    source: SignalSource | None,
+    max_ticks: int | None,
 ) -> TradeReport:
-    """Run (or resume) a live run, then close the signal source and the exchange whatever happened."""
-    from trading.worker.live import run_live
+    """A live run (``mmops trade --replay live`` or ``--venue ccxt``): the exchange built, its
+    markets resolved, the venue opened, the run started or resumed; everything closed after.
 
+    Raises:
+        ConfigError: an unknown exchange or market, missing keys, no sandbox, units that differ.
+        VenueAmbiguous: the exchange could not be reached to start (try again).
+    """
+    from trading.worker.ccxt_exchange import close_exchange, make_exchange, resolve_markets
+    from trading.worker.ccxt_venue import CcxtVenue, state_path
+    from trading.worker.live import LiveRun, run_live
+
+    exchange = make_exchange(exchange_id, sandbox=sandbox, keys_from_env=venue == "ccxt")
+    live_venue = None
     try:
-        result, _worker = await run_live(run, exchange=exchange, venue=venue, source=source)
+        markets = await resolve_markets(exchange, symbols)
+        settings = worker_settings(params, interval)
+        if venue == "ccxt":
+            live_venue = await CcxtVenue.open(
+                exchange,
+                symbols=list(markets),
+                backtest=settings.backtest,
+                db=state_path(journal),
+                client_prefix=f"{settings.trade.client_prefix}-",
+            )
+        run = LiveRun(
+            markets=markets, interval=interval, settings=settings, journal=journal, max_ticks=max_ticks
+        )
+        result, _worker = await run_live(run, exchange=exchange, venue=live_venue, source=source)
         return result
     finally:
+        if live_venue is not None:
+            live_venue.close()
         if source is not None:
             await source.close()
-        await exchange.close()
+        await close_exchange(exchange)

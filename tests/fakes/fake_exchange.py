@@ -16,6 +16,11 @@ trade appears in ``fetch_my_trades`` that long after it happened, with its own o
 timestamp). :meth:`inject_order` puts an order on the book that no journal knows, and
 :meth:`bust` takes a trade back.
 
+For live runs it also serves ``fetch_ohlcv`` from recorded bars (:meth:`FakeExchange.record`)
+on a test clock (``clock``, seconds): every call first plays the bars that clock has closed
+through :meth:`bar`, so orders fill as time passes, and serves only closed bars, as exchanges do.
+``hide_bars`` holds back bars (by open ms) from ``fetch_ohlcv`` until removed.
+
 The state lives in the object: a test restarts "the worker" by rebuilding the worker, its
 journal and its venue on the same files while this exchange carries on, as a real one would.
 """
@@ -49,6 +54,19 @@ BEFORE: dict[str, Callable[[], Exception]] = {  # nothing happened on the exchan
     ),
 }
 AFTER = ("timeout_after_accept", "lose_ack")  # the exchange acted, then the caller heard nothing
+
+
+class ManualClock:
+    """A test's wall clock, seconds since the epoch; ``sleep`` moves it instead of waiting."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    async def sleep(self, s: float) -> None:
+        self.t += max(s, 0.0)
 
 
 @dataclass
@@ -109,6 +127,7 @@ class FakeExchange:
     shuffle_reports: bool = False
     balances: dict[str, float] = field(default_factory=dict)
     seed: int = 0
+    clock: Callable[[], float] | None = None  # live runs: the test's wall clock, seconds
     id: str = NAME
     precisionMode: int = TICK_SIZE  # noqa: N815 - ccxt's name
     has: dict[str, Any] = field(
@@ -143,6 +162,9 @@ class FakeExchange:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.peak_open: dict[tuple[str, str], int] = {}  # most orders of one side resting in one bar
         self._ids = 1000
+        self.recorded: dict[str, list[list[Any]]] = {}  # ccxt symbol -> fetch_ohlcv rows
+        self.played: dict[str, int] = {}  # ccxt symbol -> rows played through bar()
+        self.hide_bars: set[int] = set()
         self._trade_ids = dict.fromkeys(self.markets, 0)
         self._rng = random.Random(self.seed)
         for m in self.markets.values():
@@ -164,6 +186,7 @@ class FakeExchange:
         self.rules.append(Rule(method, fault, when or (lambda _n, _a: True), times))
 
     def _call(self, method: str, **args: Any) -> str | None:
+        self._play()
         self.calls.append((method, args))
         n = sum(1 for m, _ in self.calls if m == method)
         for rule in self.rules:
@@ -201,6 +224,27 @@ class FakeExchange:
                     self._fill(o, min(size, o.amount - o.filled), o.price, maker=True, ts=ts)
         self.last_close[sym] = round(close / self.price_step)
         self.now = ts + bar_ms
+
+    def record(self, symbol: str, rows: list[list[Any]], bar_ms: int = 60_000) -> None:
+        """Bars ``[[open ms, o, h, l, c, v], ...]`` of ``symbol`` (market id or ccxt symbol) that
+        the clock plays and ``fetch_ohlcv`` serves once closed."""
+        sym = self.symbols.get(symbol, symbol)
+        self.recorded[sym] = sorted(rows)
+        self.played[sym] = 0
+        self.bar_ms = bar_ms
+
+    def _play(self) -> None:
+        if self.clock is None:
+            return
+        now = int(self.clock() * 1000)
+        for sym, rows in self.recorded.items():
+            k = self.played[sym]
+            while k < len(rows) and rows[k][0] + self.bar_ms <= now:
+                t, _o, h, lo, c, _v = rows[k]
+                self.bar(sym, ts=int(t), high=h, low=lo, close=c, bar_ms=self.bar_ms)
+                k += 1
+            self.played[sym] = k
+        self.now = max(self.now, now)
 
     def _fill(self, o: Order, amount: int, price: int, *, maker: bool, ts: int) -> None:
         self._trade_ids[o.symbol] += 1
@@ -393,6 +437,21 @@ class FakeExchange:
         if self.shuffle_reports:
             self._rng.shuffle(rows)
         return [self._trade(t) for t in rows]
+
+    async def fetch_ohlcv(
+        self,
+        symbol: str,
+        timeframe: str = "1m",
+        since: int | None = None,
+        limit: int | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> list[list[Any]]:
+        self._call("fetch_ohlcv", symbol=symbol, since=since, limit=limit)
+        rows = self.recorded.get(symbol)
+        if rows is None:
+            raise ccxt.BadSymbol(f"{NAME} does not have market symbol {symbol}")
+        closed = [r for r in rows if r[0] >= (since or 0) and r[0] + self.bar_ms <= self.now]
+        return [list(r) for r in closed if r[0] not in self.hide_bars][: limit or 500]
 
     async def fetch_balance(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
         self._call("fetch_balance")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -209,7 +210,23 @@ def test_trade_kill_and_resume_through_the_journal(mmops: CliRunner, tmp_path: P
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--venue", "ccxt", "--symbols", "BTCUSDT"], "--venue 'ccxt': only 'paper' exists yet"),
+        (["--venue", "kraken", "--symbols", "BTCUSDT"], "--venue 'kraken': paper or ccxt"),
+        (["--venue", "ccxt", "--symbols", "BTC/USDT"], "a live run needs --exchange"),
+        (["--venue", "ccxt", "--exchange", "nope", "--symbols", "BTC/USDT"], "unknown ccxt exchange 'nope'"),
+        (
+            ["--venue", "ccxt", "--exchange", "binance", "--symbols", "BTC/USDT"],
+            "set MMOPS_BINANCE_API_KEY and MMOPS_BINANCE_SECRET",
+        ),
+        (["--replay", "live", "--exchange", "kraken", "--sandbox", "--symbols", "BTC/USD"], "no sandbox"),
+        (
+            ["--venue", "ccxt", "--exchange", "binance", "--replay", "store", "--symbols", "BTC/USDT"],
+            "does not apply",
+        ),
+        (
+            ["--replay", "live", "--exchange", "binance", "--speed", "10", "--symbols", "BTC/USDT"],
+            "exchange's pace",
+        ),
+        (["--exchange", "binance", "--symbols", "BTCUSDT"], "--exchange and --sandbox are for live runs"),
         (["--symbols", "BTCUSDT", "--speed", "0"], "--speed '0': must be > 0"),
         (["--symbols", "BTCUSDT", "--speed", "fast"], "--speed 'fast': 'max' or a number"),
         ([], "--symbols is required"),
@@ -221,8 +238,9 @@ def test_trade_kill_and_resume_through_the_journal(mmops: CliRunner, tmp_path: P
     ],
 )
 def test_trade_refuses_bad_options_in_one_line(
-    mmops: CliRunner, args: list[str], message: str, tmp_path: Path
+    mmops: CliRunner, args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("MMOPS_BINANCE_API_KEY", raising=False)
     result = mmops.invoke(app, ["trade", *args, "--journal", str(tmp_path / "j.db")])
     assert result.exit_code == 1, result.output
     assert message in result.output and "Traceback" not in result.output
@@ -250,3 +268,20 @@ def test_trade_controls_need_an_existing_journal(mmops: CliRunner, tmp_path: Pat
         run.exit_code == 1 and "not an mmops worker journal" in run.output and "Traceback" not in run.output
     )
     assert foreign.read_bytes() == before
+
+
+def test_a_live_run_without_the_network_says_so_in_one_line(
+    mmops: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exchange cannot be reached (no name resolves: tests never use the network, even on a
+    machine that has one), and the user reads why in one line."""
+
+    def no_dns(*_args: object, **_kw: object) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    args = ["trade", "--replay", "live", "--exchange", "binance", "--symbols", "BTC/USDT"]
+    result = mmops.invoke(app, [*args, "--journal", str(tmp_path / "j.db")])
+    assert result.exit_code == 1, result.output
+    assert "binance: load_markets:" in result.output and "Traceback" not in result.output
+    assert "Unclosed client session" not in result.output

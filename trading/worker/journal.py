@@ -14,6 +14,7 @@ Rules (what Hummingbot's lost-order reports and NautilusTrader's reconciliation 
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -129,6 +130,18 @@ class Journal:
         """The spec of the run this journal belongs to (None: no run has started in it)."""
         row = self._db.execute("select value from meta where key = 'run'").fetchone()
         return None if row is None else dict(json.loads(row[0]))
+
+    def run_tag(self) -> str:
+        """A short id of this journal's run, made once. A live run's client ids carry it, so a new
+        journal on the same account never reuses an earlier run's ids (an exchange would answer
+        "duplicate order" with that run's order)."""
+        row = self._db.execute("select value from meta where key = 'tag'").fetchone()
+        if row is not None:
+            return str(row[0])
+        tag = secrets.token_hex(3)
+        with self.transaction():
+            self._db.execute("insert into meta values ('tag', ?)", (tag,))
+        return tag
 
     def check_run(self, spec: dict[str, Any]) -> bool:
         """Record the run's spec, or check a resumed run has the same. True when resuming.

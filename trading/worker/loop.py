@@ -117,6 +117,7 @@ class Worker(SignalIntake, OrderFlow):
     ) -> None:
         self.replay = replay
         self.open_ended = open_ended
+        self.run_tag = f".{journal.run_tag()}" if open_ended else ""  # see Journal.run_tag
         self.journal = journal
         self.s = settings
         self.source = source

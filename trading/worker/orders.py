@@ -76,6 +76,7 @@ class OrderFlow:
     s: WorkerSettings
     ep: EngineParams
     books: list[Book]
+    run_tag: str  # "" on a replay; ".<tag>" on a live run (Journal.run_tag)
     next_tick: int
     reject_alpha: float
     _watch: dict[str, tuple[Book, str, int]]  # ambiguous sends: client id -> (book, symbol, side)
@@ -211,7 +212,8 @@ class OrderFlow:
         book.last_seq = max(book.last_seq, f.seq)
 
     def _cid(self, book: Book, j: int, side: str, s: int) -> str:
-        return f"{self.s.trade.client_prefix}-{book.letter}{j}{side}-{self.symbols[s]}"
+        """``mm-L123b-BTCUSDT``: prefix, book, tick, side (and ``.<run tag>`` on a live run), symbol."""
+        return f"{self.s.trade.client_prefix}-{book.letter}{j}{side}{self.run_tag}-{self.symbols[s]}"
 
     def _plan(
         self, book: Book, bars: st.TickBars, out: np.ndarray, batch: SignalBatch | None, j: int

@@ -73,6 +73,7 @@ class TickWorker(Worker):
         self.tick_replay = replay
         self.venue = venue
         self.journal = journal
+        self.run_tag = ""  # a replay: ids need no run tag (Journal.run_tag)
         self.s = settings
         self.symbols = (replay.symbol,)
         self._row = {replay.symbol: 0}

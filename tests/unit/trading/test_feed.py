@@ -7,10 +7,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import ccxt
 import numpy as np
 import pandas as pd
 import pytest
+from fakes.fake_exchange import FakeExchange, ManualClock
 from worker_helpers import FILL_COLUMNS, journal_fills, paper, settings
 
 from trading.backtest import engine_params
@@ -22,55 +22,14 @@ from trading.worker.loop import Worker
 MIN_NS = 60_000_000_000
 
 
-class FakeClock:
-    """Seconds since the epoch; ``sleep`` moves it instead of waiting."""
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    async def sleep(self, s: float) -> None:
-        self.t += max(s, 0.0)
-
-
-class OhlcvExchange:
-    """fetch_ohlcv as ccxt's async exchanges answer it, from recorded bars, closed bars only
-    (the bar still open at the clock's time is not served), with scripted failures."""
-
-    id = "fakex"
-
-    def __init__(self, bars: dict[str, pd.DataFrame], clock: FakeClock) -> None:
-        self.rows = {
-            m: [
-                [int(t.value // 1_000_000), o, h, lo, c, v]
-                for t, o, h, lo, c, v in b[
-                    ["timestamp", "open", "high", "low", "close", "volume"]
-                ].itertuples(index=False)
-            ]
-            for m, b in bars.items()
-        }
-        self.clock = clock
-        self.fail: dict[str, int] = {}  # market -> calls left that raise NetworkError
-        self.hidden: set[int] = set()  # bar open ms not served (yet)
-        self.calls = 0
-
-    async def fetch_ohlcv(
-        self,
-        symbol: str,
-        timeframe: str = "1m",
-        since: int | None = None,
-        limit: int | None = None,
-        params: Any = None,
-    ) -> list[list[Any]]:
-        self.calls += 1
-        if self.fail.get(symbol, 0) > 0:
-            self.fail[symbol] -= 1
-            raise ccxt.NetworkError(f"{self.id} GET /klines: connection reset")
-        now_ms = int(self.clock() * 1000)
-        rows = [r for r in self.rows[symbol] if r[0] >= (since or 0) and r[0] + 60_000 <= now_ms]
-        return [r for r in rows if r[0] not in self.hidden][: limit or 500]
+def exchange(bars: pd.DataFrame, clock: ManualClock) -> FakeExchange:
+    """The fake exchange on the test's clock, serving ``bars`` as BTC/USDT (market id BTCUSDT)."""
+    ex = FakeExchange(symbols={"BTCUSDT": "BTC/USDT"}, clock=clock)
+    cols = ["timestamp", "open", "high", "low", "close", "volume"]
+    ex.record(
+        "BTC/USDT", [[int(t.value // 1_000_000), *rest] for t, *rest in bars[cols].itertuples(index=False)]
+    )
+    return ex
 
 
 def _seconds(ts: pd.Timestamp) -> float:
@@ -86,8 +45,8 @@ def test_ticks_come_on_a_regular_clock_and_late_or_failed_bars_never_rewrite_the
     day: pd.DataFrame,
 ) -> None:
     start = day["timestamp"].iloc[1000]
-    clock = FakeClock(_seconds(start) + 2.5)  # bar 999 closed 2.5 s ago
-    ex = OhlcvExchange({"BTC/USDT": day}, clock)
+    clock = ManualClock(_seconds(start) + 2.5)  # bar 999 closed 2.5 s ago
+    ex = exchange(day, clock)
     feed = BarFeed(
         ex, markets={"BTCUSDT": "BTC/USDT"}, interval="1m", backtest=BacktestConfig(), sleep=clock.sleep
     )
@@ -98,11 +57,11 @@ def test_ticks_come_on_a_regular_clock_and_late_or_failed_bars_never_rewrite_the
         assert len(replay) == 1 and int(replay.timeline[0]) == day["timestamp"].iloc[999].value
         assert len(history["BTCUSDT"]) == 200 and history["BTCUSDT"]["timestamp"].iloc[-1] < start
         out = [replay]
-        ex.hidden.add(int(day["timestamp"].iloc[1001].value // 1_000_000))  # the exchange misses a bar
-        ex.fail["BTC/USDT"] = 1  # and one poll fails: asked again, not lost
+        ex.hide_bars.add(int(day["timestamp"].iloc[1001].value // 1_000_000))  # the exchange misses a bar
+        ex.on("fetch_ohlcv", "unavailable", when=lambda n, _a: n == 2)  # and one poll fails: asked again
         for _ in range(2):
             out.append(await feed.next())
-        ex.hidden.clear()  # the missed bar turns up late, after its tick went out without it
+        ex.hide_bars.clear()  # the missed bar turns up late, after its tick went out without it
         for _ in range(3):
             out.append(await feed.next())
         return out
@@ -125,7 +84,7 @@ def test_ticks_come_on_a_regular_clock_and_late_or_failed_bars_never_rewrite_the
     ]
     want = np.rint(day["close"].iloc[[999, 1000, 1002, 1003, 1004]].to_numpy() / 0.01)
     assert np.array_equal(last.close[last.has[:, 0], 0], want)  # the bars as sent, in ticks
-    assert ex.calls == 1 + 5 + 1  # the start, one poll a tick, and the failed poll asked again
+    assert ex.count("fetch_ohlcv") == 1 + 5 + 1  # the start, one poll a tick, and the failed poll asked again
 
 
 def test_a_worker_refuses_a_feed_that_rewrites_a_tick(day: pd.DataFrame, tmp_path: Path) -> None:
@@ -154,8 +113,8 @@ def test_paper_trading_on_a_live_feed_trades_like_the_replay_of_the_same_bars(
     traded = day.iloc[1000:1180].reset_index(drop=True)
     want, _ = paper({"BTCUSDT": traded}, tmp_path / "replay.db", s, history={"BTCUSDT": day.iloc[800:1000]})
 
-    clock = FakeClock(_seconds(first) + 60 + 2.5)
-    ex = OhlcvExchange({"BTC/USDT": day}, clock)
+    clock = ManualClock(_seconds(first) + 60 + 2.5)
+    ex = exchange(day, clock)
     feed = BarFeed(ex, markets={"BTCUSDT": "BTC/USDT"}, interval="1m", backtest=s.backtest, sleep=clock.sleep)
     feed.clock = clock
 
@@ -206,15 +165,19 @@ def test_a_live_paper_run_stopped_and_restarted_later_trades_like_an_uninterrupt
     s = settings()
     first = day["timestamp"].iloc[1000]
 
-    def once(journal: Path, ticks: int, clock: FakeClock) -> None:
-        ex = OhlcvExchange({"BTC/USDT": day}, clock)
-        feed = BarFeed(ex, markets={"BTCUSDT": "BTC/USDT"}, interval="1m", backtest=s.backtest, sleep=clock.sleep)
+    def once(journal: Path, ticks: int, clock: ManualClock) -> None:
+        ex = exchange(day, clock)
+        feed = BarFeed(
+            ex, markets={"BTCUSDT": "BTC/USDT"}, interval="1m", backtest=s.backtest, sleep=clock.sleep
+        )
         feed.clock = clock
-        run = LiveRun(markets={"BTCUSDT": "BTC/USDT"}, interval="1m", settings=s, journal=journal, max_ticks=ticks)
+        run = LiveRun(
+            markets={"BTCUSDT": "BTC/USDT"}, interval="1m", settings=s, journal=journal, max_ticks=ticks
+        )
         asyncio.run(run_live(run, exchange=ex, feed=feed))
 
-    once(tmp_path / "whole.db", 120, FakeClock(_seconds(first) + 60 + 2.5))
-    clock = FakeClock(_seconds(first) + 60 + 2.5)
+    once(tmp_path / "whole.db", 120, ManualClock(_seconds(first) + 60 + 2.5))
+    clock = ManualClock(_seconds(first) + 60 + 2.5)
     once(tmp_path / "broken.db", 50, clock)
     clock.t += 30 * 60  # down for half an hour: 30 ticks are due at the restart
     once(tmp_path / "broken.db", 70, clock)
