@@ -11,13 +11,17 @@ rebuilds the same ticks from the exchange's history before it quotes again.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from features.errors import TemporaryError
 from trading.backtest import engine_params
 from trading.worker.feed import AsyncOhlcvExchange, BarFeed
 from trading.worker.journal import Journal
@@ -26,6 +30,10 @@ from trading.worker.paper import PaperVenue
 from trading.worker.replay import warmup_bars
 from trading.worker.run import TradeReport, paper_paths, report
 from trading.worker.types import SignalSource, Venue
+
+logger = logging.getLogger(__name__)
+
+START_ATTEMPTS = 6  # about a minute of backoff (1, 2, 4, 8, 16 s) before the error reaches the user
 
 
 @dataclass(frozen=True)
@@ -105,7 +113,7 @@ async def run_live(
             history=history,
             open_ended=True,
         )
-        found = await worker.start()
+        found = await _start(worker)
         done = await worker.run_live(feed, stop=stop, max_ticks=run.max_ticks)
         journal.set_control("phase", "stopped")
         model = "model-free" if worker.info is None else f"champion v{worker.info.champion}"
@@ -116,6 +124,26 @@ async def run_live(
         if paper is not None:
             paper.close()
         journal.close()
+
+
+async def _start(worker: Worker) -> dict[str, Any]:
+    """``worker.start()``, asked again while the venue cannot answer (a TemporaryError: nothing
+    was decided): a live venue that blinks at start-up should not need a person to restart."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(TemporaryError),
+        stop=stop_after_attempt(START_ATTEMPTS),
+        wait=wait_exponential(multiplier=1, max=30),
+        before_sleep=lambda state: logger.warning(
+            "start %d/%d: %s; asking again",
+            state.attempt_number,
+            START_ATTEMPTS,
+            state.outcome.exception() if state.outcome else "?",
+        ),
+        reraise=True,
+    ):
+        with attempt:
+            return await worker.start()
+    raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:

@@ -728,6 +728,7 @@ def test_a_live_run_on_the_exchanges_bars_and_orders_resumes_after_a_stop_and_lo
 
     run(lambda: once(120))
     clock.t += 600  # down for 10 minutes: 10 ticks are due when it starts again
+    ex.on("fetch_my_trades", "unavailable")  # and the exchange blinks as it does: the start is asked again
     worker = run(lambda: once(100))
     assert worker.next_tick == 220
     clock.t += 900  # late reports come in; one more start books them and resolves what is in flight
