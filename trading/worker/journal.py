@@ -8,7 +8,11 @@ Rules (what Hummingbot's lost-order reports and NautilusTrader's reconciliation 
   resolves it;
 * one transaction per tick holds that tick's fills, the books' state after them, the decisions
   and their orders, so a crash leaves either all of a tick or none of it;
-* the kill switch is a row here: HALTED survives a restart until a person resumes.
+* the kill switch is a row here: HALTED survives a restart until a person resumes;
+* so is every per-symbol stop/start an operator asks for (``requests``): the worker takes the
+  pending ones inside its tick's transaction, so none is missed and the asker can be another
+  process; the last one taken for a symbol is that symbol's state, across restarts;
+* the live book's quotes after each tick (``quotes``), beside the marks, for the dashboard.
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ create table if not exists events(
   id integer primary key, tick integer not null, ts_ns integer not null, symbol text not null,
   kind text not null, message text not null);
 create table if not exists control(key text primary key, value text not null);
+create table if not exists requests(
+  id integer primary key, at_ns integer not null, symbol text not null, action text not null,
+  by text not null, doc text not null, tick integer);
+create table if not exists quotes(tick integer primary key, ts_ns integer not null, quotes blob not null);
 create table if not exists signals(
   tick integer not null, ts_ns integer not null, book text not null, symbol text not null,
   value real not null, version text not null, primary key (tick, book, symbol));
@@ -54,6 +62,22 @@ create table if not exists signals(
 
 NON_TERMINAL = ("intent", "in_flight", "pending", "open")
 SCHEMA_VERSION = "mmops-journal-1"
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolRequest:
+    """An operator's stop or start of one symbol: asked at ``at_ns``, taken at ``tick`` (None: not yet).
+
+    ``doc`` holds the start's overrides (``max_position_lots``, ``min_half_spread_bps``) and the reason.
+    """
+
+    id: int
+    at_ns: int
+    symbol: str
+    action: str  # "stop" | "start"
+    by: str
+    doc: dict[str, Any]
+    tick: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +126,27 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{path}: not a journal this worker can open ({exc})") from exc
         self._in_tx = False
+
+    @classmethod
+    def reader(cls, path: Path) -> Journal:
+        """A read-only connection to an existing journal (another process may be writing it: WAL).
+
+        Raises:
+            ConfigError: no journal at ``path``, or not one this worker wrote.
+        """
+        if not path.exists():
+            raise ConfigError(f"{path}: no journal here; give the run's --journal")
+        self = cls.__new__(cls)
+        self.path, self._in_tx = path, False
+        try:
+            self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+            mark = self._db.execute("select value from meta where key = 'schema'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"{path}: not a journal this worker can open ({exc})") from exc
+        if mark != (SCHEMA_VERSION,):
+            self._db.close()
+            raise ConfigError(f"{path}: an SQLite file that is not an mmops worker journal")
+        return self
 
     def close(self) -> None:
         self._db.close()
@@ -267,8 +312,9 @@ class Journal:
     def add_mark(self, tick: int, ts_ns: int, closes: bytes) -> None:
         self._db.execute("insert or replace into marks values (?,?,?)", (tick, ts_ns, closes))
 
-    def marks(self) -> list[tuple[int, int, bytes]]:
-        return list(self._db.execute("select tick, ts_ns, closes from marks order by tick"))
+    def marks(self, *, since_tick: int = 0) -> list[tuple[int, int, bytes]]:
+        q = "select tick, ts_ns, closes from marks where tick >= ? order by tick"
+        return list(self._db.execute(q, (since_tick,)))
 
     def add_event(self, tick: int, ts_ns: int, symbol: str, kind: str, message: str) -> None:
         self._db.execute(
@@ -309,8 +355,53 @@ class Journal:
         return False, True
 
     def press(self, key: str, *, by: str, reason: str) -> None:
-        """Write a ``kill`` or ``resume`` control, stamped with the time it was pressed."""
-        self.set_control(key, json.dumps({"by": by, "reason": reason, "at": time.time_ns()}))
+        """Write a ``kill`` or ``resume`` control, stamped with the time it was pressed, and an
+        event saying who pressed it and why (at the tick the journal is at)."""
+        at = time.time_ns()
+        with self.transaction():
+            self.set_control(key, json.dumps({"by": by, "reason": reason, "at": at}))
+            self.add_event(self.ticks_done(), at, "", "control", f"{key} pressed by {by}: {reason}")
+
+    def ticks_done(self) -> int:
+        """The tick the run's books are at (0 before the first)."""
+        row = self._db.execute("select coalesce(max(tick), 0) from books").fetchone()
+        return int(row[0])
+
+    # ---- per-symbol requests and the quotes ---------------------------------------------------------
+    def request(self, symbol: str, action: str, *, by: str, doc: dict[str, Any]) -> SymbolRequest:
+        """Ask the worker to ``stop`` or ``start`` a symbol (taken at its next tick)."""
+        at = time.time_ns()
+        with self.transaction():
+            cur = self._db.execute(
+                "insert into requests(at_ns, symbol, action, by, doc) values (?,?,?,?,?)",
+                (at, symbol, action, by, json.dumps(doc)),
+            )
+        return SymbolRequest(int(cur.lastrowid or 0), at, symbol, action, by, doc, None)
+
+    def take_requests(self, tick: int) -> list[SymbolRequest]:
+        """The requests not taken yet, oldest first, marked taken at ``tick``; call inside the
+        tick's transaction (a crash before its commit leaves them pending)."""
+        pending = self.requests(pending=True)
+        self._db.execute("update requests set tick = ? where tick is null", (tick,))
+        return pending
+
+    def requests(self, *, pending: bool | None = None, symbol: str | None = None) -> list[SymbolRequest]:
+        """Requests, oldest first: all, only pending (True) or only taken (False), of one symbol or all."""
+        q, args = "select * from requests where 1", []
+        if pending is not None:
+            q += " and tick is null" if pending else " and tick is not null"
+        if symbol is not None:
+            q, args = q + " and symbol = ?", [symbol]
+        rows = self._db.execute(q + " order by id", args)
+        return [SymbolRequest(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+
+    def add_quotes(self, tick: int, ts_ns: int, quotes: bytes) -> None:
+        """The live book's working quotes after a tick: int64 (symbols, 4) bid, ask, bid lots, ask lots."""
+        self._db.execute("insert or replace into quotes values (?,?,?)", (tick, ts_ns, quotes))
+
+    def quotes(self, *, since_tick: int = 0) -> list[tuple[int, int, bytes]]:
+        q = "select tick, ts_ns, quotes from quotes where tick >= ? order by tick"
+        return list(self._db.execute(q, (since_tick,)))
 
     def _control_doc(self, key: str) -> dict[str, Any] | None:
         text = self.control(key)
