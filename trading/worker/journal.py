@@ -345,7 +345,7 @@ class Journal:
         pressed after the last resume wins (the resume row goes, the kill stays). Controls
         carry ``at`` (ns) as written by :meth:`press`.
         """
-        kill, resume = self._control_doc("kill"), self._control_doc("resume")
+        kill, resume = self.control_doc("kill"), self.control_doc("resume")
         if resume is None:
             return kill is not None, False
         if kill is not None and kill.get("at", 0) > resume.get("at", 0):
@@ -403,7 +403,8 @@ class Journal:
         q = "select tick, ts_ns, quotes from quotes where tick >= ? order by tick"
         return list(self._db.execute(q, (since_tick,)))
 
-    def _control_doc(self, key: str) -> dict[str, Any] | None:
+    def control_doc(self, key: str) -> dict[str, Any] | None:
+        """A control row as the document :meth:`press` wrote ({} when unreadable; None when absent)."""
         text = self.control(key)
         if text is None:
             return None
