@@ -3,7 +3,9 @@
 ``mmops trade --venue paper --replay store --symbols BTCUSDT`` runs (or resumes, with the same
 ``--journal``) a paper replay; ``trade status | kill | resume`` read and write that journal, so
 they work whether the worker is running (it reads the controls every tick) or not (the next
-start honours them). Each command resolves settings, calls one library function and reports.
+start honours them). With ``--api-port`` the worker also serves its control API and dashboard;
+``trade status | stop | start | kill | resume --api-url`` then go through it
+(:mod:`flows.cli_control`). Each command resolves settings, calls one library function and reports.
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ app.add_typer(trade_app, name="trade")
 
 JournalOpt = Annotated[
     Path | None, typer.Option("--journal", help="the run's journal (default: $MMOPS_HOME/trading/journal.db)")
+]
+ApiUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-url",
+        envvar="MMOPS_API_URL",
+        help="a running worker's control API (its --api-port); none: the journal",
+    ),
 ]
 
 
@@ -61,10 +71,19 @@ def trade(
     max_ticks: Annotated[
         int | None, typer.Option("--max-ticks", min=1, help="stop after this many ticks")
     ] = None,
+    api_port: Annotated[
+        int | None,
+        typer.Option(
+            "--api-port", min=0, max=65535, help="serve the control API and dashboard here (0: any free port)"
+        ),
+    ] = None,
+    api_host: Annotated[str, typer.Option("--api-host", help="the control API's address")] = "127.0.0.1",
     as_json: JsonOpt = False,
 ) -> None:
     """Quote on a paper replay through the risk engine and the backtest's fill rule
-    (params: quote, risk, backtest, trade, features). Resumes from --journal when it exists."""
+    (params: quote, risk, backtest, trade, features). Resumes from --journal when it exists.
+    With --api-port: the control API and dashboard (tokens from MMOPS_API_OPERATOR_TOKEN and
+    MMOPS_API_VIEWER_TOKEN)."""
     if ctx.invoked_subcommand is not None:
         return
     from flows.trade_steps import parse_symbols, replay_and_close, replay_data, worker_settings
@@ -76,7 +95,10 @@ def trade(
     if symbols is None:
         raise ConfigError("--symbols is required, e.g. --symbols BTCUSDT or BTCUSDT,ETHUSDT")
     where, params = context()
+    api = _api(api_port, api_host)
     capture = tick_capture(replay, symbols)
+    if capture is not None and api is not None:
+        raise ConfigError("--api-port: the control API runs beside bar replays; a tick replay has none yet")
     if capture is not None:
         given = [
             name
@@ -110,7 +132,7 @@ def trade(
     )
     source = _source(service_url, params.trade.signal_budget_ms)
     with progress_shown(as_json=as_json):
-        result = asyncio.run(replay_and_close(run, source))
+        result = asyncio.run(replay_and_close(run, source, api=api))
     emit(
         result.to_dict() | {"replay": data.describe()},
         as_json=as_json,
@@ -137,6 +159,20 @@ def _trade_ticks(
         + f"\n  journal: {doc['journal']}"
     )
     emit(doc, as_json=as_json, human=human)
+
+
+def _api(port: int | None, host: str) -> Any:
+    """The control API's options (None without --api-port); refuses to start without an operator token."""
+    if port is None:
+        return None
+    from flows.cli_common import err
+    from flows.trade_steps import ApiOptions
+    from serving.control.api import Tokens
+
+    def announce(url: str) -> None:
+        err.print(f"control API on {url}; dashboard: {url}/dashboard", highlight=False, soft_wrap=True)
+
+    return ApiOptions(host=host, port=port, tokens=Tokens.from_env(os.environ), on_start=announce)
 
 
 def _speed(text: str) -> float | None:
@@ -191,10 +227,16 @@ def summary(r: TradeReport, replay: str) -> str:
 
 @trade_app.command("status")
 @reported
-def status(journal: JournalOpt = None, as_json: JsonOpt = False) -> None:
-    """What a run's journal says: phase, kill switch, fills and PnL by version, recent events."""
+def status(journal: JournalOpt = None, api_url: ApiUrlOpt = None, as_json: JsonOpt = False) -> None:
+    """What a run's journal says: phase, kill switch, fills and PnL by version, recent events
+    (with --api-url: what the running worker's API says, per symbol)."""
     from trading.worker.status import journal_status
 
+    if api_url is not None:
+        from flows.cli_control import api_status
+
+        api_status(api_url, as_json=as_json)
+        return
     doc = journal_status(_journal(journal))
     human = [
         f"journal {doc['journal']}: phase {doc['phase']}, kill switch {'ON' if doc['kill'] else 'off'}",
@@ -227,9 +269,15 @@ def kill(
     journal: JournalOpt = None,
     by: Annotated[str, typer.Option("--by", help="who presses it")] = "operator",
     reason: Annotated[str, typer.Option("--reason", help="why")] = "manual kill switch",
+    api_url: ApiUrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Press the kill switch: cancel everything, flatten when risk.flatten_on_kill; HALTED until resumed."""
+    if api_url is not None:
+        from flows.cli_control import api_press
+
+        api_press(api_url, "kill", reason=f"{reason} ({by})", as_json=as_json)
+        return
     path = _journal(journal)
     _press(path, "kill", by=by, reason=reason)
     emit(
@@ -245,12 +293,18 @@ def resume(
     by: Annotated[str, typer.Option("--by", help="the person clearing the kill switch")],
     reason: Annotated[str, typer.Option("--reason", help="why it is safe to quote again")],
     journal: JournalOpt = None,
+    api_url: ApiUrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Clear the kill switch (a person, with a reason); the peak for the drawdown limit restarts."""
-    path = _journal(journal)
     if not by.strip() or not reason.strip():
         raise ConfigError("--by and --reason must not be empty")
+    if api_url is not None:
+        from flows.cli_control import api_press
+
+        api_press(api_url, "resume", reason=f"{reason} ({by})", as_json=as_json)
+        return
+    path = _journal(journal)
     _press(path, "resume", by=by, reason=reason)
     emit(
         {"journal": str(path), "resume": True},
