@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -126,7 +127,9 @@ def _reader(ctx: Ctx) -> Iterator[Journal]:
         j.close()
 
 
-def _writer(ctx: Ctx) -> Iterator[Journal]:
+@contextmanager
+def _writing(ctx: ControlContext) -> Iterator[Journal]:
+    """The journal to write a control to (opened and closed in the handler's own thread)."""
     if not ctx.journal.exists():
         raise NotReady(f"{ctx.journal}: no journal yet; the worker has not started its run")
     j = Journal(ctx.journal)
@@ -141,7 +144,6 @@ def _writer(ctx: Ctx) -> Iterator[Journal]:
 Viewer = Annotated[m.Role, Depends(_role)]
 Operator = Annotated[m.Role, Depends(_operator)]
 Read = Annotated[Journal, Depends(_reader)]
-Write = Annotated[Journal, Depends(_writer)]
 router = APIRouter(prefix="/maker", responses=ERRORS)
 pages = APIRouter(include_in_schema=False)
 
@@ -201,46 +203,49 @@ def risk_alerts(
 
 
 @router.post("/start", response_model=m.ControlAck, status_code=202)
-def start(body: m.StartRequest, who: Operator, ctx: Ctx, j: Write) -> m.ControlAck:
+def start(body: m.StartRequest, who: Operator, ctx: Ctx) -> m.ControlAck:
     sym = _symbol(ctx, body.symbol)
     try:
         doc = views.start_doc(ctx, body)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
-    req = j.request(sym, "start", by=who, doc=doc)
-    return _ack(
-        j,
-        "start",
-        who,
-        req.at_ns,
-        symbol=sym,
-        request_id=req.id,
-        max_position_lots=doc.get("max_position_lots"),
-        min_half_spread_bps=doc.get("min_half_spread_bps"),
-    )
+    with _writing(ctx) as j:
+        req = j.request(sym, "start", by=who, doc=doc)
+        return _ack(
+            j,
+            "start",
+            who,
+            req.at_ns,
+            symbol=sym,
+            request_id=req.id,
+            max_position_lots=doc.get("max_position_lots"),
+            min_half_spread_bps=doc.get("min_half_spread_bps"),
+        )
 
 
 @router.post("/stop", response_model=m.ControlAck, status_code=202)
-def stop(body: m.StopRequest, who: Operator, ctx: Ctx, j: Write) -> m.ControlAck:
+def stop(body: m.StopRequest, who: Operator, ctx: Ctx) -> m.ControlAck:
     sym = _symbol(ctx, body.symbol)
-    req = j.request(sym, "stop", by=who, doc={"reason": body.reason})
-    return _ack(j, "stop", who, req.at_ns, symbol=sym, request_id=req.id)
+    with _writing(ctx) as j:
+        req = j.request(sym, "stop", by=who, doc={"reason": body.reason})
+        return _ack(j, "stop", who, req.at_ns, symbol=sym, request_id=req.id)
 
 
-def _press(j: Journal, key: str, who: m.Role, reason: str) -> m.ControlAck:
-    j.press(key, by=who, reason=reason)
-    doc = j.control_doc(key) or {}
-    return _ack(j, key, who, int(doc.get("at", 0)), symbol=None)
+def _press(ctx: ControlContext, key: str, who: m.Role, reason: str) -> m.ControlAck:
+    with _writing(ctx) as j:
+        j.press(key, by=who, reason=reason)
+        doc = j.control_doc(key) or {}
+        return _ack(j, key, who, int(doc.get("at", 0)), symbol=None)
 
 
 @router.post("/kill", response_model=m.ControlAck, status_code=202)
-def kill(who: Operator, j: Write, body: m.KillRequest | None = None) -> m.ControlAck:
-    return _press(j, "kill", who, (body or m.KillRequest()).reason)
+def kill(who: Operator, ctx: Ctx, body: m.KillRequest | None = None) -> m.ControlAck:
+    return _press(ctx, "kill", who, (body or m.KillRequest()).reason)
 
 
 @router.post("/resume", response_model=m.ControlAck, status_code=202)
-def resume(body: m.ResumeRequest, who: Operator, j: Write) -> m.ControlAck:
-    return _press(j, "resume", who, body.reason)
+def resume(body: m.ResumeRequest, who: Operator, ctx: Ctx) -> m.ControlAck:
+    return _press(ctx, "resume", who, body.reason)
 
 
 @pages.get("/")

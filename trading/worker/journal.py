@@ -139,7 +139,9 @@ class Journal:
         self = cls.__new__(cls)
         self.path, self._in_tx = path, False
         try:
-            self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+            # a web framework may open it in one thread and close it in another (one user at a time)
+            uri = f"{path.resolve().as_uri()}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
             mark = self._db.execute("select value from meta where key = 'schema'").fetchone()
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{path}: not a journal this worker can open ({exc})") from exc

@@ -50,51 +50,68 @@ function banner(text) {
 }
 
 // ---- charts -----------------------------------------------------------------------------------
-// lines: [{values, color, width, dash}], each value a number or null (a gap)
-function chart(kind, lines, opts = {}) {
-  const W = 600, H = 130, L = 52, R = opts.right ? 46 : 8, T = 6, B = 16;
-  const svg = el("svg:svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", class: "chart-" + kind });
-  const all = lines.flatMap((l) => l.values.filter((v) => v !== null && Number.isFinite(v)));
+// Hand-written SVG: a few paths per chart, redrawn each poll; the viewBox is about the size the
+// chart is shown at, so the labels keep their size.
+function niceTicks(lo, hi, count) {
+  const raw = (hi - lo) / count, mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((k) => k * mag).find((s) => s >= raw) || raw;
+  const digits = Math.max(0, Math.min(6, -Math.floor(Math.log10(step) + 1e-9) + (step / mag === 2.5 ? 1 : 0)));
+  const out = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9; v += step) out.push([Math.abs(v) < step / 1e6 ? 0 : v, digits]);
+  return out;
+}
+
+function scale(values, opts = {}) {
+  const all = values.filter((v) => v !== null && Number.isFinite(v));
   if (opts.zero) all.push(0);
   (opts.extra || []).forEach((v) => all.push(v));
-  const n = Math.max(...lines.map((l) => l.values.length), 2);
-  let lo = Math.min(...all), hi = Math.max(...all);
-  if (!all.length) { lo = 0; hi = 1; }
+  let lo = all.length ? Math.min(...all) : 0, hi = all.length ? Math.max(...all) : 1;
   if (hi === lo) { hi += 1; lo -= 1; }
-  const pad = (hi - lo) * 0.06; lo -= pad; hi += pad;
+  const pad = (hi - lo) * 0.08;
+  return [lo - pad, hi + pad];
+}
+
+function pathOf(values, x, y, step) {
+  let d = "", pen = false, points = 0;
+  values.forEach((v, i) => {
+    if (v === null || !Number.isFinite(v)) { pen = false; return; }
+    const xi = x(i).toFixed(1), yi = y(v).toFixed(1);
+    d += step && pen ? `H${xi}V${yi}` : `${pen ? "L" : "M"}${xi},${yi}`;
+    pen = true; points++;
+  });
+  return [d, points];
+}
+
+// lines: [{values, color, width, step, fill, name}] (a null value is a gap); opts.under: an
+// underwater panel below (the drawdown, 0 at its top)
+function chart(kind, W, lines, opts = {}) {
+  const H = opts.under ? 170 : 140, L = 58, R = 8, T = 8, B = 16;
+  const bottom = opts.under ? H - B - 46 : H - B;
+  const svg = el("svg:svg", { viewBox: `0 0 ${W} ${H}`, class: "chart-" + kind });
+  const n = Math.max(...lines.map((l) => l.values.length), 2);
+  const [lo, hi] = scale(lines.flatMap((l) => l.values), opts);
   const x = (i) => L + (i * (W - L - R)) / (n - 1);
-  const y = (v) => T + ((hi - v) * (H - T - B)) / (hi - lo);
-  for (let k = 0; k <= 3; k++) {
-    const v = lo + ((hi - lo) * k) / 3;
-    svg.append(el("svg:line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }));
-    svg.append(el("svg:text", { x: L - 4, y: y(v) + 3, "text-anchor": "end", text: fmt(v, opts.digits ?? 2) }));
+  const y = (v) => T + ((hi - v) * (bottom - T)) / (hi - lo);
+  for (const [v, digits] of niceTicks(lo, hi, 3)) {
+    svg.append(el("svg:line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: v === 0 && opts.zero ? "zero" : "grid" }));
+    svg.append(el("svg:text", { x: L - 5, y: y(v) + 3, "text-anchor": "end", text: fmt(v, digits) }));
   }
-  if (opts.zero && lo < 0 && hi > 0) svg.append(el("svg:line", { x1: L, x2: W - R, y1: y(0), y2: y(0), class: "zero" }));
-  (opts.extra || []).forEach((v) => svg.append(el("svg:line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "zero" })));
+  (opts.extra || []).forEach((v) => svg.append(el("svg:line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "limit" })));
   let points = 0;
   for (const l of lines) {
-    let d = "", pen = false;
-    l.values.forEach((v, i) => {
-      if (v === null || !Number.isFinite(v)) { pen = false; return; }
-      const xi = x(i).toFixed(1), yi = y(v).toFixed(1);
-      if (l.step && pen) d += `H${xi}V${yi}`; else d += `${pen ? "L" : "M"}${xi},${yi}`;
-      pen = true; points++;
-    });
-    if (l.fill && d) {
-      const base = y(Math.max(lo, Math.min(hi, 0))).toFixed(1);
-      svg.append(el("svg:path", { d: `${d}V${base}H${x(0)}Z`, fill: l.fill, stroke: "none" }));
-    }
-    svg.append(el("svg:path", { d, fill: "none", stroke: l.color, "stroke-width": l.width || 1.4, "stroke-dasharray": l.dash || null, class: l.name }));
+    const [d, k] = pathOf(l.values, x, y, l.step);
+    points = Math.max(points, k);
+    if (l.fill && d) svg.append(el("svg:path", { d: `${d}V${y(Math.max(lo, Math.min(hi, 0))).toFixed(1)}H${x(0)}Z`, fill: l.fill, stroke: "none" }));
+    svg.append(el("svg:path", { d, fill: "none", stroke: l.color, "stroke-width": l.width || 1.4, class: l.name }));
   }
-  if (opts.right) {  // a second scale on the right: the drawdown, 0 at the top
-    const dd = opts.right.values, top = Math.max(...dd.filter((v) => v !== null), 1e-9);
-    const yr = (v) => T + (v * (H - T - B)) / top;
-    let d = `M${x(0)},${yr(0)}`;
-    dd.forEach((v, i) => { d += `L${x(i).toFixed(1)},${yr(v || 0).toFixed(1)}`; });
-    d += `L${x(dd.length - 1)},${yr(0)}Z`;
-    svg.append(el("svg:path", { d, fill: "rgba(255,77,79,.22)", stroke: "rgba(255,77,79,.7)", "stroke-width": 1, class: "drawdown" }));
-    svg.append(el("svg:text", { x: W - R + 4, y: T + 8, text: "dd 0" }));
-    svg.append(el("svg:text", { x: W - R + 4, y: H - B, text: pct(-top, 2) }));
+  if (opts.under) {
+    const dd = opts.under.map((v) => v || 0), top = Math.max(...dd, 1e-12), y0 = bottom + 10, y1 = H - B;
+    const yd = (v) => y0 + (v * (y1 - y0)) / top;
+    const [d] = pathOf(dd, x, yd, false);
+    svg.append(el("svg:line", { x1: L, x2: W - R, y1: y0, y2: y0, class: "grid" }));
+    svg.append(el("svg:path", { d: `${d}V${y0}H${x(0)}Z`, fill: "rgba(255,77,79,.28)", stroke: "#ff5c5c", "stroke-width": 1, class: "drawdown" }));
+    svg.append(el("svg:text", { x: L - 5, y: y0 + 4, "text-anchor": "end", text: "dd 0" }));
+    svg.append(el("svg:text", { x: L - 5, y: y1, "text-anchor": "end", text: pct(-top, 3) }));
   }
   if (opts.times && opts.times.length) {
     svg.append(el("svg:text", { x: L, y: H - 3, text: hhmm(opts.times[0]) }));
@@ -110,19 +127,21 @@ function chartBox(title, svg) {
 
 // ---- one symbol -------------------------------------------------------------------------------
 function ladder(st) {
-  const rows = [];
   const dist = (p) => (p && st.mark ? signed(((p - st.mark) / st.mark) * 1e4, 1) + " bps" : "");
-  rows.push(el("tr", { class: "ask" }, el("td", { text: "ask (ours)" }), el("td", { class: "num", text: fmt(st.ask) }), el("td", { class: "num", text: st.ask_lots ? st.ask_lots + " lots" : "–" }), el("td", { class: "num", text: dist(st.ask) })));
-  rows.push(el("tr", { class: "mid" }, el("td", { text: "last" }), el("td", { class: "num", text: fmt(st.mark) }), el("td", { class: "num", text: "" }), el("td", { class: "num", text: st.spread_ticks !== null ? st.spread_ticks + " ticks" : "" })));
-  rows.push(el("tr", { class: "bid" }, el("td", { text: "bid (ours)" }), el("td", { class: "num", text: fmt(st.bid) }), el("td", { class: "num", text: st.bid_lots ? st.bid_lots + " lots" : "–" }), el("td", { class: "num", text: dist(st.bid) })));
-  const orders = st.orders.map((o) => el("tr", { class: o.side === "buy" ? "bid" : "ask" },
-    el("td", { text: o.side + " " + o.status }), el("td", { class: "num", text: fmt(o.price) }),
-    el("td", { class: "num", text: `${o.lots - o.filled_lots}/${o.lots}` }), el("td", { class: "num muted", text: "tick " + o.tick })));
+  const row = (cls, name, price, lots, note) => el("tr", { class: cls }, el("td", { text: name }),
+    el("td", { class: "num", text: fmt(price) }), el("td", { class: "num", text: lots }), el("td", { class: "num", text: note }));
+  const rows = [
+    row("ask", "ask", st.ask, st.ask_lots ? `${st.ask_lots}` : "–", dist(st.ask)),
+    row("mid", "last", st.mark, "", st.spread_ticks !== null ? `${st.spread_ticks} t` : ""),
+    row("bid", "bid", st.bid, st.bid_lots ? `${st.bid_lots}` : "–", dist(st.bid)),
+  ];
+  const orders = st.orders.map((o) => row(o.side === "buy" ? "bid" : "ask",
+    o.side + (["intent", "open"].includes(o.status) ? "" : " " + o.status), o.price, `${o.lots - o.filled_lots}/${o.lots}`, "tick " + o.tick));
   return el("div", { class: "chart book" },
-    el("div", { class: "title" }, el("i", { text: "book: our orders around the last close" })),
+    el("div", { class: "title" }, el("i", { text: "book: our quotes around the last close" })),
     el("table", { class: "ladder" }, el("tbody", {}, ...rows)),
     el("div", { class: "title" }, el("i", { text: `working orders (${st.orders.length})` })),
-    el("table", { class: "ladder orders" }, el("tbody", {}, ...orders)));
+    el("table", { class: "ladder orders" }, el("tbody", {}, ...(orders.length ? orders : [el("tr", {}, el("td", { class: "muted", text: "none" }))]))));
 }
 
 function controls(st) {
@@ -170,14 +189,15 @@ function card(st, se, pf) {
     el("div", {}, "PnL", el("b", { class: "pnl " + tone(st.pnl), text: signed(st.pnl) })),
     el("div", {}, "drawdown", el("b", { class: dd > 0 ? "neg" : "", text: pct(dd, 3) })),
     el("div", {}, "fills", el("b", { text: fmt(pf.fills, 0) })));
-  const price = chart("price", [
+  const price = chart("price", 440, [
     { values: se.mid, color: "#c9d3df", width: 1.2, name: "mid" },
     { values: se.bid, color: "#2ecc71", width: 1.2, step: true, name: "bid" },
     { values: se.ask, color: "#ff5c5c", width: 1.2, step: true, name: "ask" }], { times: se.time });
-  const inv = chart("inventory", [{ values: se.inventory_lots, color: "#4aa3ff", fill: "rgba(74,163,255,.18)", step: true, name: "inventory" }],
-    { zero: true, digits: 0, extra: [st.max_position_lots, -st.max_position_lots], times: se.time });
-  const pnl = chart("pnl", [{ values: se.pnl, color: se.pnl.length && se.pnl[se.pnl.length - 1] < 0 ? "#ff5c5c" : "#26c281", width: 1.5, name: "pnl" }],
-    { zero: true, right: { values: se.drawdown }, times: se.time });
+  const inv = chart("inventory", 330, [{ values: se.inventory_lots, color: "#4aa3ff", fill: "rgba(74,163,255,.18)", step: true, name: "inventory" }],
+    { zero: true, extra: [st.max_position_lots, -st.max_position_lots], times: se.time });
+  const last = se.pnl.length ? se.pnl[se.pnl.length - 1] : 0;
+  const pnl = chart("pnl", 330, [{ values: se.pnl, color: last < 0 ? "#ff5c5c" : "#26c281", width: 1.5, name: "pnl" }],
+    { zero: true, under: se.drawdown, times: se.time });
   const versions = pf.by_version.map((v) => `${v.label} ${signed(v.pnl)} (${v.fills} fills)`).join(" · ") || "–";
   const stats = el("div", { class: "stats" },
     el("span", {}, "fill rate ", el("b", { text: pct(pf.fill_rate, 1) })),
@@ -187,14 +207,15 @@ function card(st, se, pf) {
     el("span", {}, "fees ", el("b", { text: fmt(pf.fees, 2) })),
     el("span", {}, "max dd ", el("b", { text: pct(pf.max_drawdown, 3) })),
     el("span", {}, "by version ", el("b", { class: "versions", text: versions })));
-  return el("article", { class: "panel card", id: "card-" + st.symbol, "data-symbol": st.symbol, "data-quoting": String(st.quoting), "data-risk": st.risk_status },
+  return el("article", { class: "panel card risk-" + st.risk_status + (st.quoting ? "" : " is-stopped"), id: "card-" + st.symbol, "data-symbol": st.symbol, "data-quoting": String(st.quoting), "data-risk": st.risk_status },
     head, startForm(st), el("div", { class: "riskmsg", text: st.risk_status !== "ACTIVE" ? st.risk_message || st.reasons.join(", ") : "" }),
     quote, figures,
     el("div", { class: "charts" },
       chartBox([el("i", { text: "mid" }), el("i", { style: "color:#2ecc71", text: "our bid" }), el("i", { style: "color:#ff5c5c", text: "our ask" })], price),
-      ladder(st),
-      chartBox([el("i", { text: "inventory, lots (dashed: the limit)" })], inv),
-      chartBox([el("i", { text: "PnL" }), el("i", { style: "color:#ff5c5c", text: "drawdown (right)" })], pnl)),
+      ladder(st)),
+    el("div", { class: "charts half" },
+      chartBox([el("i", { text: "inventory, lots" }), el("i", { class: "muted", text: "dashed: ± the limit" })], inv),
+      chartBox([el("i", { text: "PnL" }), el("i", { style: "color:#ff5c5c", text: "drawdown below" })], pnl)),
     stats);
 }
 
@@ -231,7 +252,7 @@ async function refresh() {
     $("#killstate").className = "pill " + (ac.kill ? "on" : "off");
     const open = al.open.map((o) => `${o.symbol} ${o.status}: ${o.message || o.reasons.join(", ")}`);
     banner(ac.kill ? `Kill switch ON (${ac.kill_by}: ${ac.kill_reason})` : open.length ? open.join("  |  ") : "");
-    $("#cards").replaceChildren(...per.map(([st, se, pf]) => card(st, se, pf)));
+    $("#cards").replaceChildren(...per.map(([st, se, pf]) => (forms[st.symbol] && $("#card-" + st.symbol)) || card(st, se, pf)));
     events(al);
     $("#net").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) {
