@@ -13,6 +13,7 @@ data); the page asks for a token and sends it with every call.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from serving.control import views
 from serving.control.views import ControlContext, NotReady, UnknownSymbol
 from trading.worker.journal import Journal
 
+logger = logging.getLogger(__name__)
 VIEWER_ENV = "MMOPS_API_VIEWER_TOKEN"
 OPERATOR_ENV = "MMOPS_API_OPERATOR_TOKEN"
 STATIC = Path(__file__).resolve().parent / "static"
@@ -278,6 +280,13 @@ async def _not_ready(_request: Request, exc: Exception) -> JSONResponse:
     return _problem(503, str(exc))
 
 
+async def _failed(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("control API: %s %s failed: %r", request.method, request.url.path, exc)
+    return _problem(
+        500, f"the control API failed on this request ({type(exc).__name__}: {exc}); the worker goes on"
+    )
+
+
 def create_app(ctx: ControlContext, tokens: Tokens) -> FastAPI:
     """The API over ``ctx.journal`` for ``ctx.symbols``, guarded by ``tokens``."""
     app = FastAPI(
@@ -289,4 +298,5 @@ def create_app(ctx: ControlContext, tokens: Tokens) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(UnknownSymbol, _unknown)
     app.add_exception_handler(NotReady, _not_ready)
+    app.add_exception_handler(Exception, _failed)  # JSON like every other answer; no traceback in it
     return app

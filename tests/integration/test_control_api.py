@@ -5,6 +5,7 @@ messages, and controls that change the worker's quotes (that symbol's, and only 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import httpx
@@ -26,7 +27,7 @@ from control_helpers import (
 from fastapi.testclient import TestClient
 
 from features.errors import ConfigError
-from serving.control.api import Tokens
+from serving.control.api import Tokens, create_app
 from serving.control.server import serving
 from trading.worker import strategy as st
 from trading.worker.run import PaperRun, build_worker
@@ -204,6 +205,18 @@ def test_bad_symbols_and_limits_get_a_4xx_that_says_which_and_why(
     r = c.post("/maker/resume", json={"reason": ""}, headers=AS_OPERATOR)
     assert r.status_code == 422 and "reason: String should have at least 1 character" in r.json()["detail"]
     assert rows(done, "select count(*) from requests") == [(0,)]
+
+
+def test_a_failure_inside_the_api_is_a_json_sentence_not_a_traceback(
+    frames: dict[str, pd.DataFrame], done: Path
+) -> None:
+    wrong = dataclasses.replace(
+        context(frames, done), symbols=("BTCUSDT", "ETHUSDT", "SOLUSDT")
+    )  # not the run's
+    c = TestClient(create_app(wrong, TOKENS), raise_server_exceptions=False)
+    r = c.get("/maker/status/SOLUSDT", headers=AS_VIEWER)
+    assert r.status_code == 500 and r.json()["detail"].startswith("the control API failed on this request (")
+    assert "Traceback" not in r.text and r.json()["detail"].endswith("the worker goes on")
 
 
 def test_start_with_overrides_changes_that_symbols_quotes_and_only_its(
