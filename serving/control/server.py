@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from features.errors import ConfigError
 
 logger = logging.getLogger(__name__)
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class _Server(uvicorn.Server):
@@ -64,6 +65,10 @@ async def serving(app: FastAPI, *, host: str, port: int) -> AsyncIterator[str]:
         await asyncio.sleep(0.01)
     url = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
     logger.info("control API on %s (dashboard: %s/dashboard)", url, url)
+    if host not in LOOPBACK:
+        logger.warning(
+            "control API on %s: plain HTTP beyond loopback, tokens travel in clear; put TLS in front", url
+        )
     try:
         yield url
     finally:
