@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 MMOPS_HOME ?= $(CURDIR)
 export MMOPS_HOME
 
-.PHONY: install demo test lint flakes bench repro
+.PHONY: install browser demo test lint flakes bench repro
 
 $(BIN)/mmops: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -27,7 +27,21 @@ demo:
 	@start=$$(date +%s); $(MAKE) --no-print-directory install && $(BIN)/python -m flows.demo; rc=$$?; \
 	echo "make demo: $$(( $$(date +%s) - start )) s in all, install included (exit $$rc)"; exit $$rc
 
-test: install
+# The dashboard's browser test drives Debian's chromium through chromium-driver (Selenium never
+# downloads one). Installed here when missing and root; otherwise the test skips (fails under CI=true).
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing chromium and chromium-driver for the dashboard's browser test (apt-get, a minute or two)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; } >/tmp/mmops-apt-chromium.log 2>&1 \
+	    || echo "make browser: apt-get could not install chromium chromium-driver (see /tmp/mmops-apt-chromium.log)"; \
+	else \
+	  echo "make browser: /usr/bin/chromium or /usr/bin/chromedriver is missing and this is not root with apt-get:"; \
+	  echo "  install them (sudo apt-get install chromium chromium-driver); without them the browser test skips, and fails under CI=true"; \
+	fi
+
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

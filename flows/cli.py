@@ -332,6 +332,6 @@ def data_seed(
 
 
 # The other stages register their commands on import.
-from flows import cli_governance, cli_protocol, cli_trading, cli_training, cli_worker  # noqa: E402,F401
+from flows import cli_control, cli_governance, cli_protocol, cli_trading, cli_training, cli_worker  # noqa: E402,F401
 
 __all__ = ["app"]

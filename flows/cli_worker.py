@@ -3,7 +3,9 @@
 ``mmops trade --venue paper --replay store --symbols BTCUSDT`` runs (or resumes, with the same
 ``--journal``) a paper replay; ``trade status | kill | resume`` read and write that journal, so
 they work whether the worker is running (it reads the controls every tick) or not (the next
-start honours them). Each command resolves settings, calls one library function and reports.
+start honours them). With ``--api-port`` the worker also serves its control API and dashboard;
+``trade status | stop | start | kill | resume --api-url`` then go through it
+(:mod:`flows.cli_control`). Each command resolves settings, calls one library function and reports.
 """
 
 from __future__ import annotations
@@ -19,16 +21,26 @@ from features.errors import ConfigError
 from flows.cli_common import JsonOpt, app, context, emit, progress_shown, reported
 
 if TYPE_CHECKING:
+    from flows.trade_steps import ApiOptions
     from trading.worker.run import TradeReport
 
 trade_app = typer.Typer(
     invoke_without_command=True,
-    help="Run the quoting worker on a paper replay; status, kill and resume its journal.",
+    help="Run the quoting worker (a paper replay, paper on live bars, or live on an exchange); "
+    "status, stop, start, kill and resume it.",
 )
 app.add_typer(trade_app, name="trade")
 
 JournalOpt = Annotated[
     Path | None, typer.Option("--journal", help="the run's journal (default: $MMOPS_HOME/trading/journal.db)")
+]
+ApiUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-url",
+        envvar="MMOPS_API_URL",
+        help="a running worker's control API (its --api-port); none: the journal",
+    ),
 ]
 
 
@@ -77,10 +89,19 @@ def trade(
     max_ticks: Annotated[
         int | None, typer.Option("--max-ticks", min=1, help="stop after this many ticks")
     ] = None,
+    api_port: Annotated[
+        int | None,
+        typer.Option(
+            "--api-port", min=0, max=65535, help="serve the control API and dashboard here (0: any free port)"
+        ),
+    ] = None,
+    api_host: Annotated[str, typer.Option("--api-host", help="the control API's address")] = "127.0.0.1",
     as_json: JsonOpt = False,
 ) -> None:
     """Quote on a paper replay through the risk engine and the backtest's fill rule
-    (params: quote, risk, backtest, trade, features). Resumes from --journal when it exists."""
+    (params: quote, risk, backtest, trade, features). Resumes from --journal when it exists.
+    With --api-port: the control API and dashboard (tokens from MMOPS_API_OPERATOR_TOKEN and
+    MMOPS_API_VIEWER_TOKEN)."""
     if ctx.invoked_subcommand is not None:
         return
     from flows.trade_steps import parse_symbols, replay_and_close, replay_data, worker_settings
@@ -92,23 +113,13 @@ def trade(
     if symbols is None:
         raise ConfigError("--symbols is required, e.g. --symbols BTCUSDT or BTCUSDT,ETHUSDT")
     where, params = context()
+    api = _api(api_port, api_host)
     if venue == "ccxt" or replay == "live":
-        if replay not in (None, "live"):
-            raise ConfigError(
-                f"--venue ccxt trades the exchange's live bars: --replay {replay} does not apply"
-            )
-        given = [name for name, value in (("--start", start), ("--end", end)) if value]
-        if given:
-            raise ConfigError(
-                f"a live run starts now (a resumed one where it stopped): {', '.join(given)} do not apply"
-            )
-        if speed != "max":
-            raise ConfigError(f"--speed {speed!r}: a live run goes at the exchange's pace")
-        if exchange is None:
-            raise ConfigError("a live run needs --exchange, e.g. --exchange binance")
         _trade_live(
             params,
             venue=venue,
+            given={"--replay": replay if replay != "live" else None, "--start": start, "--end": end},
+            speed=speed,
             exchange_id=exchange,
             sandbox=sandbox,
             symbols=[m.strip() for m in symbols.split(",") if m.strip()],
@@ -116,6 +127,7 @@ def trade(
             journal=journal or where.home / "trading" / "journal.db",
             service_url=service_url,
             max_ticks=max_ticks,
+            api=api,
             as_json=as_json,
         )
         return
@@ -123,6 +135,8 @@ def trade(
         raise ConfigError("--exchange and --sandbox are for live runs (--replay live, or --venue ccxt)")
     replay = replay or "store"
     capture = tick_capture(replay, symbols)
+    if capture is not None and api is not None:
+        raise ConfigError("--api-port: the control API runs beside bar replays; a tick replay has none yet")
     if capture is not None:
         given = [
             name
@@ -156,7 +170,7 @@ def trade(
     )
     source = _source(service_url, params.trade.signal_budget_ms)
     with progress_shown(as_json=as_json):
-        result = asyncio.run(replay_and_close(run, source))
+        result = asyncio.run(replay_and_close(run, source, api=api))
     emit(
         result.to_dict() | {"replay": data.describe()},
         as_json=as_json,
@@ -168,16 +182,32 @@ def _trade_live(
     params: Any,
     *,
     venue: str,
-    exchange_id: str,
+    given: dict[str, str | None],
+    speed: str,
+    exchange_id: str | None,
     sandbox: bool,
     symbols: list[str],
     interval: str | None,
     journal: Path,
     service_url: str | None,
     max_ticks: int | None,
+    api: ApiOptions | None,
     as_json: bool,
 ) -> None:
     """``--replay live`` (paper on the exchange's bars) or ``--venue ccxt`` (orders to it)."""
+    if given["--replay"] is not None:
+        raise ConfigError(
+            f"--venue ccxt trades the exchange's live bars: --replay {given['--replay']} does not apply"
+        )
+    named = [name for name in ("--start", "--end") if given[name]]
+    if named:
+        raise ConfigError(
+            f"a live run starts now (a resumed one where it stopped): {', '.join(named)} do not apply"
+        )
+    if speed != "max":
+        raise ConfigError(f"--speed {speed!r}: a live run goes at the exchange's pace")
+    if exchange_id is None:
+        raise ConfigError("a live run needs --exchange, e.g. --exchange binance")
     from features.schema import normalize_interval
     from flows.trade_steps import trade_live
 
@@ -195,6 +225,7 @@ def _trade_live(
                 journal=journal,
                 source=source,
                 max_ticks=max_ticks,
+                api=api,
             )
         )
     where = (
@@ -223,6 +254,20 @@ def _trade_ticks(
         + f"\n  journal: {doc['journal']}"
     )
     emit(doc, as_json=as_json, human=human)
+
+
+def _api(port: int | None, host: str) -> Any:
+    """The control API's options (None without --api-port); refuses to start without an operator token."""
+    if port is None:
+        return None
+    from flows.cli_common import err
+    from flows.trade_steps import ApiOptions
+    from serving.control.api import Tokens
+
+    def announce(url: str) -> None:
+        err.print(f"control API on {url}; dashboard: {url}/dashboard", highlight=False, soft_wrap=True)
+
+    return ApiOptions(host=host, port=port, tokens=Tokens.from_env(os.environ), on_start=announce)
 
 
 def _speed(text: str) -> float | None:
@@ -277,10 +322,16 @@ def summary(r: TradeReport, replay: str) -> str:
 
 @trade_app.command("status")
 @reported
-def status(journal: JournalOpt = None, as_json: JsonOpt = False) -> None:
-    """What a run's journal says: phase, kill switch, fills and PnL by version, recent events."""
+def status(journal: JournalOpt = None, api_url: ApiUrlOpt = None, as_json: JsonOpt = False) -> None:
+    """What a run's journal says: phase, kill switch, fills and PnL by version, recent events
+    (with --api-url: what the running worker's API says, per symbol)."""
     from trading.worker.status import journal_status
 
+    if api_url is not None:
+        from flows.cli_control import api_status
+
+        api_status(api_url, as_json=as_json)
+        return
     doc = journal_status(_journal(journal))
     human = [
         f"journal {doc['journal']}: phase {doc['phase']}, kill switch {'ON' if doc['kill'] else 'off'}",
@@ -313,9 +364,15 @@ def kill(
     journal: JournalOpt = None,
     by: Annotated[str, typer.Option("--by", help="who presses it")] = "operator",
     reason: Annotated[str, typer.Option("--reason", help="why")] = "manual kill switch",
+    api_url: ApiUrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Press the kill switch: cancel everything, flatten when risk.flatten_on_kill; HALTED until resumed."""
+    if api_url is not None:
+        from flows.cli_control import api_press
+
+        api_press(api_url, "kill", reason=f"{reason} ({by})", as_json=as_json)
+        return
     path = _journal(journal)
     _press(path, "kill", by=by, reason=reason)
     emit(
@@ -331,12 +388,18 @@ def resume(
     by: Annotated[str, typer.Option("--by", help="the person clearing the kill switch")],
     reason: Annotated[str, typer.Option("--reason", help="why it is safe to quote again")],
     journal: JournalOpt = None,
+    api_url: ApiUrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Clear the kill switch (a person, with a reason); the peak for the drawdown limit restarts."""
-    path = _journal(journal)
     if not by.strip() or not reason.strip():
         raise ConfigError("--by and --reason must not be empty")
+    if api_url is not None:
+        from flows.cli_control import api_press
+
+        api_press(api_url, "resume", reason=f"{reason} ({by})", as_json=as_json)
+        return
+    path = _journal(journal)
     _press(path, "resume", by=by, reason=reason)
     emit(
         {"journal": str(path), "resume": True},

@@ -1,9 +1,13 @@
 """What ``mmops trade`` and the demo share: settings, the bars to replay (read by
-:mod:`trading.worker.replay`), the signal source, and the demo's replay of the newest day.
+:mod:`trading.worker.replay`), the signal source, the control API beside the worker, and the
+demo's replay of the newest day.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +18,9 @@ from flows.settings import Locations
 from trading.worker.replay import ReplayData
 
 if TYPE_CHECKING:
+    from serving.control.api import Tokens
+    from serving.control.views import ControlContext
+    from trading.worker.live import LiveRun
     from trading.worker.loop import WorkerSettings
     from trading.worker.run import PaperRun, TradeReport
     from trading.worker.types import SignalSource
@@ -114,12 +121,72 @@ def newest_day_replay(where: Locations, params: Params) -> tuple[TradeReport, st
     return asyncio.run(replay_and_close(run, champion_source(where, params))), data.describe()
 
 
-async def replay_and_close(run: PaperRun, source: SignalSource | None) -> TradeReport:
-    """Run (or resume) a paper replay, then close the signal source whatever happened."""
+@dataclass(frozen=True)
+class ApiOptions:
+    """Where the control API listens beside the worker, its tokens, and who hears its address."""
+
+    host: str
+    port: int
+    tokens: Tokens
+    on_start: Callable[[str], None] = lambda _url: None
+
+
+def control_context(run: PaperRun) -> ControlContext:
+    """What the control API needs besides the journal, from the run."""
+    import numpy as np
+
+    from serving.control.views import ControlContext
+
+    s = run.settings
+    stamps = np.unique(np.concatenate([f["timestamp"].to_numpy() for f in run.frames.values()]))
+    return ControlContext(
+        journal=run.journal,
+        symbols=tuple(run.frames),
+        quote=s.quote,
+        risk=s.risk,
+        backtest=s.backtest,
+        ticks_total=len(stamps),
+    )
+
+
+def live_control_context(run: LiveRun) -> ControlContext:
+    """What the control API needs besides the journal, for a live run (no last tick)."""
+    from serving.control.views import ControlContext
+
+    s = run.settings
+    return ControlContext(
+        journal=run.journal,
+        symbols=tuple(run.markets),
+        quote=s.quote,
+        risk=s.risk,
+        backtest=s.backtest,
+        ticks_total=None,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _control_api(context: Callable[[], ControlContext], api: ApiOptions | None) -> AsyncIterator[None]:
+    if api is None:
+        yield
+        return
+    from serving.control.api import create_app
+    from serving.control.server import serving
+
+    async with serving(create_app(context(), api.tokens), host=api.host, port=api.port) as url:
+        api.on_start(url)
+        yield
+
+
+async def replay_and_close(
+    run: PaperRun, source: SignalSource | None, *, api: ApiOptions | None = None
+) -> TradeReport:
+    """Run (or resume) a paper replay, with the control API on the same loop when ``api`` is
+    given, then close the signal source whatever happened."""
     from trading.worker.run import run_paper
 
     try:
-        result, _worker = await run_paper(run, source)
+        async with _control_api(lambda: control_context(run), api):
+            result, _worker = await run_paper(run, source)
         return result
     finally:
         if source is not None:
@@ -137,6 +204,7 @@ async def trade_live(
     journal: Path,
     source: SignalSource | None,
     max_ticks: int | None,
+    api: ApiOptions | None = None,
 ) -> TradeReport:
     """A live run (``mmops trade --replay live`` or ``--venue ccxt``): the exchange built, its
     markets resolved, the venue opened, the run started or resumed; everything closed after.

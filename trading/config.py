@@ -50,6 +50,12 @@ class QuoteConfig(BaseModel):
         0.0, ge=0, description="reservation shift at full book/flow imbalance (+1 = all bids), ticks"
     )
     min_spread_ticks: int = Field(2, ge=1, description="narrowest bid-ask distance quoted, ticks")
+    min_half_spread_bps: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="narrowest half-spread, bps of the mid: the spread is at least 2x this x mid; 0 = off",
+    )
     max_spread_ticks: int = Field(1_000_000, ge=1, description="widest bid-ask distance quoted, ticks")
     order_lots: int = Field(10, ge=1, description="order size per side before depth and limits, lots")
     depth_fraction: float = Field(

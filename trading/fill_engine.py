@@ -170,6 +170,7 @@ def bar_quotes(
         bars.buy_flow[i],
         bars.sell_flow[i],
         bars.volume[i],
+        ep.max_position,
         qp,
         ep,
     )
@@ -188,11 +189,15 @@ def close_quotes(
     buy_flow: float,
     sell_flow: float,
     volume: float,
-    qp: QuoteParams,
+    max_position: int,
+    qp: Any,
     ep: EngineParams,
 ) -> tuple[int, int, int, int]:
     """The quote decided at a bar's close from that bar (the kernel's and the worker's):
-    :func:`trading.quoting.decide_quotes` with the bar's flows, volume and close as the touch."""
+    :func:`trading.quoting.decide_quotes` with the bar's flows, volume and close as the touch.
+
+    ``max_position`` (lots) and ``qp`` are the symbol's: the kernel's settings, or the worker's
+    row for that symbol (a :class:`~trading.quoting.QuoteParams` record, per-symbol overrides in)."""
     bid, ask, bl, al, _r, _s = decide_quotes(
         float(close),
         inv,
@@ -203,7 +208,7 @@ def close_quotes(
         prob_up,
         imbalance(buy_flow, sell_flow, qp),
         depth_cap(volume, qp),
-        ep.max_position,
+        max_position,
         status,
         close,
         close,

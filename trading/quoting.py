@@ -88,6 +88,7 @@ class QuoteParams(NamedTuple):
     inventory_skew_ticks: float
     pressure_ticks: float
     min_spread_ticks: int
+    min_half_spread_frac: float  # the bps floor of the half-spread, as a fraction of the mid
     max_spread_ticks: int
     order_lots: int
     depth_fraction: float
@@ -108,6 +109,7 @@ def quote_params(cfg: QuoteConfig) -> QuoteParams:
         inventory_skew_ticks=cfg.inventory_skew_ticks,
         pressure_ticks=cfg.pressure_ticks,
         min_spread_ticks=cfg.min_spread_ticks,
+        min_half_spread_frac=cfg.min_half_spread_bps * 1e-4,
         max_spread_ticks=cfg.max_spread_ticks,
         order_lots=cfg.order_lots,
         depth_fraction=cfg.depth_fraction,
@@ -155,7 +157,8 @@ def quote_core(
         widen += qp.confidence_widen * (1.0 - abs(edge))
     if pressure == pressure:
         r += qp.pressure_ticks * pressure
-    spread = min(max((inv_term + qp.log_term) * widen, qp.min_spread_ticks), qp.max_spread_ticks)
+    floor = max(qp.min_spread_ticks, 2.0 * qp.min_half_spread_frac * mid)  # off (0): min_spread_ticks
+    spread = min(max((inv_term + qp.log_term) * widen, floor), qp.max_spread_ticks)
     bid = math.floor(r - 0.5 * spread)
     ask = math.ceil(r + 0.5 * spread)
     if ask - bid > qp.max_spread_ticks:

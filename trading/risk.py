@@ -150,6 +150,7 @@ class RiskParams(NamedTuple):
     stale_ns: int
     max_reject_rate: float
     cooldown_ns: int
+    max_position: int  # lots: the hard limit the quote sizes respect (the worker's per-symbol rows)
 
 
 def risk_params(cfg: RiskConfig) -> RiskParams:
@@ -167,6 +168,7 @@ def risk_params(cfg: RiskConfig) -> RiskParams:
         stale_ns=cfg.stale_after_ms * 1_000_000,
         max_reject_rate=cfg.max_reject_rate,
         cooldown_ns=cfg.cooldown_ms * 1_000_000,
+        max_position=cfg.max_position_lots,
     )
 
 

@@ -42,7 +42,13 @@ class VersionPnl:
 
 
 def attribute(
-    journal: Journal, symbols: Sequence[str], *, tick: float, lot: float, markout_ticks: Sequence[int]
+    journal: Journal,
+    symbols: Sequence[str],
+    *,
+    tick: float,
+    lot: float,
+    markout_ticks: Sequence[int],
+    symbol: str | None = None,
 ) -> list[VersionPnl]:
     """Per book and model version: fills, fees, PnL to the last mark, spread capture, markouts.
 
@@ -51,6 +57,7 @@ def attribute(
         symbols: the run's symbols in their row order (the marks' columns).
         tick, lot: the price and size units.
         markout_ticks: horizons in ticks (bars for a bar replay).
+        symbol: only this symbol's fills (None: all of them).
     """
     marks = journal.marks()
     if not marks:
@@ -65,7 +72,8 @@ def attribute(
     row = {sym: i for i, sym in enumerate(symbols)}
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for f in journal.fills():
-        groups[(f["book"], f["version"])].append(f)
+        if symbol is None or f["symbol"] == symbol:
+            groups[(f["book"], f["version"])].append(f)
     out = []
     for (book, version), fills in sorted(groups.items()):
         side = np.array([f["side"] for f in fills], dtype=np.int64)

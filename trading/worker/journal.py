@@ -8,7 +8,11 @@ Rules (what Hummingbot's lost-order reports and NautilusTrader's reconciliation 
   resolves it;
 * one transaction per tick holds that tick's fills, the books' state after them, the decisions
   and their orders, so a crash leaves either all of a tick or none of it;
-* the kill switch is a row here: HALTED survives a restart until a person resumes.
+* the kill switch is a row here: HALTED survives a restart until a person resumes;
+* so is every per-symbol stop/start an operator asks for (``requests``): the worker takes the
+  pending ones inside its tick's transaction, so none is missed and the asker can be another
+  process; the last one taken for a symbol is that symbol's state, across restarts;
+* the live book's quotes after each tick (``quotes``), beside the marks, for the dashboard.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from features.errors import ConfigError
+from trading.worker.journal_controls import JournalControls, SymbolRequest
 from trading.worker.types import Fill
+
+__all__ = ["Journal", "JournalOrder", "SymbolRequest"]
 
 SCHEMA = """
 create table if not exists meta(key text primary key, value text not null);
@@ -48,6 +54,10 @@ create table if not exists events(
   id integer primary key, tick integer not null, ts_ns integer not null, symbol text not null,
   kind text not null, message text not null);
 create table if not exists control(key text primary key, value text not null);
+create table if not exists requests(
+  id integer primary key, at_ns integer not null, symbol text not null, action text not null,
+  by text not null, doc text not null, tick integer);
+create table if not exists quotes(tick integer primary key, ts_ns integer not null, quotes blob not null);
 create table if not exists signals(
   tick integer not null, ts_ns integer not null, book text not null, symbol text not null,
   value real not null, version text not null, primary key (tick, book, symbol));
@@ -77,7 +87,7 @@ class JournalOrder:
     cancel_requested: bool
 
 
-class Journal:
+class Journal(JournalControls):
     """The journal file (see the module docstring).
 
     Args:
@@ -103,6 +113,29 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{path}: not a journal this worker can open ({exc})") from exc
         self._in_tx = False
+
+    @classmethod
+    def reader(cls, path: Path) -> Journal:
+        """A read-only connection to an existing journal (another process may be writing it: WAL).
+
+        Raises:
+            ConfigError: no journal at ``path``, or not one this worker wrote.
+        """
+        if not path.exists():
+            raise ConfigError(f"{path}: no journal here; give the run's --journal")
+        self = cls.__new__(cls)
+        self.path, self._in_tx = path, False
+        try:
+            # a web framework may open it in one thread and close it in another (one user at a time)
+            uri = f"{path.resolve().as_uri()}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+            mark = self._db.execute("select value from meta where key = 'schema'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"{path}: not a journal this worker can open ({exc})") from exc
+        if mark != (SCHEMA_VERSION,):
+            self._db.close()
+            raise ConfigError(f"{path}: an SQLite file that is not an mmops worker journal")
+        return self
 
     def close(self) -> None:
         self._db.close()
@@ -258,7 +291,7 @@ class Journal:
             q, args = q + " where book = ?", (book,)
         return [dict(zip(cols, r, strict=True)) for r in self._db.execute(q + " order by venue, seq", args)]
 
-    # ---- books, marks, events, control --------------------------------------------------------------
+    # ---- books, marks, events, quotes -----------------------------------------------------------------
     def save_book(
         self, book: str, *, tick: int, last_seq: int, fs: bytes, ist: bytes, extra: dict[str, Any]
     ) -> None:
@@ -280,8 +313,9 @@ class Journal:
     def add_mark(self, tick: int, ts_ns: int, closes: bytes) -> None:
         self._db.execute("insert or replace into marks values (?,?,?)", (tick, ts_ns, closes))
 
-    def marks(self) -> list[tuple[int, int, bytes]]:
-        return list(self._db.execute("select tick, ts_ns, closes from marks order by tick"))
+    def marks(self, *, since_tick: int = 0) -> list[tuple[int, int, bytes]]:
+        q = "select tick, ts_ns, closes from marks where tick >= ? order by tick"
+        return list(self._db.execute(q, (since_tick,)))
 
     def add_event(self, tick: int, ts_ns: int, symbol: str, kind: str, message: str) -> None:
         self._db.execute(
@@ -305,46 +339,13 @@ class Journal:
         q = "select ts_ns, symbol, value, version from signals where book = ? order by tick, symbol"
         return list(self._db.execute(q, (book,)))
 
-    def take_controls(self) -> tuple[bool, bool]:
-        """This tick's ``(kill, resume)``; call inside the tick's transaction.
+    def add_quotes(self, tick: int, ts_ns: int, quotes: bytes) -> None:
+        """The live book's working quotes after a tick: int64 (symbols, 4) bid, ask, bid lots, ask lots."""
+        self._db.execute("insert or replace into quotes values (?,?,?)", (tick, ts_ns, quotes))
 
-        A resume clears a kill pressed before it (both rows go: the kill is handled); a kill
-        pressed after the last resume wins (the resume row goes, the kill stays). Controls
-        carry ``at`` (ns) as written by :meth:`press`.
-        """
-        kill, resume = self._control_doc("kill"), self._control_doc("resume")
-        if resume is None:
-            return kill is not None, False
-        if kill is not None and kill.get("at", 0) > resume.get("at", 0):
-            self._db.execute("delete from control where key = 'resume'")
-            return True, False
-        self._db.execute("delete from control where key in ('kill', 'resume')")
-        return False, True
-
-    def press(self, key: str, *, by: str, reason: str) -> None:
-        """Write a ``kill`` or ``resume`` control, stamped with the time it was pressed."""
-        self.set_control(key, json.dumps({"by": by, "reason": reason, "at": time.time_ns()}))
-
-    def _control_doc(self, key: str) -> dict[str, Any] | None:
-        text = self.control(key)
-        if text is None:
-            return None
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            doc = None
-        return doc if isinstance(doc, dict) else {}
-
-    def control(self, key: str) -> str | None:
-        row = self._db.execute("select value from control where key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def set_control(self, key: str, value: str | None) -> None:
-        with self.transaction():
-            if value is None:
-                self._db.execute("delete from control where key = ?", (key,))
-            else:
-                self._db.execute("insert or replace into control values (?, ?)", (key, value))
+    def quotes(self, *, since_tick: int = 0) -> list[tuple[int, int, bytes]]:
+        q = "select tick, ts_ns, quotes from quotes where tick >= ? order by tick"
+        return list(self._db.execute(q, (since_tick,)))
 
 
 def _order(row: Sequence[Any]) -> JournalOrder:

@@ -9,6 +9,10 @@
 5. one journal transaction holds the tick's fills, the books' state and the new orders, then
    the orders go to the venue; transport errors leave them in flight.
 
+The operator's controls are journal rows taken inside that transaction, so none is missed and
+the asker can be another process: the kill switch and its resume, and per-symbol stop/start
+with that symbol's own limits (:mod:`trading.worker.controls`).
+
 On start the worker quotes nothing until it has reconciled (:meth:`Worker.reconcile`): every
 unfinished order resolved by client id, unknown orders with its prefix cancelled, positions
 compared; a mismatch fails closed with the numbers.
@@ -43,6 +47,7 @@ from trading.risk import (
     risk_params,
 )
 from trading.worker import strategy as st
+from trading.worker.controls import SymbolControls
 from trading.worker.crash import crash_point
 from trading.worker.feed import BarFeed
 from trading.worker.journal import Journal
@@ -84,7 +89,7 @@ class TickTimings:
         return self.features + self.model + self.decide + self.journal + self.venue
 
 
-class Worker(SignalIntake, OrderFlow):
+class Worker(SignalIntake, OrderFlow, SymbolControls):
     """The quoting worker over one venue (see the module docstring).
 
     Args:
@@ -118,6 +123,7 @@ class Worker(SignalIntake, OrderFlow):
         self.replay = replay
         self.open_ended = open_ended
         self.run_tag = f".{journal.run_tag()}" if open_ended else ""  # see Journal.run_tag
+        self.catching_up = False  # a live run back from downtime (see _catch_up)
         self.journal = journal
         self.s = settings
         self.source = source
@@ -136,8 +142,10 @@ class Worker(SignalIntake, OrderFlow):
         )
         self.qp = quote_params(settings.quote)
         self.rp = risk_params(settings.risk)
-        self.reject_alpha = ewma_alpha(settings.risk.reject_halflife_orders)
         n = len(self.symbols)
+        self.qrows = st.param_rows(self.qp, n)  # one row per symbol: its overrides, else params.yaml's
+        self.rrows = st.param_rows(self.rp, n)
+        self.reject_alpha = ewma_alpha(settings.risk.reject_halflife_orders)
         self.books = [Book("live", "L", venue, st.Books.fresh(n, bt.initial_cash))]
         if shadow_venue is not None:
             self.books.append(Book("shadow", "S", shadow_venue, st.Books.fresh(n, bt.initial_cash)))
@@ -192,6 +200,7 @@ class Worker(SignalIntake, OrderFlow):
                 book.books = st.Books.from_bytes(fs, ist, len(self.symbols))
                 book.fallback = {int(k): v for k, v in extra.get("fallback", {}).items()}
                 self.next_tick = tick
+        self._load_controls()
         self._rebuild_features()
         found = await self.reconcile()
         self.started = True
@@ -235,6 +244,8 @@ class Worker(SignalIntake, OrderFlow):
                 report("paper replay", done=self.next_tick, total=total, detail=self._progress_detail())
             if self.s.speed is not None:
                 await asyncio.sleep(max(0.0, bar_s / self.s.speed - (self.clock() - began)))
+            else:
+                await asyncio.sleep(0)  # the control API shares this loop: it answers between ticks
         if self.next_tick >= total:
             await self._book_remaining()
         await self.finish()
@@ -251,8 +262,10 @@ class Worker(SignalIntake, OrderFlow):
         done = 0
         while not stop.is_set() and (max_ticks is None or done < max_ticks):
             while self.next_tick < len(self.replay) and (max_ticks is None or done < max_ticks):
+                self._catch_up(feed)
                 await self.tick()
                 done += 1
+                await asyncio.sleep(0)  # the control API shares this loop: it answers between ticks
             if stop.is_set() or (max_ticks is not None and done >= max_ticks):
                 break
             waiting = asyncio.ensure_future(feed.next())
@@ -269,6 +282,40 @@ class Worker(SignalIntake, OrderFlow):
                 )
         await self.finish()
         return done
+
+    def _catch_up(self, feed: BarFeed) -> None:
+        """A live venue's run that was down has ticks to catch up on: they are booked (fills,
+        features, risk) but quote nothing, since orders priced on bars minutes old must not go
+        out; the newest tick quotes afresh. A paper venue's run quotes them (it fills on those
+        same bars, as the replay would)."""
+        if isinstance(self.books[0].venue, PaperVenue):
+            return
+        j = self.next_tick
+        closed_s = (int(self.replay.timeline[j]) + self.replay.bar_ns) / 1e9
+        lag_s = feed.clock() - closed_s
+        behind = lag_s > self.s.risk.stale_after_ms / 1000
+        if behind != self.catching_up:
+            for book in self.books:
+                book.books.ist[:, st.I_REFRESH] = 0  # decide at this tick: pull the quotes, or quote afresh
+        if behind and not self.catching_up:
+            missed = len(self.replay) - j
+            self.journal.add_event(
+                j,
+                int(self.replay.timeline[j]),
+                "*",
+                "market_data",
+                f"catching up {missed} tick(s) missed while down (the first closed {lag_s:.0f} s ago > "
+                f"{self.s.risk.stale_after_ms / 1000:g} s): booked, not quoted",
+            )
+        self.catching_up = behind
+
+    def _quote_rows(self) -> np.ndarray:
+        """This tick's quote rows: each symbol's own, or none quoted while catching up."""
+        if not self.catching_up:
+            return self.qrows
+        rows = self.qrows.copy()
+        rows["order_lots"] = 0
+        return rows
 
     def extend(self, replay: Replay) -> None:
         """Take a live feed's longer replay: the ticks seen so far must be exactly as before.
@@ -312,6 +359,7 @@ class Worker(SignalIntake, OrderFlow):
         decide = 0
         with self.journal.transaction():
             kill, resume = self.journal.take_controls()  # inside the write lock: none is missed
+            stopped = self._take_requests(j)
             self._write_pending()
             for book in self.books:
                 for f in fills[book.name]:
@@ -326,15 +374,17 @@ class Worker(SignalIntake, OrderFlow):
                 )
                 out = np.zeros((len(self.symbols), st.N_D), dtype=np.int64)
                 td0 = time.perf_counter_ns()
-                st.step_books(bars, sig, kill, book.books.fs, ist, out, self.qp, self.rp, self.ep)
+                st.step_books(
+                    bars, sig, kill, book.books.fs, ist, out, self._quote_rows(), self.rrows, self.ep
+                )
                 self._risk_events(book, bars, prev, age, j)
                 decide += time.perf_counter_ns() - td0
                 actions = self._plan(book, bars, out, batch, j)
-                planned.append((book, self._guard(book, bars, j) + actions))
+                planned.append((book, stopped.get(book.name, []) + self._guard(book, bars, j) + actions))
                 self._save_book(book, j + 1)
-            self.journal.add_mark(
-                j, int(self.replay.timeline[j]), np.where(bars.has_bar, bars.close, 0).tobytes()
-            )
+            now = int(self.replay.timeline[j])
+            self.journal.add_mark(j, now, np.where(bars.has_bar, bars.close, 0).tobytes())
+            self.journal.add_quotes(j, now, self._live_quotes())
         t4 = time.perf_counter_ns()
         self.next_tick = j + 1
         crash_point("after_journal", j)
@@ -465,6 +515,7 @@ class Worker(SignalIntake, OrderFlow):
                     "status": RiskStatus(int(ist[s, st.I_STATUS])).name,
                     "reasons": list(reason_names(int(ist[s, st.I_REASONS]))),
                     "model_free": book.fallback.get(s),
+                    "quoting": self.quoting(s),
                 }
             out["books"][book.name] = rows
         return out

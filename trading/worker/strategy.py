@@ -6,13 +6,15 @@
 :func:`~trading.fill_engine.must_requote`, :func:`~trading.quoting.decide_quotes`), so a paper
 replay and a backtest of the same bars make the same decisions. The kernel loops over time for
 one symbol; this loops over symbols for one time. State lives in two small arrays per book
-(one row per symbol) that the journal snapshots every tick.
+(one row per symbol) that the journal snapshots every tick. Settings come as rows too, one per
+symbol (:func:`param_rows`): identical rows by default, a symbol's own numbers where an operator
+overrode them (:mod:`trading.worker.controls`), so each symbol is decided once, with its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, get_type_hints
 
 import numpy as np
 from numba import njit
@@ -70,8 +72,8 @@ def step_books(
     fs: Any,
     ist: Any,
     out: Any,
-    qp: QuoteParams,
-    rp: RiskParams,
+    qp: Any,
+    rp: Any,
     ep: EngineParams,
 ) -> None:
     """The close of this tick's bar for every symbol that has one: risk, flatten, the new quote.
@@ -82,11 +84,14 @@ def step_books(
         fs, ist: float and int state, ``(n_symbols, N_F)`` / ``(n_symbols, N_I)``, updated in place;
             fills since the last step must already be applied (:func:`apply_fill`).
         out: int64 ``(n_symbols, N_D)`` decisions, written for the symbols that had a bar.
-        qp, rp, ep: quoting, risk and engine settings (as the backtest builds them).
+        qp, rp: quoting and risk settings, one row per symbol (:func:`param_rows` of what the
+            backtest builds, with that symbol's overrides).
+        ep: engine settings (as the backtest builds them).
     """
     for s in range(len(bars.has_bar)):
         if not bars.has_bar[s]:
             continue
+        q, r = qp[s], rp[s]
         close = bars.close[s]
         if ist[s, I_BARS] == 0:  # the first bar seeds the estimates, as the kernel does
             fs[s, F_VAR_Q] = fs[s, F_VAR_F] = fs[s, F_VAR_S] = first_variance(bars.high[s], bars.low[s])
@@ -115,7 +120,7 @@ def step_books(
             fs[s, F_REJECT],
             kill,
             ep,
-            rp,
+            r,
         )
         out[s, D_FLATTEN_SIDE] = out[s, D_FLATTEN_LOTS] = 0
         if must_flatten(status, reasons, ep.flatten_on_kill, inv):
@@ -140,7 +145,8 @@ def step_books(
                 bars.buy_flow[s],
                 bars.sell_flow[s],
                 bars.volume[s],
-                qp,
+                r.max_position,
+                q,
                 ep,
             )
             out[s, D_BID], out[s, D_ASK], out[s, D_BID_LOTS], out[s, D_ASK_LOTS] = bid, ask, bl, al
@@ -153,6 +159,22 @@ def step_books(
         ist[s, I_PREV_OPEN] = bars.open_ns[s]
         ist[s, I_FILLED] = 0
         ist[s, I_CLOSE] = close
+
+
+_FIELD_TYPES: dict[Any, type] = {float: np.float64, int: np.int64, bool: np.bool_}
+
+
+def param_rows(params: QuoteParams | RiskParams, n_symbols: int) -> np.ndarray:
+    """``params`` as one record per symbol, every row equal: what :func:`step_books` takes.
+
+    The compiled code reads a record's fields by name as it reads the NamedTuple's, with the
+    same types (float64, int64, bool), so identical rows decide exactly as the backtest does.
+    """
+    kinds = get_type_hints(type(params))
+    dtype = np.dtype([(name, _FIELD_TYPES[kinds[name]]) for name in params._fields])
+    rows = np.empty(n_symbols, dtype=dtype)
+    rows[:] = tuple(params)
+    return rows
 
 
 def fill_cash(side: int, price_ticks: int, lots: int, fee: float, *, tick: float, lot: float) -> float:

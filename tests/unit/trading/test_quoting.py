@@ -96,6 +96,18 @@ def test_spread_bounds_and_sizes() -> None:
         QuoteConfig(min_spread_ticks=20, max_spread_ticks=10)
 
 
+def test_a_half_spread_floor_in_bps_of_the_mid_widens_the_quote_and_zero_changes_nothing() -> None:
+    base = quotes()
+    assert quotes(quote=QuoteConfig(min_half_spread_bps=0.0)) == base  # off: the same quote, bit for bit
+    floored = quotes(quote=QuoteConfig(min_half_spread_bps=20.0))  # 20 bps of 60,000.00 = 120.00 a side
+    assert floored.spread_ticks == pytest.approx(2 * 20e-4 * MID) and floored.spread_ticks > base.spread_ticks
+    assert MID - floored.bid_ticks >= 12_000 and floored.ask_ticks - MID >= 12_000
+    capped = quotes(quote=QuoteConfig(min_half_spread_bps=20.0, max_spread_ticks=5_000))
+    assert capped.ask_ticks - capped.bid_ticks <= 5_000  # max_spread_ticks still caps it
+    with pytest.raises(ValueError, match="less than or equal to 1000"):
+        QuoteConfig(min_half_spread_bps=5_000)
+
+
 def test_finite_horizon_spread_narrows_towards_session_end() -> None:
     cfg = QuoteConfig(horizon="finite", session_bars=100)
     early = quotes(quote=cfg, bar_index=0, inventory_lots=10)

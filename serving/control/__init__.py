@@ -1,0 +1,1 @@
+"""The worker's control API and dashboard: FastAPI over the journal (see api.py)."""
