@@ -1,4 +1,4 @@
-"""The ccxt venue against a scripted fake exchange (tests/fakes/fake_exchange.py), never the network.
+"""The ccxt venue against a scripted fake exchange (tests/fake_exchange.py), never the network.
 
 First the venue alone, one rule a test: what rejects and what stays in flight, when "not found"
 is believed, client ids, units, fills kept once with a stable seq, positions. Then the real
@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from ccxt.base.decimal_to_precision import DECIMAL_PLACES
 from ccxt.base.errors import NotSupported
-from fakes.fake_exchange import FakeExchange, ManualClock
+from fake_exchange import FakeExchange, ManualClock
 from worker_helpers import settings
 
 from features.errors import ConfigError

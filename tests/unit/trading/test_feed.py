@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from fakes.fake_exchange import FakeExchange, ManualClock
+from fake_exchange import FakeExchange, ManualClock
 from worker_helpers import FILL_COLUMNS, journal_fills, paper, settings
 
 from trading.backtest import engine_params
