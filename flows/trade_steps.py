@@ -215,7 +215,8 @@ async def trade_live(
     """
     from trading.worker.ccxt_exchange import close_exchange, make_exchange, resolve_markets
     from trading.worker.ccxt_venue import CcxtVenue, state_path
-    from trading.worker.live import LiveRun, run_live
+    from trading.worker.live import LiveRun, run_live, run_tag
+    from trading.worker.orders import order_prefix
 
     exchange = make_exchange(exchange_id, sandbox=sandbox, keys_from_env=venue == "ccxt")
     live_venue = None
@@ -228,12 +229,13 @@ async def trade_live(
                 symbols=list(markets),
                 backtest=settings.backtest,
                 db=state_path(journal),
-                client_prefix=f"{settings.trade.client_prefix}-",
+                client_prefix=order_prefix(settings.trade, run_tag(journal)),
             )
         run = LiveRun(
             markets=markets, interval=interval, settings=settings, journal=journal, max_ticks=max_ticks
         )
-        result, _worker = await run_live(run, exchange=exchange, venue=live_venue, source=source)
+        async with _control_api(lambda: live_control_context(run), api):
+            result, _worker = await run_live(run, exchange=exchange, venue=live_venue, source=source)
         return result
     finally:
         if live_venue is not None:

@@ -17,8 +17,9 @@ timestamp). :meth:`inject_order` puts an order on the book that no journal knows
 :meth:`bust` takes a trade back.
 
 For live runs it also serves ``fetch_ohlcv`` from recorded bars (:meth:`FakeExchange.record`)
-on a test clock (``clock``, seconds): every call first plays the bars that clock has closed
-through :meth:`bar`, so orders fill as time passes, and serves only closed bars, as exchanges do.
+on a test clock (``clock``, seconds, the exchange's time): every call first plays the bars that
+clock has closed through :meth:`bar`, so orders fill as time passes, and serves the closed bars
+and, as Binance does, the bar still open (half formed: flat at its open, tiny volume).
 ``hide_bars`` holds back bars (by open ms) from ``fetch_ohlcv`` until removed.
 
 The state lives in the object: a test restarts "the worker" by rebuilding the worker, its
@@ -131,7 +132,12 @@ class FakeExchange:
     id: str = NAME
     precisionMode: int = TICK_SIZE  # noqa: N815 - ccxt's name
     has: dict[str, Any] = field(
-        default_factory=lambda: {"fetchOrder": True, "fetchOpenOrders": True, "fetchMyTrades": True}
+        default_factory=lambda: {
+            "fetchOrder": True,
+            "fetchOpenOrders": True,
+            "fetchMyTrades": True,
+            "fetchTime": True,
+        }
     )
 
     def __post_init__(self) -> None:
@@ -450,8 +456,17 @@ class FakeExchange:
         rows = self.recorded.get(symbol)
         if rows is None:
             raise ccxt.BadSymbol(f"{NAME} does not have market symbol {symbol}")
-        closed = [r for r in rows if r[0] >= (since or 0) and r[0] + self.bar_ms <= self.now]
-        return [list(r) for r in closed if r[0] not in self.hide_bars][: limit or 500]
+        served = [list(r) for r in rows if (since or 0) <= r[0] <= self.now and r[0] not in self.hide_bars]
+        if (
+            served and served[-1][0] + self.bar_ms > self.now
+        ):  # the bar still open, half formed, as Binance serves it
+            t, o = served[-1][0], served[-1][1]
+            served[-1] = [t, o, o, o, o, 0.001]
+        return served[: limit or 500]
+
+    async def fetch_time(self, params: dict[str, Any] | None = None) -> int:
+        self._call("fetch_time")
+        return self.now
 
     async def fetch_balance(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
         self._call("fetch_balance")

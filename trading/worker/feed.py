@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 PAGE = 1000  # bars per fetch_ohlcv call (Binance's and most venues' cap)
 RETRIES = 3  # a failed poll is asked again twice, RETRY_PAUSE_S apart: within a 1m bar's slack
 RETRY_PAUSE_S = 0.5
+RESYNC_TICKS = 60  # the exchange clock's offset is measured again this often (an hour of 1m bars)
 
 
 class AsyncOhlcvExchange(Protocol):
@@ -98,10 +99,34 @@ class BarFeed:
         self.ticks = 0  # ticks handed out
         self.frames: dict[str, pd.DataFrame] = {}
         self.notes: list[FeedNote] = []
+        self.offset_s = 0.0  # exchange clock - local clock
+
+    def now(self) -> float:
+        """The exchange's time, seconds: the local clock plus the offset measured at start (and
+        every ``RESYNC_TICKS``). Exchanges serve the bar still open with the closed ones, so a
+        local clock running ahead would hand out that bar, half formed, as closed."""
+        return self.clock() + self.offset_s
+
+    async def resync(self) -> None:
+        """Measure the exchange clock's offset (``fetch_time``) where the exchange has one."""
+        if not getattr(self.exchange, "has", {}).get("fetchTime"):
+            return
+        import ccxt
+
+        before = self.clock()
+        try:
+            server_ms = await self.exchange.fetch_time()  # type: ignore[attr-defined]
+        except ccxt.BaseError as exc:  # keep the last offset; the settle time covers small drift
+            self.notes.append(FeedNote("*", int(self.now() * 1e9), f"clock offset not measured: {exc}"))
+            return
+        mid = (before + self.clock()) / 2  # the answer was made about half way through the request
+        self.offset_s = float(server_ms) / 1000 - mid
+        if abs(self.offset_s) > self.settle_s / 2:
+            logger.warning("%s clock is %+.2f s from this machine's", self.exchange.id, self.offset_s)
 
     def due(self) -> int:
-        """Ticks whose bars have closed and settled by now."""
-        now_ns = int(self.clock() * 1e9) - int(self.settle_s * 1e9)
+        """Ticks whose bars have closed and settled by now (the exchange's time)."""
+        now_ns = int(self.now() * 1e9) - int(self.settle_s * 1e9)
         return max(0, (now_ns - self.first_ns) // self.bar_ns)
 
     async def start(self, *, first_ns: int | None, warmup: int) -> tuple[Replay, dict[str, pd.DataFrame]]:
@@ -118,8 +143,9 @@ class BarFeed:
         Raises:
             SourceError: the exchange refused a market or answered something that is not bars.
         """
+        await self.resync()
         if first_ns is None:
-            now_ns = int((self.clock() - self.settle_s) * 1e9)
+            now_ns = int((self.now() - self.settle_s) * 1e9)
             first_ns = (now_ns // self.bar_ns - 1) * self.bar_ns
         self.first_ns = int(first_ns)
         since_ns = self.first_ns - warmup * self.bar_ns
@@ -136,6 +162,8 @@ class BarFeed:
     async def next(self) -> Replay:
         """Wait for the next tick to be due, fetch what is new, and return the longer replay."""
         want = self.ticks + 1
+        if want % RESYNC_TICKS == 0:
+            await self.resync()
         if self.due() < want:
             await self.sleep(self._wait_s(want))
         due = max(want, self.due())
@@ -172,7 +200,7 @@ class BarFeed:
 
     def _wait_s(self, ticks: int) -> float:
         """Seconds until ``ticks`` ticks are due."""
-        return max(0.0, (self._end_ns(ticks) / 1e9 + self.settle_s) - self.clock())
+        return max(0.0, (self._end_ns(ticks) / 1e9 + self.settle_s) - self.now())
 
     def _replay(self, ticks: int) -> Replay:
         end = pd.Timestamp(self._end_ns(ticks), tz="UTC")

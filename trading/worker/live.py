@@ -146,11 +146,29 @@ async def _start(worker: Worker) -> dict[str, Any]:
     raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
 
+def run_tag(journal: Path) -> str:
+    """The live run's tag from its journal (made on first use): its venue's client-id prefix."""
+    j = Journal(journal)
+    try:
+        return j.run_tag()
+    finally:
+        j.close()
+
+
 def _stop_on_signals(stop: asyncio.Event) -> None:
-    """SIGINT/SIGTERM: finish the tick in hand, settle, stop (a second signal is the default)."""
+    """SIGINT/SIGTERM: finish the tick in hand, settle, stop; a second signal is the default's
+    (the handler is removed once it fired), for a worker that does not stop."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def first(sig: signal.Signals) -> None:
+        logger.warning("%s: stopping after this tick (again to stop at once)", sig.name)
+        stop.set()
+        for s in signals:
+            loop.remove_signal_handler(s)
+
+    for sig in signals:
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, first, sig)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
             return

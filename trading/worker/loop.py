@@ -52,7 +52,7 @@ from trading.worker.crash import crash_point
 from trading.worker.feed import BarFeed
 from trading.worker.journal import Journal
 from trading.worker.online import OnlineFeatures
-from trading.worker.orders import Book, LiveOrder, OrderFlow, ReconcileError
+from trading.worker.orders import Book, LiveOrder, OrderFlow, ReconcileError, order_prefix
 from trading.worker.paper import PaperVenue, Replay
 from trading.worker.signals import MODEL_FREE, SignalIntake
 from trading.worker.types import SignalSource, SourceInfo, Venue
@@ -122,7 +122,7 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
     ) -> None:
         self.replay = replay
         self.open_ended = open_ended
-        self.run_tag = f".{journal.run_tag()}" if open_ended else ""  # see Journal.run_tag
+        self.prefix = order_prefix(settings.trade, journal.run_tag() if open_ended else None)
         self.catching_up = False  # a live run back from downtime (see _catch_up)
         self.journal = journal
         self.s = settings
@@ -261,7 +261,11 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
             await self.start()
         done = 0
         while not stop.is_set() and (max_ticks is None or done < max_ticks):
-            while self.next_tick < len(self.replay) and (max_ticks is None or done < max_ticks):
+            while (
+                self.next_tick < len(self.replay)
+                and (max_ticks is None or done < max_ticks)
+                and not stop.is_set()
+            ):
                 self._catch_up(feed)
                 await self.tick()
                 done += 1
@@ -292,7 +296,7 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
             return
         j = self.next_tick
         closed_s = (int(self.replay.timeline[j]) + self.replay.bar_ns) / 1e9
-        lag_s = feed.clock() - closed_s
+        lag_s = feed.now() - closed_s
         behind = lag_s > self.s.risk.stale_after_ms / 1000
         if behind != self.catching_up:
             for book in self.books:

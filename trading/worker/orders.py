@@ -29,6 +29,7 @@ from trading.worker.types import (
 )
 
 if TYPE_CHECKING:
+    from trading.config import TradeConfig
     from trading.fill_engine import EngineParams
     from trading.worker.loop import WorkerSettings
 
@@ -67,6 +68,13 @@ class Book:
     fallback: dict[int, str] = field(default_factory=dict)  # symbol row -> why model-free
 
 
+def order_prefix(trade: TradeConfig, tag: str | None) -> str:
+    """The start of every client order id of a run: ``trade.client_prefix`` and, on a live run,
+    its journal's tag (:meth:`Journal.run_tag`), so a run's orders and trades on an account are
+    told apart from another run's or another worker's with the same prefix (``mm.ab12cd-``)."""
+    return f"{trade.client_prefix}{'.' + tag if tag else ''}-"
+
+
 class OrderFlow:
     """Reconcile, plan, journal, send and settle the orders of the worker's books."""
 
@@ -76,7 +84,7 @@ class OrderFlow:
     s: WorkerSettings
     ep: EngineParams
     books: list[Book]
-    run_tag: str  # "" on a replay; ".<tag>" on a live run (Journal.run_tag)
+    prefix: str  # every client id of this run starts with it (order_prefix)
     next_tick: int
     reject_alpha: float
     _watch: dict[str, tuple[Book, str, int]]  # ambiguous sends: client id -> (book, symbol, side)
@@ -116,7 +124,7 @@ class OrderFlow:
             updates: list[tuple[str, str, str]] = []
             for o in self.journal.open_orders(book.name):
                 await self._resolve(book, o, report, updates, killed=killed)
-            prefix = f"{self.s.trade.client_prefix}-{book.letter}"
+            prefix = f"{self.prefix}{book.letter}"
             working = {o.client_id for o in self.journal.open_orders(book.name) if not o.cancel_requested}
             working -= {cid for cid, status, _ in updates if status in TERMINAL}
             for state in await book.venue.open_orders():
@@ -212,8 +220,8 @@ class OrderFlow:
         book.last_seq = max(book.last_seq, f.seq)
 
     def _cid(self, book: Book, j: int, side: str, s: int) -> str:
-        """``mm-L123b-BTCUSDT``: prefix, book, tick, side (and ``.<run tag>`` on a live run), symbol."""
-        return f"{self.s.trade.client_prefix}-{book.letter}{j}{side}{self.run_tag}-{self.symbols[s]}"
+        """``mm-L123b-BTCUSDT`` (``mm.<tag>-L123b-BTCUSDT`` live): the run's prefix, book, tick, side, symbol."""
+        return f"{self.prefix}{book.letter}{j}{side}-{self.symbols[s]}"
 
     def _plan(
         self, book: Book, bars: st.TickBars, out: np.ndarray, batch: SignalBatch | None, j: int

@@ -35,6 +35,7 @@ from trading.ticks import TickData
 from trading.worker.crash import crash_point
 from trading.worker.journal import Journal
 from trading.worker.loop import MODEL_FREE, Book, LiveOrder, TickTimings, Worker, WorkerSettings
+from trading.worker.orders import order_prefix
 from trading.worker.paper_ticks import PaperTickVenue, TickReplay
 from trading.worker.tick_strategy import (
     D_ASK,
@@ -73,7 +74,7 @@ class TickWorker(Worker):
         self.tick_replay = replay
         self.venue = venue
         self.journal = journal
-        self.run_tag = ""  # a replay: ids need no run tag (Journal.run_tag)
+        self.prefix = order_prefix(settings.trade, None)
         self.s = settings
         self.symbols = (replay.symbol,)
         self._row = {replay.symbol: 0}

@@ -485,7 +485,7 @@ def live_run(frames: dict[str, pd.DataFrame], tmp_path: Path, **options: int) ->
     return LiveRun(ex, replay, tmp_path / "journal.db", CcxtOptions(**options))
 
 
-def audit(r: LiveRun, *, injected: frozenset[str] = frozenset()) -> dict[str, Any]:
+def audit(r: LiveRun, *, injected: frozenset[str] = frozenset(), prefix: str = PREFIX) -> dict[str, Any]:
     """The journal against the exchange: every fill of this run once, every order accounted for,
     nothing unresolved, the same open orders, the same positions. Returns what it read."""
     j = Journal(r.path)
@@ -507,19 +507,19 @@ def audit(r: LiveRun, *, injected: frozenset[str] = frozenset()) -> dict[str, An
             t.price,
             t.amount,
         )
-        for t in r.ex.ours(PREFIX)
+        for t in r.ex.ours(prefix)
     )
     assert booked == traded, "the journal's fills are not exactly the exchange's trades of this run"
-    accepted = {cid for cid in r.ex.by_client if cid.startswith(PREFIX)}
+    accepted = {cid for cid in r.ex.by_client if cid.startswith(prefix)}
     assert accepted - injected <= set(orders)  # the exchange has no order of ours the journal lacks
     assert not {c for c, o in orders.items() if o.status == "rejected"} & accepted  # rejected: not there
     assert not [o for o in orders.values() if o.status in ("intent", "in_flight")]  # all resolved
     on_exchange = {
-        o.client_id for o in r.ex.orders.values() if o.status == "open" and o.client_id.startswith(PREFIX)
+        o.client_id for o in r.ex.orders.values() if o.status == "open" and o.client_id.startswith(prefix)
     }
     assert on_exchange == {o.client_id for o in working}  # no order left hanging, none forgotten
     for sym in r.replay.symbols:
-        assert r.worker.status()["books"]["live"][sym]["inventory_lots"] == r.ex.net(PREFIX, sym)
+        assert r.worker.status()["books"]["live"][sym]["inventory_lots"] == r.ex.net(prefix, sym)
     return {"fills": fills, "orders": orders, "events": events, "notes": notes}
 
 
@@ -702,7 +702,8 @@ def test_a_live_run_on_the_exchanges_bars_and_orders_resumes_after_a_stop_and_lo
     the journal's fills are exactly the exchange's trades and the positions agree."""
     from trading.worker.feed import BarFeed
     from trading.worker.live import LiveRun as Live
-    from trading.worker.live import run_live
+    from trading.worker.live import run_live, run_tag
+    from trading.worker.orders import order_prefix
 
     first_ms = int(frames["BTCUSDT"]["timestamp"].iloc[0].value // 1_000_000)
     clock = ManualClock(first_ms / 1000 + 60 + 2.5)
@@ -712,10 +713,11 @@ def test_a_live_run_on_the_exchanges_bars_and_orders_resumes_after_a_stop_and_lo
         ex.record(sym, [[int(t.value // 1_000_000), *rest] for t, *rest in f[cols].itertuples(index=False)])
     markets = {"BTCUSDT": "BTC/USDT", "ETHUSDT": "ETH/USDT"}
     path = tmp_path / "journal.db"
+    prefix = order_prefix(SETTINGS.trade, run_tag(path))  # mm.<tag>-: this run's ids, no other's
 
     async def once(ticks: int) -> Worker:
         venue = await CcxtVenue.open(
-            ex, symbols=list(markets), backtest=SETTINGS.backtest, db=state_path(path), client_prefix=PREFIX
+            ex, symbols=list(markets), backtest=SETTINGS.backtest, db=state_path(path), client_prefix=prefix
         )
         feed = BarFeed(
             ex, markets=markets, interval="1m", backtest=SETTINGS.backtest, clock=clock, sleep=clock.sleep
@@ -735,13 +737,12 @@ def test_a_live_run_on_the_exchanges_bars_and_orders_resumes_after_a_stop_and_lo
     clock.t += 900  # late reports come in; one more start books them and resolves what is in flight
     worker = run(lambda: once(1))  # its first tick books them
     replay = worker.replay
-    seen = audit(SimpleNamespace(path=path, ex=ex, worker=worker, replay=replay))  # type: ignore[arg-type]
+    seen = audit(SimpleNamespace(path=path, ex=ex, worker=worker, replay=replay), prefix=prefix)  # type: ignore[arg-type]
     assert len(seen["fills"]) > 50
-    tag = Journal(path).run_tag()
-    assert all(f".{tag}-" in cid for cid in seen["orders"])  # this run's ids: never an earlier run's
+    assert all(cid.startswith(prefix) for cid in seen["orders"]) and prefix.startswith("mm.")
     # The 10 ticks missed while down were booked but quoted nothing: orders priced on bars more
     # than risk.stale_after_ms (180 s) old never went out; the ticks after them quoted again.
-    placed = {int(re.match(r"mm-L(\d+)", cid).group(1)) for cid in seen["orders"]}  # type: ignore[union-attr]
+    placed = {int(re.match(r"mm\.\w+-L(\d+)", cid).group(1)) for cid in seen["orders"]}  # type: ignore[union-attr]
     stale = set(range(120, 127))  # closed more than 180 s before the restart at tick 130's close
     assert not placed & stale and placed & set(range(127, 135))
     assert any("catching up 10 tick(s) missed while down" in e["message"] for e in seen["events"])

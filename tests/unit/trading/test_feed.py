@@ -187,3 +187,36 @@ def test_a_live_paper_run_stopped_and_restarted_later_trades_like_an_uninterrupt
     j = Journal(tmp_path / "broken.db")
     assert j.run_spec()["first"] == first.isoformat() and j.run_spec()["last"] is None
     j.close()
+
+
+def test_a_local_clock_running_ahead_never_hands_out_the_bar_still_open(day: pd.DataFrame) -> None:
+    """This machine's clock 3 s ahead of the exchange's (more than the 2 s settle): the exchange
+    serves the bar still open with the closed ones; the feed measures the offset (fetch_time)
+    and hands out only closed bars, each as the exchange closed it."""
+    start = day["timestamp"].iloc[1000]
+    clock = ManualClock(_seconds(start) + 2.5)  # the exchange's time
+    ex = exchange(day, clock)
+
+    def ahead() -> float:
+        return clock() + 3.0
+
+    feed = BarFeed(
+        ex,
+        markets={"BTCUSDT": "BTC/USDT"},
+        interval="1m",
+        backtest=BacktestConfig(),
+        clock=ahead,
+        sleep=clock.sleep,
+    )
+
+    async def go() -> Any:
+        await feed.start(first_ns=None, warmup=10)
+        for _ in range(5):
+            replay = await feed.next()
+        return replay
+
+    replay = asyncio.run(go())
+    assert feed.offset_s == pytest.approx(-3.0, abs=1e-6)  # the fake answers at once: no request time
+    want = np.rint(day["close"].iloc[999:1005].to_numpy() / 0.01)
+    assert np.array_equal(replay.close[:, 0], want)  # none of them the half-formed open bar
+    assert replay.has[:, 0].all()
