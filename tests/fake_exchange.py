@@ -37,6 +37,7 @@ import ccxt.async_support as ccxt
 from ccxt.base.decimal_to_precision import TICK_SIZE
 
 NAME = "fakex"
+DAY_MS = 86_400_000
 BEFORE: dict[str, Callable[[], Exception]] = {  # nothing happened on the exchange
     "reject": lambda: ccxt.InvalidOrder(f'{NAME} {{"code":-1013,"msg":"Filter failure: PRICE_FILTER"}}'),
     "insufficient": lambda: ccxt.InsufficientFunds(
@@ -429,11 +430,14 @@ class FakeExchange:
         params: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         self._call("fetch_my_trades", symbol=symbol, since=since, limit=limit)
+        start = since or 0
+        # Binance: at most 24 h from the start time, to ``until`` (ccxt's name for endTime) if sooner
+        until = min(start + DAY_MS, (params or {}).get("until", start + DAY_MS))
         rows = [
             t
             for t in self.trades
             if (symbol is None or t.order.symbol == symbol)
-            and t.timestamp >= (since or 0)
+            and start <= t.timestamp < until
             and t.visible_at <= self.now
             and not t.busted
         ]

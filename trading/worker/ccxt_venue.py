@@ -72,6 +72,9 @@ create table if not exists meta(k text primary key, v integer not null);
 )
 
 
+TRADES_WINDOW_MS = 86_400_000  # fetch_my_trades asks at most this span at once (Binance's cap: 24 h)
+
+
 def state_path(journal: Path) -> Path:
     """The ccxt venue's state file beside a run's journal."""
     return journal.with_name(journal.name + ".ccxt.db")
@@ -349,17 +352,23 @@ class CcxtVenue:
             self._confirmed |= seen
 
     async def _trades(self, m: Market, since: int) -> list[dict[str, Any]]:
+        """This account's trades of ``m`` from ``since`` to now, in windows of ``TRADES_WINDOW_MS``
+        (Binance answers at most 24 h from a start time) and pages of ``page_limit`` within each."""
         out: list[dict[str, Any]] = []
-        while True:
+        now = self.ex.milliseconds()
+        while since <= now:
+            until = min(since + TRADES_WINDOW_MS, now + 1)
             try:
-                page = await self.ex.fetch_my_trades(m.ccxt_symbol, since, self.options.page_limit)
+                page = await self.ex.fetch_my_trades(
+                    m.ccxt_symbol, since, self.options.page_limit, {"until": until}
+                )
             except FAILURES as exc:
                 raise VenueAmbiguous(f"{self.name}: trades {m.symbol}: {reason(exc)}") from exc
             out += page
             newest = max((int(t["timestamp"]) for t in page), default=since)
-            if len(page) < self.options.page_limit or newest <= since:
-                return sorted(out, key=lambda t: int(t["timestamp"]))
-            since = newest
+            full = len(page) >= self.options.page_limit and newest > since
+            since = newest if full else until  # a full page: the rest from its newest; else the next window
+        return sorted(out, key=lambda t: int(t["timestamp"]))
 
     async def _keep(self, t: dict[str, Any], m: Market) -> str | None:
         """Store one reported trade if it is this run's (its id, else None); a repeat changes nothing."""

@@ -305,6 +305,29 @@ def test_fills_are_kept_once_numbered_as_first_seen_and_the_numbers_survive_a_re
     run(scenario)
 
 
+def test_trades_are_read_in_24_hour_windows_so_a_quiet_day_or_a_long_run_loses_none(tmp_path: Path) -> None:
+    """The exchange answers at most 24 h of trades from a start time (Binance's cap, in the fake):
+    a symbol with no fill for two days still has its next fill found, and a restart of a
+    three-day run re-reads every one of them and agrees on the positions."""
+
+    async def scenario() -> None:
+        ex = exchange()
+        v = await venue(ex, tmp_path / "v.db")
+        got = []
+        for day in range(3):
+            ts = T0 + day * 30 * 3_600_000  # 30 h apart: each fill beyond the last one's window
+            await v.place(OrderRequest(f"mm-L{day}b-BTCUSDT", "BTCUSDT", 1, 4, 6_499_000))
+            ex.bar("BTCUSDT", ts=ts, high=65100.0, low=64900.0, close=65000.0)
+            got += await v.fills_since(got[-1].seq if got else 0)
+        assert len(got) == 3 and sum(f.lots for f in got) == ex.net(PREFIX, "BTCUSDT") == 12
+        v.close()
+        again = await venue(ex, tmp_path / "v.db")
+        assert await again.positions() == {"BTCUSDT": 12, "ETHUSDT": 0}
+        assert [f.trade_id for f in await again.fills_since(0)] == [f.trade_id for f in got]
+
+    run(scenario)
+
+
 def test_a_trade_reported_later_than_the_overlap_is_found_by_the_next_starts_full_read(
     tmp_path: Path,
 ) -> None:
