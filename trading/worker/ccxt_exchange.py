@@ -75,7 +75,11 @@ class Exchange(Protocol):
         self, symbol: str | None = None, since: int | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]: ...
     async def fetch_my_trades(
-        self, symbol: str | None = None, since: int | None = None, limit: int | None = None
+        self,
+        symbol: str | None = None,
+        since: int | None = None,
+        limit: int | None = None,
+        params: Any = None,
     ) -> list[dict[str, Any]]: ...
 
 

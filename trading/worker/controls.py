@@ -18,6 +18,7 @@ as a ``control`` event with who asked and the numbers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +102,7 @@ class SymbolControls:
     journal: Journal
     symbols: tuple[str, ...]
     _row: dict[str, int]
+    _pull: Callable[[Book, int], list[Any]]  # OrderFlow's: cancel a symbol's working orders
     s: WorkerSettings
     books: list[Book]
     replay: Replay
@@ -138,11 +140,8 @@ class SymbolControls:
             for book in self.books:
                 book.books.ist[s, st.I_REFRESH] = 0  # decide afresh at its next close, with the new rows
                 if not state.quoting:
-                    mine = [(side, o) for (row, side), o in book.live.items() if row == s]
-                    for side, o in mine:
-                        self.journal.request_cancel(o.client_id)
-                        cancels.setdefault(book.name, []).append(("cancel", o.client_id, req.symbol))
-                        del book.live[(s, side)]
+                    mine = self._pull(book, s)
+                    cancels.setdefault(book.name, []).extend(mine)
                     pulled += len(mine)
             message = self._describe(
                 req, state, was=was, pulled=pulled, inventory=int(self.books[0].books.ist[s, st.I_INV])

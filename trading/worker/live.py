@@ -113,6 +113,8 @@ async def run_live(
             history=history,
             open_ended=True,
         )
+        if venue is not paper:
+            worker.live_clock = feed.now  # orders go out: nothing priced on stale bars (Worker._catch_up)
         found = await _start(worker)
         done = await worker.run_live(feed, stop=stop, max_ticks=run.max_ticks)
         journal.set_control("phase", "stopped")

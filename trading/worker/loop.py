@@ -124,6 +124,7 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
         self.open_ended = open_ended
         self.prefix = order_prefix(settings.trade, journal.run_tag() if open_ended else None)
         self.catching_up = False  # a live run back from downtime (see _catch_up)
+        self.live_clock: Callable[[], float] | None = None  # a live venue's run: the exchange's time
         self.journal = journal
         self.s = settings
         self.source = source
@@ -266,7 +267,7 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
                 and (max_ticks is None or done < max_ticks)
                 and not stop.is_set()
             ):
-                self._catch_up(feed)
+                self._catch_up()
                 await self.tick()
                 done += 1
                 await asyncio.sleep(0)  # the control API shares this loop: it answers between ticks
@@ -274,7 +275,14 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
                 break
             waiting = asyncio.ensure_future(feed.next())
             stopped = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            while not (waiting.done() or stopped.done()):  # between ticks: a kill acts at once
+                await asyncio.wait(
+                    {waiting, stopped}, timeout=CONTROL_POLL_S, return_when=asyncio.FIRST_COMPLETED
+                )
+                if self.live_clock is not None and self.journal.control("kill") is not None:
+                    await self.pull_quotes(
+                        "kill switch pressed between ticks (the flatten follows at the next tick)"
+                    )
             if not waiting.done():
                 waiting.cancel()
                 break
@@ -284,19 +292,21 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
                 self.journal.add_event(
                     self.next_tick, note.ts_ns, note.symbol, "market_data", f"feed: {note.message}"
                 )
+        if self.live_clock is not None:  # quotes must not rest on the exchange while nobody watches them
+            await self.pull_quotes("stopped: quotes pulled; position kept")
         await self.finish()
         return done
 
-    def _catch_up(self, feed: BarFeed) -> None:
+    def _catch_up(self) -> None:
         """A live venue's run that was down has ticks to catch up on: they are booked (fills,
         features, risk) but quote nothing, since orders priced on bars minutes old must not go
         out; the newest tick quotes afresh. A paper venue's run quotes them (it fills on those
         same bars, as the replay would)."""
-        if isinstance(self.books[0].venue, PaperVenue):
+        if self.live_clock is None:
             return
         j = self.next_tick
         closed_s = (int(self.replay.timeline[j]) + self.replay.bar_ns) / 1e9
-        lag_s = feed.now() - closed_s
+        lag_s = self.live_clock() - closed_s
         behind = lag_s > self.s.risk.stale_after_ms / 1000
         if behind != self.catching_up:
             for book in self.books:
@@ -494,14 +504,12 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
                 why = f"stale market data: the last bar closed {age / 1e9:.0f} s ago > {stale_ns / 1e9:g} s"
             if why is None:  # the usual case: no scan of the live orders (O(symbols x orders))
                 continue
-            mine = [(side, o) for (row, side), o in book.live.items() if row == s]
-            if not mine:
-                continue
-            self.journal.add_event(j, now, self.symbols[s], "market_data", f"{book.name}: no quotes: {why}")
-            for side, o in mine:
-                self.journal.request_cancel(o.client_id)
-                actions.append(("cancel", o.client_id, self.symbols[s]))
-                del book.live[(s, side)]
+            pulled = self._pull(book, s)
+            if pulled:
+                self.journal.add_event(
+                    j, now, self.symbols[s], "market_data", f"{book.name}: no quotes: {why}"
+                )
+                actions += pulled
         return actions
 
     # ---- what it did ---------------------------------------------------------------------------
@@ -539,6 +547,7 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
         return bool((self.books[0].books.ist[:, st.I_STATUS] == HALTED).all())
 
 
+CONTROL_POLL_S = 1.0  # between a live run's ticks, the kill switch is looked at this often
 NEVER = np.iinfo(np.int64).max // 2  # kill_from ("the kill pressed at bar n") for a run with no last bar
 
 

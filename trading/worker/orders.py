@@ -8,6 +8,8 @@ split out so each reads on its own; it uses the worker's journal, books and sett
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from trading.config import TradeConfig
     from trading.fill_engine import EngineParams
     from trading.worker.loop import WorkerSettings
+    from trading.worker.paper import Replay
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +88,8 @@ class OrderFlow:
     ep: EngineParams
     books: list[Book]
     prefix: str  # every client id of this run starts with it (order_prefix)
+    replay: Replay
+    live_clock: Callable[[], float] | None  # a live venue's run: the exchange's time, seconds
     next_tick: int
     reject_alpha: float
     _watch: dict[str, tuple[Book, str, int]]  # ambiguous sends: client id -> (book, symbol, side)
@@ -177,6 +182,8 @@ class OrderFlow:
         if state is None:
             if o.status == "intent" and killed:  # a stale quote: the first tick decides afresh
                 updates.append((o.client_id, "canceled", "not sent: the kill switch is on"))
+            elif o.status == "intent" and (stale := self._stale_intent(o)):
+                updates.append((o.client_id, "canceled", stale))
             elif o.status == "intent":  # journaled, never sent: send it now (the same client id)
                 await self._send_place(book, o, updates)
                 report["resent"] += 1
@@ -188,6 +195,47 @@ class OrderFlow:
             await self._send_cancel(book, o.client_id, o.symbol, updates)
         elif o.status == "in_flight" and state.status not in TERMINAL:
             self._watch[o.client_id] = (book, o.symbol, o.side)
+
+    def _pull(self, book: Book, s: int) -> list[Any]:
+        """Cancel ``book``'s working orders of symbol row ``s``: each journaled as a requested
+        cancel and returned as an action to send (bad data, a stop, a kill between ticks, a
+        live run's clean stop all pull quotes this way)."""
+        actions: list[Any] = []
+        for side, o in [(side, o) for (row, side), o in book.live.items() if row == s]:
+            self.journal.request_cancel(o.client_id)
+            actions.append(("cancel", o.client_id, self.symbols[s]))
+            del book.live[(s, side)]
+        return actions
+
+    async def pull_quotes(self, why: str) -> int:
+        """Cancel every working quote of the live book now, between ticks, and say why; the
+        position is kept. Returns how many were cancelled."""
+        book = self.books[0]
+        j = self.next_tick
+        with self.journal.transaction():
+            actions = [a for s in range(len(self.symbols)) for a in self._pull(book, s)]
+            if actions:
+                self.journal.add_event(
+                    j, time.time_ns(), "*", "control", f"{why}: {len(actions)} working order(s) cancelled"
+                )
+        if actions:
+            await self._send(book, actions, j)
+            with self.journal.transaction():
+                self._write_pending()
+        return len(actions)
+
+    def _stale_intent(self, o: JournalOrder) -> str | None:
+        """Why a journaled, never sent order must not be sent now (a live venue's run back from
+        downtime: priced on a bar older than ``risk.stale_after_ms``), or None."""
+        if self.live_clock is None or o.tick >= len(self.replay):
+            return None
+        closed_s = (int(self.replay.timeline[o.tick]) + self.replay.bar_ns) / 1e9
+        age_s, limit_s = self.live_clock() - closed_s, self.s.risk.stale_after_ms / 1000
+        return (
+            f"not sent: priced on the bar of tick {o.tick}, closed {age_s:.0f} s ago > {limit_s:g} s"
+            if age_s > limit_s
+            else None
+        )
 
     def _rebuild_live(self, book: Book) -> None:
         book.live.clear()

@@ -716,57 +716,166 @@ def test_the_kill_switch_flattens_at_market_and_leaves_nothing_working_on_the_ex
     assert not [o for o in seen["orders"].values() if o.tick >= 150 and o.kind == "limit"]
 
 
+@dataclass
+class Live:
+    """The whole live path, as ``mmops trade --venue ccxt`` runs it: bars from the exchange's
+    fetch_ohlcv as the test clock closes them (BarFeed), orders to it (CcxtVenue), ``run_live``
+    ticking; each :meth:`once` is one process on the same journal files."""
+
+    ex: FakeExchange
+    clock: ManualClock
+    path: Path
+    prefix: str
+    markets: dict[str, str]
+
+    @classmethod
+    def on(cls, frames: dict[str, pd.DataFrame], tmp_path: Path) -> Live:
+        from trading.worker.live import run_tag
+        from trading.worker.orders import order_prefix
+
+        first_ms = int(frames["BTCUSDT"]["timestamp"].iloc[0].value // 1_000_000)
+        clock = ManualClock(first_ms / 1000 + 60 + 2.5)
+        ex = exchange(now=first_ms, clock=clock)
+        cols = ["timestamp", "open", "high", "low", "close", "volume"]
+        for sym, f in frames.items():
+            ex.record(
+                sym, [[int(t.value // 1_000_000), *rest] for t, *rest in f[cols].itertuples(index=False)]
+            )
+        path = tmp_path / "journal.db"
+        prefix = order_prefix(SETTINGS.trade, run_tag(path))  # mm.<tag>-: this run's ids, no other's
+        return cls(ex, clock, path, prefix, {"BTCUSDT": "BTC/USDT", "ETHUSDT": "ETH/USDT"})
+
+    def once(self, ticks: int) -> Worker:
+        from trading.worker.feed import BarFeed
+        from trading.worker.live import LiveRun, run_live
+
+        async def go() -> Worker:
+            bt = SETTINGS.backtest
+            venue = await CcxtVenue.open(
+                self.ex,
+                symbols=list(self.markets),
+                backtest=bt,
+                db=state_path(self.path),
+                client_prefix=self.prefix,
+            )
+            feed = BarFeed(
+                self.ex,
+                markets=self.markets,
+                interval="1m",
+                backtest=bt,
+                clock=self.clock,
+                sleep=self.clock.sleep,
+            )
+            spec = LiveRun(
+                markets=self.markets, interval="1m", settings=SETTINGS, journal=self.path, max_ticks=ticks
+            )
+            try:
+                _report, worker = await run_live(spec, exchange=self.ex, venue=venue, feed=feed)
+            finally:
+                venue.close()
+            return worker
+
+        return run(go)
+
+    def resting(self) -> list[str]:
+        return [
+            o.client_id
+            for o in self.ex.orders.values()
+            if o.status == "open" and o.client_id.startswith(self.prefix)
+        ]
+
+
 def test_a_live_run_on_the_exchanges_bars_and_orders_resumes_after_a_stop_and_loses_nothing(
     frames: dict[str, pd.DataFrame], tmp_path: Path
 ) -> None:
-    """The whole live path, as ``mmops trade --venue ccxt`` runs it: the bars come from the
-    exchange's fetch_ohlcv as the clock closes them (BarFeed), the orders go to it (CcxtVenue),
-    ``run_live`` ticks. Stopped after 120 ticks, down for 10 minutes, restarted on the same files:
-    the journal's fills are exactly the exchange's trades and the positions agree."""
-    from trading.worker.feed import BarFeed
-    from trading.worker.live import LiveRun as Live
-    from trading.worker.live import run_live, run_tag
-    from trading.worker.orders import order_prefix
-
-    first_ms = int(frames["BTCUSDT"]["timestamp"].iloc[0].value // 1_000_000)
-    clock = ManualClock(first_ms / 1000 + 60 + 2.5)
-    ex = exchange(now=first_ms, clock=clock)
-    cols = ["timestamp", "open", "high", "low", "close", "volume"]
-    for sym, f in frames.items():
-        ex.record(sym, [[int(t.value // 1_000_000), *rest] for t, *rest in f[cols].itertuples(index=False)])
-    markets = {"BTCUSDT": "BTC/USDT", "ETHUSDT": "ETH/USDT"}
-    path = tmp_path / "journal.db"
-    prefix = order_prefix(SETTINGS.trade, run_tag(path))  # mm.<tag>-: this run's ids, no other's
-
-    async def once(ticks: int) -> Worker:
-        venue = await CcxtVenue.open(
-            ex, symbols=list(markets), backtest=SETTINGS.backtest, db=state_path(path), client_prefix=prefix
-        )
-        feed = BarFeed(
-            ex, markets=markets, interval="1m", backtest=SETTINGS.backtest, clock=clock, sleep=clock.sleep
-        )
-        run = Live(markets=markets, interval="1m", settings=SETTINGS, journal=path, max_ticks=ticks)
-        try:
-            _report, worker = await run_live(run, exchange=ex, venue=venue, feed=feed)
-        finally:
-            venue.close()
-        return worker
-
-    run(lambda: once(120))
-    clock.t += 600  # down for 10 minutes: 10 ticks are due when it starts again
-    ex.on("fetch_my_trades", "unavailable")  # and the exchange blinks as it does: the start is asked again
-    worker = run(lambda: once(100))
+    """Stopped after 120 ticks (its quotes pulled), down for 10 minutes, restarted on the same
+    files: the journal's fills are exactly the exchange's trades and the positions agree."""
+    live = Live.on(frames, tmp_path)
+    live.once(120)
+    assert live.resting() == []  # a stop pulls the quotes: none rests while nobody watches it
+    live.clock.t += 600  # down for 10 minutes: 10 ticks are due when it starts again
+    live.ex.on(
+        "fetch_my_trades", "unavailable"
+    )  # and the exchange blinks as it does: the start is asked again
+    worker = live.once(100)
     assert worker.next_tick == 220
-    clock.t += 900  # late reports come in; one more start books them and resolves what is in flight
-    worker = run(lambda: once(1))  # its first tick books them
-    replay = worker.replay
-    seen = audit(SimpleNamespace(path=path, ex=ex, worker=worker, replay=replay), prefix=prefix)  # type: ignore[arg-type]
+    live.clock.t += 900  # late reports come in; one more start books them and resolves what is in flight
+    worker = live.once(1)  # its first tick books them
+    seen = audit(
+        SimpleNamespace(path=live.path, ex=live.ex, worker=worker, replay=worker.replay), prefix=live.prefix
+    )  # type: ignore[arg-type]
     assert len(seen["fills"]) > 50
-    assert all(cid.startswith(prefix) for cid in seen["orders"]) and prefix.startswith("mm.")
+    assert all(cid.startswith(live.prefix) for cid in seen["orders"]) and live.prefix.startswith("mm.")
     # The 10 ticks missed while down were booked but quoted nothing: orders priced on bars more
     # than risk.stale_after_ms (180 s) old never went out; the ticks after them quoted again.
     placed = {int(re.match(r"mm\.\w+-L(\d+)", cid).group(1)) for cid in seen["orders"]}  # type: ignore[union-attr]
     stale = set(range(120, 127))  # closed more than 180 s before the restart at tick 130's close
     assert not placed & stale and placed & set(range(127, 135))
-    assert any("catching up 10 tick(s) missed while down" in e["message"] for e in seen["events"])
-    assert ex.count("fetch_ohlcv") > 220  # the bars came from the exchange, polled tick by tick
+    messages = [e["message"] for e in seen["events"]]
+    assert any("catching up 10 tick(s) missed while down" in m for m in messages)
+    assert any(m.startswith("stopped: quotes pulled; position kept: ") for m in messages)
+    assert live.ex.count("fetch_ohlcv") > 220  # the bars came from the exchange, polled tick by tick
+
+
+def test_a_live_run_killed_between_journal_and_send_does_not_send_stale_intents_on_restart(
+    frames: dict[str, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies after journaling tick 59's orders and before sending anything more (the
+    sends are cut from then on), and comes back 10 minutes later: those intents are cancelled as
+    stale, with the numbers, never sent; the quotes that were resting are cancelled at start."""
+    live = Live.on(frames, tmp_path)
+    send = Worker._send
+
+    async def cut(self: Worker, book: Any, actions: list[Any], j: int) -> None:
+        if self.next_tick < 60:  # after tick 59's journal: the crash
+            await send(self, book, actions, j)
+
+    monkeypatch.setattr(Worker, "_send", cut)
+    live.once(60)
+    monkeypatch.setattr(Worker, "_send", send)
+    assert live.resting()  # the crash left quotes on the exchange
+    live.clock.t += 600
+    worker = live.once(1)
+    j = Journal(live.path)
+    intents = [o for o in j.orders() if "-L59" in o.client_id]
+    j.close()
+    assert intents and all(o.status == "canceled" for o in intents)
+    with sqlite3.connect(live.path) as db:
+        notes = dict(db.execute("select client_id, note from orders").fetchall())
+    assert all(
+        re.fullmatch(r"not sent: priced on the bar of tick 59, closed \d+ s ago > 180 s", notes[o.client_id])
+        for o in intents
+    )
+    assert not {o.client_id for o in intents} & set(live.ex.by_client)  # never reached the exchange
+    assert worker.next_tick == 61 and live.resting() == []  # and nothing rests after its clean stop
+
+
+def test_a_kill_pressed_between_live_ticks_pulls_the_quotes_at_once(
+    frames: dict[str, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill pressed while the worker waits for the next bar (a minute on 1m bars) cancels the
+    resting quotes within CONTROL_POLL_S, not at the next tick; the flatten follows at the tick."""
+    from trading.worker.feed import BarFeed
+
+    live = Live.on(frames, tmp_path)
+    nxt = BarFeed.next
+    seen: dict[str, list[str]] = {}
+
+    async def slow(self: BarFeed) -> Any:
+        if self.ticks == 30:  # tick 29 is done; the next bar is a while away
+            seen["before"] = live.resting()
+            j = Journal(live.path)
+            j.press("kill", by="ops", reason="venue incident")
+            j.close()
+            await asyncio.sleep(1.5)
+            seen["after"] = live.resting()
+        return await nxt(self)
+
+    monkeypatch.setattr(BarFeed, "next", slow)
+    live.once(35)
+    assert seen["before"] and seen["after"] == []  # pulled while waiting, before tick 30
+    j = Journal(live.path)
+    events = [e for e in j.events() if e["message"].startswith("kill switch pressed between ticks")]
+    j.close()
+    assert len(events) == 1 and events[0]["tick"] == 30
+    assert f"{len(seen['before'])} working order(s) cancelled" in events[0]["message"]
