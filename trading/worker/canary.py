@@ -30,10 +30,10 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from features.errors import ConfigError
-from trading.config import BacktestConfig
+from trading.config import BacktestConfig, CanaryConfig
 from trading.worker import strategy as st
 from trading.worker.attribution import VersionPnl, attribute
 from trading.worker.canary_series import (
@@ -49,25 +49,21 @@ from trading.worker.canary_series import (
 )
 from trading.worker.journal import Journal
 
+__all__ = [
+    "CanaryConfig",
+    "CanaryEvaluation",
+    "Recommendation",
+    "VersionResult",
+    "evaluate_canary",
+    "recommend",
+]
+
 Action = Literal["promote", "extend", "rollback"]
 EPS64 = float(np.finfo(np.float64).eps)
 # the sentences trading.risk.explain writes for the latched limits a model can breach
 # (the kill switch is a person's decision, not the model's)
 BREACH_MARKERS = (">= max_loss", "of peak: kill switch")
 ROLES = ("champion", "challenger", "model-free", "other")
-
-
-class CanaryConfig(BaseModel):
-    """The ``canary`` section of params.yaml: the interval and how much evidence a decision needs."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    level: float = Field(0.95, gt=0.5, lt=1.0, description="two-sided confidence level of the interval")
-    block_ticks: int = Field(60, ge=1, description="moving-block length of the bootstrap, ticks")
-    bootstrap_samples: int = Field(2000, ge=200, description="bootstrap resamples")
-    seed: int = Field(0, description="the bootstrap generator's seed")
-    min_fills: int = Field(100, ge=1, description="fills each version needs in the window to decide")
-    min_ticks: int = Field(1440, ge=2, description="ticks the window needs to decide")
 
 
 @dataclass(frozen=True, slots=True)
