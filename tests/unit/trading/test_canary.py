@@ -214,4 +214,3 @@ def test_bad_input_is_refused_in_one_sentence(tmp_path: Path, btc_march: pd.Data
     quiet = Journal.reader(build_journal(tmp_path / "quiet.db", Plan(ticks=50, challenger_fills=False)))
     with pytest.raises(ConfigError, match="challenger v8 has no fills yet; let the canary run longer"):
         evaluate_canary(quiet)
-
