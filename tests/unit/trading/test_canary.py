@@ -4,12 +4,14 @@ fill, the interval, and bad input refused in one sentence."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from canary_helpers import CanarySource, Plan, build_journal
+from fakes.canary_journal import Plan, build_journal
 from helpers import summation_order_atol
 from worker_helpers import FakeSource, paper, settings
 
@@ -19,8 +21,31 @@ from trading.risk import R_DRAWDOWN, R_KILL_SWITCH, RiskObservation, explain
 from trading.worker.canary import evaluate_canary
 from trading.worker.canary_series import paired_block_bootstrap
 from trading.worker.journal import Journal
+from trading.worker.types import SignalBatch, SourceInfo
 
 QUICK = CanaryConfig(min_ticks=500, min_fills=100)
+
+
+@dataclasses.dataclass
+class CanarySource(FakeSource):
+    """Champion v7 on most symbols, challenger v8 (the opposite signal) on ``canary`` ones, as
+    ``mmops serve --canary`` answers: versions and aliases per symbol."""
+
+    canary: frozenset[str] = frozenset({"ETHUSDT"})
+
+    async def info(self) -> SourceInfo:
+        base = await super().info()
+        return dataclasses.replace(base, challenger="8", mode="canary")
+
+    async def signals(self, symbols: Sequence[str], windows: np.ndarray) -> SignalBatch:
+        batch = await super().signals(symbols, windows)
+        mine = [s in self.canary for s in symbols]
+        return dataclasses.replace(
+            batch,
+            values=np.where(mine, -batch.values, batch.values),
+            versions=["8" if m else "7" for m in mine],
+            aliases=["challenger" if m else "champion" for m in mine],
+        )
 
 
 @pytest.fixture(scope="module")

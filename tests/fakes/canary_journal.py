@@ -1,44 +1,20 @@
-"""Helpers of the canary tests: a canary signal source for real paper runs, and journals built
-fill by fill where the outcome of each recommendation branch is known in advance."""
+"""A canary run's journal built fill by fill, where the outcome of each canary recommendation
+branch is known in advance (no worker, no market data)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from worker_helpers import FakeSource
 
 from trading.config import BacktestConfig
 from trading.worker import strategy as st
 from trading.worker.journal import Journal, JournalOrder
-from trading.worker.types import Fill, SignalBatch, SourceInfo
+from trading.worker.types import Fill
 
 BAR_NS = 60_000_000_000
 T0 = 1_772_419_200_000_000_000  # 2026-03-02 00:00 UTC
-
-
-@dataclasses.dataclass
-class CanarySource(FakeSource):
-    """Champion v7 on most symbols, challenger v8 (the opposite signal) on ``canary`` ones, as
-    ``mmops serve --canary`` answers: versions and aliases per symbol."""
-
-    canary: frozenset[str] = frozenset({"ETHUSDT"})
-
-    async def info(self) -> SourceInfo:
-        base = await super().info()
-        return dataclasses.replace(base, challenger="8", mode="canary")
-
-    async def signals(self, symbols: Sequence[str], windows: np.ndarray) -> SignalBatch:
-        batch = await super().signals(symbols, windows)
-        mine = [s in self.canary for s in symbols]
-        return dataclasses.replace(
-            batch,
-            values=np.where(mine, -batch.values, batch.values),
-            versions=["8" if m else "7" for m in mine],
-            aliases=["challenger" if m else "champion" for m in mine],
-        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,11 +32,12 @@ class Plan:
     halt_at: int | None = None
     halt_message: str = ""
     challenger_fills: bool = True  # False: its orders never fill
+    versions: tuple[str, str] = ("7", "8")  # champion, challenger
     seed: int = 0
 
 
 def build_journal(path: Path, plan: Plan) -> Path:
-    """Write a journal of a canary run on symbols A (champion v7) and B (challenger v8)."""
+    """Write a journal of a canary run on symbols A (the champion) and B (the challenger)."""
     bt = BacktestConfig(maker_fee_bps=0.0)
     symbols = ["A", "B"]
     rng = np.random.default_rng(plan.seed)
@@ -74,10 +51,12 @@ def build_journal(path: Path, plan: Plan) -> Path:
         for t in range(plan.ticks):
             ts = T0 + t * BAR_NS
             j.add_mark(t, ts, closes[t].astype(np.int64).tobytes())
-            j.add_signals([(t, ts, "live", "A", 0.0, "7"), (t, ts, "live", "B", 0.0, "8")])
+            j.add_signals(
+                [(t, ts, "live", "A", 0.0, plan.versions[0]), (t, ts, "live", "B", 0.0, plan.versions[1])]
+            )
             for s, version, alias, edge, every in (
-                (0, "7", "champion", plan.champion_edge, 1),
-                (1, "8", "challenger", plan.challenger_edge, plan.challenger_every),
+                (0, plan.versions[0], "champion", plan.champion_edge, 1),
+                (1, plan.versions[1], "challenger", plan.challenger_edge, plan.challenger_every),
             ):
                 if t % every:
                     continue
@@ -106,7 +85,7 @@ def build_journal(path: Path, plan: Plan) -> Path:
                             False,
                         )
                     )
-                    if version == "8" and not plan.challenger_fills:
+                    if s == 1 and not plan.challenger_fills:
                         continue
                     fill = Fill("paper", f"p{seq}", seq, cid, symbols[s], side, price, 1, 0.0, True, ts)
                     j.add_fill(fill, book="live")
