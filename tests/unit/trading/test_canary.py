@@ -239,3 +239,13 @@ def test_bad_input_is_refused_in_one_sentence(tmp_path: Path, btc_march: pd.Data
     quiet = Journal.reader(build_journal(tmp_path / "quiet.db", Plan(ticks=50, challenger_fills=False)))
     with pytest.raises(ConfigError, match="challenger v8 has no fills yet; let the canary run longer"):
         evaluate_canary(quiet)
+
+
+def test_params_yaml_states_every_canary_setting() -> None:
+    import yaml
+
+    from flows.params import load_params
+
+    path = Path(__file__).resolve().parents[3] / "params.yaml"
+    assert set(yaml.safe_load(path.read_text())["canary"]) == set(CanaryConfig.model_fields)
+    assert load_params(path).canary == CanaryConfig()  # the stated values are the defaults
