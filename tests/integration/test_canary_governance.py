@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from fakes.canary_journal import Plan, build_journal
+from canary_journal import Plan, build_journal
 from model_seed import PASSING, fit_tiny, register
 from typer.testing import CliRunner
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fakes.canary_journal import Plan, build_journal
+from canary_journal import Plan, build_journal
 from helpers import summation_order_atol
 from worker_helpers import FakeSource, paper, settings
 
