@@ -1,4 +1,5 @@
-"""``mmops gate | approve | reject | rollback | registry status | serve``: governance and serving.
+"""``mmops gate | approve | reject | rollback | registry status | canary evaluate | serve``: governance
+and serving.
 
 Thin: each command resolves locations and params, calls :class:`training.registry.Registry` (or
 starts ``bentoml serve``), and reports. Refusals are :class:`training.gate.GovernanceError`, so
@@ -11,6 +12,7 @@ import getpass
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -20,6 +22,7 @@ from flows.cli_common import JsonOpt, app, context, emit, reported
 from flows.params import Params
 from flows.settings import REPO_ROOT, Locations
 from flows.training_steps import model_name, open_registry
+from training.gate import GovernanceError
 
 if TYPE_CHECKING:
     from serving.config import ServeSettings
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
 
 registry_app = typer.Typer(no_args_is_help=True, help="Inspect the model registry.")
 app.add_typer(registry_app, name="registry")
+canary_app = typer.Typer(no_args_is_help=True, help="Judge a canary on what it did in the worker's journal.")
+app.add_typer(canary_app, name="canary")
 
 VersionOpt = Annotated[str, typer.Option("--version", help="registered model version, e.g. 3")]
 ModelOpt = Annotated[
@@ -102,11 +107,14 @@ def approve(
     """Make a gate-passed version champion (who, when and why are recorded and audited)."""
     where, params = context()
     name = model_name(params, model)
-    changes = open_registry(where).approve(name, version, by=by, reason=reason)
+    registry = open_registry(where)
+    changes = registry.approve(name, version, by=by, reason=reason)
+    canary = registry.state(name).get(version).canary
+    seen = f"canary ({canary['at']}): {canary['reason']}" if canary else "canary: no evaluation recorded"
     emit(
-        {"model": name, "version": version, "changes": _changes(changes)},
+        {"model": name, "version": version, "changes": _changes(changes), "canary": canary},
         as_json=as_json,
-        human=_human(changes),
+        human=f"{_human(changes)}\n{seen}",
     )
 
 
@@ -159,6 +167,34 @@ def registry_status(model: ModelOpt = None, as_json: JsonOpt = False) -> None:
             )
         )
     emit(state, as_json=as_json, human="\n".join(lines))
+
+
+@canary_app.command("evaluate")
+@reported
+def canary_evaluate(
+    journal: Annotated[Path, typer.Option("--journal", help="the worker's journal of the canary run")],
+    champion: Annotated[str | None, typer.Option("--champion", help="default: the journal's")] = None,
+    challenger: Annotated[str | None, typer.Option("--challenger", help="default: the journal's")] = None,
+    record: Annotated[
+        bool,
+        typer.Option("--record/--no-record", help="store the recommendation on the challenger's version"),
+    ] = True,
+    model: ModelOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Challenger vs champion on their fills, PnL and markouts, with a CI; promote, extend or roll back."""
+    from flows.canary_steps import evaluate_journal, record_evaluation, summary
+
+    where, params = context()
+    evaluation = evaluate_journal(params, journal, champion=champion, challenger=challenger)
+    try:
+        recorded = record_evaluation(where, params, evaluation, model=model) if record else None
+    except GovernanceError as exc:
+        raise GovernanceError(f"{exc}; to see the evaluation without recording it: --no-record") from exc
+    human = summary(evaluation) + (
+        f"\nrecorded on {recorded['model']} v{recorded['version']}: {recorded['report']}" if recorded else ""
+    )
+    emit({"evaluation": evaluation.to_dict(), "recorded": recorded}, as_json=as_json, human=human)
 
 
 @app.command()

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from features.config import DataConfig, FeaturesConfig, ValidationConfig
 from features.errors import ConfigError
 from serving.config import ServeConfig
-from trading.config import BacktestConfig, QuoteConfig, RiskConfig, TradeConfig
+from trading.config import BacktestConfig, CanaryConfig, QuoteConfig, RiskConfig, TradeConfig
 from training.config import EvaluateConfig, ModelsConfig, SplitConfig, TuneConfig
 from training.gate import GateConfig
 
@@ -33,6 +33,7 @@ class Params(BaseModel):
     backtest: BacktestConfig = BacktestConfig()
     trade: TradeConfig = TradeConfig()
     gate: GateConfig = GateConfig()
+    canary: CanaryConfig = CanaryConfig()
     serve: ServeConfig = ServeConfig()
     split: SplitConfig = SplitConfig()
     tune: TuneConfig = TuneConfig()

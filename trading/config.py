@@ -162,3 +162,17 @@ class TradeConfig(BaseModel):
         le=60_000,
         description="live bars: ask the exchange for a bar this long after it closes (it publishes it a moment later), ms",
     )
+
+
+class CanaryConfig(BaseModel):
+    """The ``canary`` section of params.yaml (:mod:`trading.worker.canary`): the interval of the
+    challenger - champion difference and how much evidence a decision needs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    level: float = Field(0.95, gt=0.5, lt=1.0, description="two-sided confidence level of the interval")
+    block_ticks: int = Field(60, ge=1, description="moving-block length of the bootstrap, ticks")
+    bootstrap_samples: int = Field(2000, ge=200, description="bootstrap resamples")
+    seed: int = Field(0, description="the bootstrap generator's seed")
+    min_fills: int = Field(100, ge=1, description="fills each version needs in the window to decide")
+    min_ticks: int = Field(1440, ge=2, description="ticks the window needs to decide")

@@ -14,12 +14,14 @@ change is appended, with the previous holder, to the :class:`training.audit.Audi
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -33,6 +35,12 @@ from training.registry_state import (
     APPROVAL_AT,
     APPROVAL_BY,
     APPROVAL_REASON,
+    CANARY,
+    CANARY_AT,
+    CANARY_CHAMPION,
+    CANARY_JOURNAL,
+    CANARY_REASON,
+    CANARY_REPORT,
     CHALLENGER,
     CHAMPION,
     GATE_AT,
@@ -263,6 +271,49 @@ class Registry:
                     local = self.client.download_artifacts(version.run_id, item.path, str(folder))
                     found.append(Path(local).name)
         return sorted(found)
+
+    def record_canary(self, name: str, version: str, evaluation: Mapping[str, Any]) -> str:
+        """Store a canary evaluation (:meth:`trading.worker.canary.CanaryEvaluation.to_dict`) on
+        ``version``: its recommendation as tags, the whole of it as JSON logged to the version's run
+        (and kept under ``reports/canary``), a line in the audit log. Moves no alias.
+
+        Returns:
+            Where the JSON is (``runs:/...`` when the version has a run).
+
+        Raises:
+            GovernanceError: no such model or version.
+        """
+        candidate = self.state(name).get(version)
+        at = self.clock().isoformat()
+        folder = self.reports / "canary" / name / f"v{candidate.version}" / at.replace(":", "")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "canary_evaluation.json"
+        path.write_text(json.dumps(evaluation, indent=2, default=str), encoding="utf-8")
+        uri = path.as_uri()
+        if candidate.run_id:
+            where = f"canary/v{candidate.version}/{folder.name}"
+            self.client.log_artifacts(candidate.run_id, str(folder), artifact_path=where)
+            uri = f"runs:/{candidate.run_id}/{where}/{path.name}"
+        advice = evaluation["recommendation"]
+        tags = {
+            CANARY: advice["action"],
+            CANARY_REASON: advice["reason"][:MAX_TAG],
+            CANARY_AT: at,
+            CANARY_CHAMPION: str(evaluation["champion"]),
+            CANARY_JOURNAL: str(evaluation["journal"])[:MAX_TAG],
+            CANARY_REPORT: uri,
+        }
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, candidate.version, key, value)
+        self._record(
+            name,
+            at=at,
+            version=candidate.version,
+            action="canary",
+            by="canary-evaluate",
+            reason=advice["reason"],
+        )
+        return uri
 
     # ---- approvals -----------------------------------------------------------------------
     def approve(self, name: str, version: str, *, by: str, reason: str) -> list[AliasChange]:

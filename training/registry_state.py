@@ -21,6 +21,13 @@ APPROVAL, APPROVAL_BY, APPROVAL_AT, APPROVAL_REASON = (
     "mmops.approval.reason",
 )
 PREVIOUS_CHAMPION = "mmops.champion.previous"
+# the last canary evaluation of a version (trading.worker.canary): promote | extend | rollback
+CANARY, CANARY_REASON, CANARY_AT = "mmops.canary.recommendation", "mmops.canary.reason", "mmops.canary.at"
+CANARY_CHAMPION, CANARY_JOURNAL, CANARY_REPORT = (
+    "mmops.canary.champion",
+    "mmops.canary.journal",
+    "mmops.canary.report",
+)
 NONE = "none"
 MAX_TAG = 4000  # MLflow caps tag values (5000 chars on SQL stores)
 LINEAGE_PREFIXES = (
@@ -57,6 +64,15 @@ class VersionState:
     def approval(self) -> str | None:
         return self.tags.get(APPROVAL)
 
+    @property
+    def canary(self) -> dict[str, str] | None:
+        """The last canary evaluation recorded on this version (None: never evaluated)."""
+        if CANARY not in self.tags:
+            return None
+        keys = {"recommendation": CANARY, "reason": CANARY_REASON, "at": CANARY_AT}
+        keys |= {"champion": CANARY_CHAMPION, "journal": CANARY_JOURNAL, "report": CANARY_REPORT}
+        return {k: self.tags.get(tag, "") for k, tag in keys.items()}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": self.version,
@@ -70,6 +86,7 @@ class VersionState:
             "approval_by": self.tags.get(APPROVAL_BY),
             "approval_at": self.tags.get(APPROVAL_AT),
             "approval_reason": self.tags.get(APPROVAL_REASON),
+            "canary": self.tags.get(CANARY),
             "run_id": self.run_id,
         }
 
