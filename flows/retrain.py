@@ -19,6 +19,7 @@ from flows.params import Params, load_params
 from flows.settings import Locations, locations, use_home
 from flows.training_steps import (
     evaluator_for,
+    gate_result,
     model_name,
     open_registry,
     record_retrain,
@@ -68,15 +69,8 @@ def gate_version(where: Locations, params: Params, name: str, version: str) -> d
     opt-in auto-approve policy) makes it champion, so a failed gate is a verdict, not an error."""
     evaluate = evaluator_for(where, params, params.gate.window)
     outcome = open_registry(where).gate(name, version, config=params.gate, evaluate=evaluate)
-    verdict = outcome.verdict
-    report("gate", detail=f"version {version} {'passed' if verdict.passed else 'failed'}")
-    return {
-        "version": version,
-        "passed": verdict.passed,
-        "report": str(outcome.report),
-        "checks": [c.describe() for c in verdict.checks],
-        "failed": [c.sentence() for c in verdict.failed],
-    }
+    report("gate", detail=f"version {version} {'passed' if outcome.verdict.passed else 'failed'}")
+    return gate_result(outcome)
 
 
 @task(retries=2, retry_delay_seconds=10, retry_condition_fn=worth_retrying)

@@ -18,7 +18,7 @@ from flows.settings import REPO_ROOT, Locations
 
 if TYPE_CHECKING:
     from training.pipeline import Candidate, TrackingSettings
-    from training.registry import Registry
+    from training.registry import GateOutcome, Registry
     from training.retrain_record import Mode, RetrainRecord
 
 
@@ -189,6 +189,18 @@ def evaluator_for(
 ) -> Callable[[str], dict[str, float]]:
     """The gate's evaluator: model URI -> metrics on ``window`` (identical for every model)."""
     return lambda uri: evaluate_uri(where, params, uri, window=window)
+
+
+def gate_result(outcome: GateOutcome) -> dict[str, Any]:
+    """A gate outcome as the flows return it: the verdict, the report, every check with its numbers."""
+    verdict = outcome.verdict
+    return {
+        "version": outcome.version,
+        "passed": verdict.passed,
+        "report": str(outcome.report),
+        "checks": [c.describe() for c in verdict.checks],
+        "failed": [c.sentence() for c in verdict.failed],
+    }
 
 
 def retrain_reason(mode: Mode, reason: str | None, drift: dict[str, Any] | None) -> str:
