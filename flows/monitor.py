@@ -1,9 +1,10 @@
 """The drift monitor flow: compute drift per series and, when it is sustained, emit the Prefect
 event whose deployment trigger (``prefect.yaml``, deployment ``retrain``) runs a canary retrain.
 
-The event: ``mmops.drift.detected`` on the resource ``mmops.monitor.<series>`` (``series`` is the
-store's ``venue:symbol:interval``), the verdict's payload as the event's payload (it always holds
-``series``). The trigger passes the payload to ``retrain_flow(mode="canary", drift=...)``.
+The event: ``mmops.drift.detected`` on the resource ``mmops.monitor.<series>`` (the drift
+library's series name, e.g. ``BTCUSDT-1m``; the retrain also takes ``venue:symbol:interval``),
+the verdict's payload as the event's payload (it always holds ``series``). The trigger passes the
+payload to ``retrain_flow(mode="canary", drift=...)``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Mapping
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 from prefect import flow, task
 from prefect.events import emit_event
@@ -27,32 +29,42 @@ DRIFT_EVENT = "mmops.drift.detected"
 RESOURCE_PREFIX = "mmops.monitor."
 
 
-class DriftVerdict(Protocol):
-    """What the monitor needs from the drift computation's verdict (``training.monitor``)."""
+@dataclass(frozen=True, slots=True)
+class DriftCheck:
+    """What the monitor acts on, whatever shape the drift library's verdict has.
 
-    @property
-    def sustained(self) -> bool: ...
-    @property
-    def series(self) -> str: ...
-    @property
-    def payload(self) -> Mapping[str, Any]: ...
+    Attributes:
+        sustained: the alarm held for the configured number of windows.
+        series: the series the verdict is about (becomes the event's resource id).
+        payload: the event's payload (JSON-able; the retrain trigger passes it on whole).
+    """
+
+    sustained: bool
+    series: str
+    payload: Mapping[str, Any]
 
 
-def compute_verdict(where: Locations, params: Params, series: str | None) -> DriftVerdict:
-    """The one call into the drift library (rewire here if its signature differs).
+def compute_verdict(where: Locations, params: Params, series: str | None) -> DriftCheck:
+    """The one call into the drift computation; rewire here when its home or shape changes.
+
+    Written against issue-13-drift as it stood (work in progress): ``compute_drift(where, params,
+    *, series=...)`` in ``flows/monitor_steps.py`` returning a verdict with ``sustained``,
+    ``series`` and ``event_payload()``.
 
     Raises:
-        ConfigError: the drift computation is not installed in this checkout.
+        ConfigError: the drift computation is not in this checkout.
     """
     try:
-        monitor = importlib.import_module("training.monitor")
+        steps = importlib.import_module("flows.monitor_steps")
     except ModuleNotFoundError as exc:
         raise ConfigError(
-            "training.monitor (the drift computation) is not in this checkout; "
+            "flows.monitor_steps (the drift computation) is not in this checkout; "
             "the drift monitor cannot run without it"
         ) from exc
-    verdict: DriftVerdict = monitor.compute_drift(where=where, params=params, series=series)
-    return verdict
+    verdict = steps.compute_drift(where, params, series=series)
+    return DriftCheck(
+        sustained=bool(verdict.sustained), series=str(verdict.series), payload=dict(verdict.event_payload())
+    )
 
 
 def resource_id(series: str) -> str:
@@ -76,12 +88,12 @@ def emit_drift(series: str, payload: Mapping[str, Any]) -> str | None:
 
 
 @task
-def check_drift(where: Locations, params: Params, series: str | None) -> DriftVerdict:
+def check_drift(where: Locations, params: Params, series: str | None) -> DriftCheck:
     return compute_verdict(where, params, series)
 
 
 @task
-def announce(verdict: DriftVerdict) -> str | None:
+def announce(verdict: DriftCheck) -> str | None:
     """The event for a sustained verdict; a passing window is only logged."""
     if not verdict.sustained:
         report("drift", detail=f"{verdict.series}: no sustained drift")

@@ -22,16 +22,24 @@ if TYPE_CHECKING:
     from training.retrain_record import Mode, RetrainRecord
 
 
-def split_series(key: str) -> tuple[str, str, str]:
-    """``venue:symbol:interval`` (the store's series key, the drift event's ``series``) -> its parts.
+def split_series(key: str) -> tuple[str | None, str, str]:
+    """A series key -> (venue or None, symbol, interval).
+
+    Takes the store's ``venue:symbol:interval`` and the monitor's ``SYMBOL-INTERVAL`` (also
+    ``mmops-SYMBOL-INTERVAL``, the registered name); without a venue the store's only one is used.
 
     Raises:
-        ConfigError: not three non-empty parts.
+        ConfigError: neither form.
     """
     parts = key.split(":")
-    if len(parts) != 3 or not all(parts):
-        raise ConfigError(f"series {key!r}: expected venue:symbol:interval, e.g. binance:BTCUSDT:1m")
-    return parts[0], parts[1], parts[2]
+    if len(parts) == 3 and all(parts):
+        return parts[0], parts[1], parts[2]
+    symbol, _, interval = key.removeprefix("mmops-").rpartition("-")
+    if len(parts) == 1 and symbol and interval:
+        return None, symbol, interval
+    raise ConfigError(
+        f"series {key!r}: expected venue:symbol:interval (binance:BTCUSDT:1m) or SYMBOL-INTERVAL (BTCUSDT-1m)"
+    )
 
 
 def series_bars(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,8 @@ REPO = Path(__file__).resolve().parents[3]
 SERIES = "binance:BTCUSDT:1m"
 
 
-@dataclass(frozen=True)
-class Verdict:
-    sustained: bool
-    series: str = SERIES
-    payload: dict[str, Any] = field(default_factory=lambda: {"share_drifted": 0.62, "reason": "3 windows"})
+def verdict(sustained: bool) -> monitor.DriftCheck:
+    return monitor.DriftCheck(sustained, SERIES, {"share_drifted": 0.62, "reason": "3 windows"})
 
 
 @pytest.fixture
@@ -41,7 +38,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
 
 def test_a_sustained_verdict_emits_the_event_on_the_series_resource(sent: list[dict[str, Any]]) -> None:
-    assert monitor.announce.fn(Verdict(sustained=True)) == "evt-1"
+    assert monitor.announce.fn(verdict(True)) == "evt-1"
     (call,) = sent
     assert call["event"] == "mmops.drift.detected"
     assert call["resource"]["prefect.resource.id"] == f"mmops.monitor.{SERIES}"
@@ -49,21 +46,35 @@ def test_a_sustained_verdict_emits_the_event_on_the_series_resource(sent: list[d
 
 
 def test_a_passing_window_emits_nothing(sent: list[dict[str, Any]]) -> None:
-    assert monitor.announce.fn(Verdict(sustained=False)) is None
+    assert monitor.announce.fn(verdict(False)) is None
     assert sent == []
 
 
 def test_the_adapter_calls_the_drift_library_and_says_when_it_is_missing(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     where, params = object(), object()
-    monkeypatch.setitem(sys.modules, "training.monitor", None)
-    with pytest.raises(ConfigError, match=r"training\.monitor .* is not in this checkout"):
+    monkeypatch.setitem(sys.modules, "flows.monitor_steps", None)
+    with pytest.raises(ConfigError, match=r"flows\.monitor_steps .* is not in this checkout"):
         monitor.compute_verdict(where, params, SERIES)  # type: ignore[arg-type]
-    fake = types.ModuleType("training.monitor")
-    fake.compute_drift = lambda **kw: Verdict(sustained=kw["series"] == SERIES)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "training.monitor", fake)
-    assert monitor.compute_verdict(where, params, SERIES).sustained  # type: ignore[arg-type]
+
+    @dataclass(frozen=True)
+    class LibraryVerdict:  # the drift branch's shape: the payload comes from a method
+        sustained: bool
+        series: str
+
+        def event_payload(self) -> dict[str, Any]:
+            return {"series": self.series, "reasons": ["drift share 0.6 >= 0.5"]}
+
+    fake = types.ModuleType("flows.monitor_steps")
+    fake.compute_drift = lambda where, params, *, series: LibraryVerdict(True, series)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "flows.monitor_steps", fake)
+    check = monitor.compute_verdict(where, params, "BTCUSDT-1m")  # type: ignore[arg-type]
+    assert check == monitor.DriftCheck(
+        sustained=True,
+        series="BTCUSDT-1m",
+        payload={"series": "BTCUSDT-1m", "reasons": ["drift share 0.6 >= 0.5"]},
+    )
 
 
 def test_the_retrain_trigger_in_prefect_yaml_matches_the_monitors_resource_only() -> None:

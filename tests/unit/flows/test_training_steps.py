@@ -10,8 +10,10 @@ from flows.training_steps import retrain_reason, split_series
 
 def test_a_series_key_splits_into_venue_symbol_interval() -> None:
     assert split_series("binance:BTCUSDT:1m") == ("binance", "BTCUSDT", "1m")
-    with pytest.raises(ConfigError, match="expected venue:symbol:interval"):
-        split_series("BTCUSDT-1m")
+    assert split_series("BTCUSDT-1m") == split_series("mmops-BTCUSDT-1m") == (None, "BTCUSDT", "1m")
+    for bad in ("BTCUSDT", "binance:BTCUSDT", "a:b:c:d"):
+        with pytest.raises(ConfigError, match="expected venue:symbol:interval"):
+            split_series(bad)
 
 
 def test_a_canary_retrain_must_say_why() -> None:
