@@ -18,7 +18,28 @@ from flows.settings import REPO_ROOT, Locations
 
 if TYPE_CHECKING:
     from training.pipeline import Candidate, TrackingSettings
-    from training.registry import Registry
+    from training.registry import GateOutcome, Registry
+    from training.retrain_record import Mode, RetrainRecord
+
+
+def split_series(key: str) -> tuple[str | None, str, str]:
+    """A series key -> (venue or None, symbol, interval).
+
+    Takes the store's ``venue:symbol:interval`` and the monitor's ``SYMBOL-INTERVAL`` (also
+    ``mmops-SYMBOL-INTERVAL``, the registered name); without a venue the store's only one is used.
+
+    Raises:
+        ConfigError: neither form.
+    """
+    parts = key.split(":")
+    if len(parts) == 3 and all(parts):
+        return parts[0], parts[1], parts[2]
+    symbol, _, interval = key.removeprefix("mmops-").rpartition("-")
+    if len(parts) == 1 and symbol and interval:
+        return None, symbol, interval
+    raise ConfigError(
+        f"series {key!r}: expected venue:symbol:interval (binance:BTCUSDT:1m) or SYMBOL-INTERVAL (BTCUSDT-1m)"
+    )
 
 
 def series_bars(
@@ -28,9 +49,14 @@ def series_bars(
     symbol: str | None = None,
     interval: str | None = None,
     venue: str | None = None,
+    series: str | None = None,
 ) -> pd.DataFrame:
-    """Bars of the requested series; by default the first dataset of params.yaml (the primary)."""
+    """Bars of the requested series (``series`` is ``venue:symbol:interval`` and wins over the
+    parts); by default the first dataset of params.yaml (the primary)."""
     from features.pipeline import resolve_venue
+
+    if series:
+        venue, symbol, interval = split_series(series)
     from features.schema import normalize_interval, normalize_symbol
     from features.store import BarStore
 
@@ -171,3 +197,62 @@ def evaluator_for(
 ) -> Callable[[str], dict[str, float]]:
     """The gate's evaluator: model URI -> metrics on ``window`` (identical for every model)."""
     return lambda uri: evaluate_uri(where, params, uri, window=window)
+
+
+def gate_result(outcome: GateOutcome) -> dict[str, Any]:
+    """A gate outcome as the flows return it: the verdict, the report, every check with its numbers."""
+    verdict = outcome.verdict
+    return {
+        "version": outcome.version,
+        "passed": verdict.passed,
+        "report": str(outcome.report),
+        "checks": [c.describe() for c in verdict.checks],
+        "failed": [c.sentence() for c in verdict.failed],
+    }
+
+
+def retrain_reason(mode: Mode, reason: str | None, drift: dict[str, Any] | None) -> str:
+    """Why a retrain runs, in words; a canary retrain must say (its reason, or its drift event's).
+
+    Raises:
+        ConfigError: canary mode with neither a reason nor a drift payload.
+    """
+    if reason and reason.strip():
+        return reason.strip()
+    if drift:
+        return str(drift.get("reason") or f"drift detected on {drift.get('series', 'an unnamed series')}")
+    if mode == "canary":
+        raise ConfigError("a canary retrain needs --reason or the drift event's payload (drift=...)")
+    return "scheduled retrain"
+
+
+def record_retrain(
+    where: Locations,
+    name: str,
+    version: str,
+    *,
+    mode: Mode,
+    reason: str,
+    drift: dict[str, Any] | None,
+    flow_run: str,
+    registered: dict[str, Any],
+    gate: dict[str, Any],
+) -> RetrainRecord:
+    """Write every step of one retrain on the version it registered (tags and description)."""
+    from training.retrain_record import RetrainRecord
+
+    registry = open_registry(where)
+    record = RetrainRecord(
+        mode=mode,
+        reason=reason,
+        drift=drift or {},
+        flow_run=flow_run,
+        chosen=registered["chosen"],
+        candidates=registered["candidates"],
+        gate_passed=bool(gate["passed"]),
+        gate_checks=gate["checks"],
+        gate_failed=gate["failed"],
+        aliases=registry.state(name).get(version).aliases,
+    )
+    registry.annotate(name, version, tags=record.tags(), description=record.description())
+    return record

@@ -403,6 +403,22 @@ class Registry:
         return self._move(name, CHAMPION, previous, current, at=at, action="rollback", by=by, reason=reason)
 
     # ---- writing -------------------------------------------------------------------------
+    def annotate(
+        self, name: str, version: str, *, tags: Mapping[str, str], description: str | None = None
+    ) -> None:
+        """Record facts on a version (tags, each cut to MLflow's limit, and the description).
+
+        Moves no alias and writes no audit entry: what a retrain did, not a decision.
+
+        Raises:
+            GovernanceError: no such version.
+        """
+        self.ref(name, version)  # refuse before writing anything
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, str(version), key, value[:MAX_TAG])
+        if description is not None:
+            self.client.update_model_version(name, str(version), description=description[:MAX_TAG])
+
     def _move(
         self,
         name: str,

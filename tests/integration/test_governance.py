@@ -199,3 +199,49 @@ def test_cli_refusals_exit_non_zero_with_the_reason(world: dict, monkeypatch: py
     ]
     refused = runner.invoke(app, ["rollback", "--model", name, "--reason", "test"])
     assert refused.exit_code == 1 and "no previous champion" in refused.output
+
+
+def test_a_canary_retrain_that_fails_the_gate_leaves_the_aliases_and_records_why(
+    world: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.settings import Locations
+    from flows.training_steps import gate_result, record_retrain
+
+    name = "mmops-CANARYFAIL-1m"
+    reg = seed(world, name, [PASSING, FAILING])
+    reg.gate(name, "1", config=GateConfig(), evaluate=evaluate)
+    reg.approve(name, "1", by="alice", reason="first champion")
+    before = dict(reg.state(name).aliases)
+    audit_before = len(reg.audit.entries())
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the home's own mlflow.db, as `world`
+    where = Locations(
+        home=world["home"], source_data=world["home"], params_file=world["home"] / "params.yaml"
+    )
+    gate = gate_result(reg.gate(name, "2", config=GateConfig(), evaluate=evaluate))
+    drift = {"series": "binance:BTCUSDT:1m", "share_drifted": 0.7}
+    chosen = {"family": "sgd", "trials": 1, "metrics": {"forward_sharpe": -1.0}}
+    record = record_retrain(
+        where,
+        name,
+        "2",
+        mode="canary",
+        reason="sustained drift on binance:BTCUSDT:1m",
+        drift=drift,
+        flow_run="",
+        registered={"chosen": chosen, "candidates": [chosen]},
+        gate=gate,
+    )
+    assert reg.state(name).aliases == before == {"champion": "1"}
+    entries = reg.audit.entries()[audit_before:]
+    assert [(e["action"], e["alias"], e["version"]) for e in entries] == [
+        ("gate", None, "2")
+    ]  # no alias move
+    tags = reg.state(name).get("2").tags
+    assert tags["mmops.gate.verdict"] == "failed" and tags["mmops.retrain.alias"] == "none"
+    assert tags["mmops.retrain.outcome"] == record.outcome()
+    assert tags["mmops.retrain.outcome"].startswith("gate failed, aliases untouched: forward Sharpe")
+    assert "-1 is below the minimum 0" in tags["mmops.retrain.outcome"]
+    assert "forward_sharpe: -1 >= 0 -> FAIL" in tags["mmops.gate.checks"]
+    assert json.loads(tags["mmops.drift.payload"]) == drift
+    description = reg.client.get_model_version(name, "2").description
+    assert "- gate: failed" in str(description)
