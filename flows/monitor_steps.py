@@ -111,6 +111,11 @@ def compute_drift(
     symbol, interval = parse_series(params, series)
     name, label = registered_name(symbol, interval), f"{symbol}-{interval}"
     window_bars = parse_window(window, interval)
+    if window_bars is not None and window_bars < params.monitor.min_window_bars:
+        raise ConfigError(
+            f"--window {window}: {window_bars} bars is under monitor.min_window_bars "
+            f"({params.monitor.min_window_bars}); give a longer window"
+        )
     use_tracking(where.tracking_uri)
     registry = open_registry(where)
     champion = registry.resolve(name, "champion")
@@ -125,7 +130,7 @@ def compute_drift(
     trained = training_window(state.tags, split_plan, where=f"{name} v{champion.version}")
     store = BarStore(where.bars)
     venue = resolve_venue(store, symbol, interval, state.tags.get("mmops.venue"))
-    bars = store.read(venue, symbol, interval, end=end)
+    bars = store.read(venue, symbol, interval)  # all of it: the reference may lie before --end
     if bars.empty:
         raise DataError(f"no stored bars for {label}; run `mmops ingest` first")
     features = compute_features(bars, params.features)
@@ -152,6 +157,8 @@ def compute_drift(
     if signals is not None and signals.empty:
         signals, source = None, "bars"
     last = signals.index[-1] if signals is not None and source == "journal" else features.index[-1]
+    if end is not None:
+        last = min(last, end)
     current = features.loc[:last].iloc[-needed:]
     ref_pred = predictor.series(features, reference.index)
     cur_pred = signals if signals is not None else predictor.series(features, current.index)
