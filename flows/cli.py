@@ -332,6 +332,14 @@ def data_seed(
 
 
 # The other stages register their commands on import.
-from flows import cli_control, cli_governance, cli_protocol, cli_trading, cli_training, cli_worker  # noqa: E402,F401
+from flows import (  # noqa: E402,F401
+    cli_control,
+    cli_governance,
+    cli_monitor,
+    cli_protocol,
+    cli_trading,
+    cli_training,
+    cli_worker,
+)
 
 __all__ = ["app"]

@@ -16,6 +16,7 @@ from serving.config import ServeConfig
 from trading.config import BacktestConfig, CanaryConfig, QuoteConfig, RiskConfig, TradeConfig
 from training.config import EvaluateConfig, ModelsConfig, SplitConfig, TuneConfig
 from training.gate import GateConfig
+from training.monitor.config import MonitorConfig
 
 
 class Params(BaseModel):
@@ -39,6 +40,7 @@ class Params(BaseModel):
     tune: TuneConfig = TuneConfig()
     models: ModelsConfig = ModelsConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
 
 def load_params(path: Path) -> Params:

@@ -182,7 +182,16 @@ def tune_and_log(
             },
             prefix="mmops.",
         )
-        model = fit_window(job, params, job.plan.final_train(job.split.max_train_bars), seed=job.tune.seed)
+        final = job.plan.final_train(job.split.max_train_bars)
+        # the refit's exact rows, as bar open times: what drift monitoring takes as the reference
+        tracking.set_run_tags(
+            {
+                "mmops.train.start": ds.index[final.start].isoformat(),
+                "mmops.train.end": ds.index[final.stop - 1].isoformat(),
+                "mmops.train.rows": str(final.stop - final.start),
+            }
+        )
+        model = fit_window(job, params, final, seed=job.tune.seed)
         model_dir = settings.scratch / f"{name}-{parent_id}"
         model.save(model_dir)
         fast = _FastRows(model_dir)

@@ -324,3 +324,32 @@ def download_model(model_uri: str, *, dest: Path) -> tuple[Path, dict[str, str]]
     if not found:
         raise DataError(f"{model_uri}: no mmops artifact (model.json) in the logged model")
     return found[0].parent, tags
+
+
+def load_run_json(run_id: str, path: str) -> dict[str, Any] | None:
+    """A JSON artifact of a run (e.g. ``tables/split_plan.json``), or None when it has none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        doc = mlflow.artifacts.load_dict(f"runs:/{run_id}/{path}")
+    except (MlflowException, OSError, ValueError):
+        return None
+    return dict(doc)
+
+
+def log_monitoring_run(
+    experiment: str,
+    *,
+    artifact_root: str,
+    run_name: str,
+    tags: Mapping[str, str],
+    metrics: Mapping[str, float],
+    folder: Path,
+) -> str:
+    """One run in the monitoring experiment per drift check: tags (model version, verdict),
+    metrics (drift share, scores) and the report folder as artifacts. Returns the run id."""
+    experiment_id = ensure_experiment(experiment, artifact_root=artifact_root)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
+        log_metrics(metrics)
+        mlflow.log_artifacts(str(folder), artifact_path="drift")
+        return str(run.info.run_id)

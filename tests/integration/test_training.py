@@ -104,8 +104,12 @@ def test_train_leaves_study_runs_artifacts_and_a_registered_version(
         "mmops.family",
         "mmops.task",
         "mmops.symbol",
+        "mmops.train.start",  # the refit's window: drift monitoring's reference
+        "mmops.train.end",
+        "mmops.train.rows",
     ):
         assert version.tags.get(tag), tag
+    assert version.tags["mmops.train.start"] < version.tags["mmops.train.end"]
     # Models-from-code: the logged model is source plus the artifact directory, nothing to unpickle,
     # and mlflow.pyfunc gives the same signals as the ONNX Predictor that serving runs.
     from training.artifact import load_predictor
