@@ -9,7 +9,6 @@ payload to ``retrain_flow(mode="canary", drift=...)``.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,15 +17,14 @@ from typing import Any
 from prefect import flow, task
 from prefect.events import emit_event
 
-from features.errors import ConfigError
 from features.progress import report
 from flows.params import Params, load_params
 from flows.settings import Locations, locations, use_home
+from training.monitor import EVENT, resource_id
 
 logger = logging.getLogger(__name__)
 
-DRIFT_EVENT = "mmops.drift.detected"
-RESOURCE_PREFIX = "mmops.monitor."
+DRIFT_EVENT = EVENT  # the one name, training.monitor's
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,31 +43,11 @@ class DriftCheck:
 
 
 def compute_verdict(where: Locations, params: Params, series: str | None) -> DriftCheck:
-    """The one call into the drift computation; rewire here when its home or shape changes.
+    """The one call into the drift computation (:func:`flows.monitor_steps.compute_drift`)."""
+    from flows.monitor_steps import compute_drift
 
-    Written against issue-13-drift as it stood (work in progress): ``compute_drift(where, params,
-    *, series=...)`` in ``flows/monitor_steps.py`` returning a verdict with ``sustained``,
-    ``series`` and ``event_payload()``.
-
-    Raises:
-        ConfigError: the drift computation is not in this checkout.
-    """
-    try:
-        steps = importlib.import_module("flows.monitor_steps")
-    except ModuleNotFoundError as exc:
-        raise ConfigError(
-            "flows.monitor_steps (the drift computation) is not in this checkout; "
-            "the drift monitor cannot run without it"
-        ) from exc
-    verdict = steps.compute_drift(where, params, series=series)
-    return DriftCheck(
-        sustained=bool(verdict.sustained), series=str(verdict.series), payload=dict(verdict.event_payload())
-    )
-
-
-def resource_id(series: str) -> str:
-    """The event's resource id for ``series``; the trigger matches ``mmops.monitor.*``."""
-    return f"{RESOURCE_PREFIX}{series}"
+    verdict = compute_drift(where, params, series=series)
+    return DriftCheck(sustained=verdict.drift, series=verdict.series, payload=dict(verdict.event_payload()))
 
 
 def emit_drift(series: str, payload: Mapping[str, Any]) -> str | None:
