@@ -20,7 +20,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -29,6 +28,7 @@ from features.errors import SourceError
 from features.schema import normalize_interval
 from features.sources.ccxt_source import parse_ohlcv
 from trading.config import BacktestConfig
+from trading.worker.ccxt_exchange import Exchange
 from trading.worker.paper import Replay
 
 logger = logging.getLogger(__name__)
@@ -37,21 +37,6 @@ PAGE = 1000  # bars per fetch_ohlcv call (Binance's and most venues' cap)
 RETRIES = 3  # a failed poll is asked again twice, RETRY_PAUSE_S apart: within a 1m bar's slack
 RETRY_PAUSE_S = 0.5
 RESYNC_TICKS = 60  # the exchange clock's offset is measured again this often (an hour of 1m bars)
-
-
-class AsyncOhlcvExchange(Protocol):
-    """The part of a ``ccxt.async_support`` exchange the feed uses."""
-
-    id: str
-
-    async def fetch_ohlcv(
-        self,
-        symbol: str,
-        timeframe: str = ...,
-        since: int | None = ...,
-        limit: int | None = ...,
-        params: Any = ...,
-    ) -> list[list[Any]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +63,7 @@ class BarFeed:
 
     def __init__(
         self,
-        exchange: AsyncOhlcvExchange,
+        exchange: Exchange,
         *,
         markets: Mapping[str, str],
         interval: str,

@@ -22,10 +22,10 @@ import pandas as pd
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from features.errors import TemporaryError
-from trading.backtest import engine_params
-from trading.worker.feed import AsyncOhlcvExchange, BarFeed
+from trading.worker.ccxt_exchange import Exchange
+from trading.worker.feed import BarFeed
 from trading.worker.journal import Journal
-from trading.worker.loop import NEVER, Worker, WorkerSettings
+from trading.worker.loop import Worker, WorkerSettings, worker_engine_params
 from trading.worker.paper import PaperVenue
 from trading.worker.replay import warmup_bars
 from trading.worker.run import TradeReport, paper_paths, report
@@ -58,7 +58,7 @@ class LiveRun:
 async def run_live(
     run: LiveRun,
     *,
-    exchange: AsyncOhlcvExchange,
+    exchange: Exchange,
     venue: Venue | None = None,
     source: SignalSource | None = None,
     stop: asyncio.Event | None = None,
@@ -95,14 +95,7 @@ async def run_live(
     try:
         replay, history = await feed.start(first_ns=first_ns, warmup=warmup_bars(s.features, run.interval))
         if venue is None:
-            ep = engine_params(
-                quote=s.quote,
-                risk=s.risk,
-                backtest=s.backtest,
-                bar_ns=replay.bar_ns,
-                need_signal=False,
-                kill_from=NEVER,
-            )
+            ep = worker_engine_params(s, replay, open_ended=True)
             paper = venue = PaperVenue(replay, ep, db=paper_paths(run.journal)[0])
         worker = Worker(
             replay=replay,

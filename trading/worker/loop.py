@@ -35,6 +35,7 @@ from features.config import FeaturesConfig
 from features.progress import report
 from trading.backtest import engine_params, ewma_alpha
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig, TradeConfig
+from trading.fill_engine import EngineParams
 from trading.quoting import quote_params
 from trading.risk import (
     HALTED,
@@ -133,14 +134,7 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
         self._row = {sym: i for i, sym in enumerate(self.symbols)}  # symbol -> row, O(1) per fill/order
         self.clock = clock
         bt = settings.backtest
-        self.ep = engine_params(
-            quote=settings.quote,
-            risk=settings.risk,
-            backtest=bt,
-            bar_ns=replay.bar_ns,
-            need_signal=False,
-            kill_from=NEVER if open_ended else len(replay),
-        )
+        self.ep = worker_engine_params(settings, replay, open_ended=open_ended)
         self.qp = quote_params(settings.quote)
         self.rp = risk_params(settings.risk)
         n = len(self.symbols)
@@ -549,6 +543,19 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
 
 CONTROL_POLL_S = 1.0  # between a live run's ticks, the kill switch is looked at this often
 NEVER = np.iinfo(np.int64).max // 2  # kill_from ("the kill pressed at bar n") for a run with no last bar
+
+
+def worker_engine_params(settings: WorkerSettings, replay: Replay, *, open_ended: bool) -> EngineParams:
+    """The engine parameters of a worker's run and of its paper venues: the backtest's, with no
+    kill pressed (``kill_from`` past the replay's end; never, on a live run's open clock)."""
+    return engine_params(
+        quote=settings.quote,
+        risk=settings.risk,
+        backtest=settings.backtest,
+        bar_ns=replay.bar_ns,
+        need_signal=False,
+        kill_from=NEVER if open_ended else len(replay),
+    )
 
 
 def _raw_columns(replay: Replay) -> dict[str, dict[str, np.ndarray]]:

@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trading.backtest import engine_params
 from trading.worker.attribution import VersionPnl, attribute
 from trading.worker.journal import Journal
-from trading.worker.loop import Worker, WorkerSettings
+from trading.worker.loop import Worker, WorkerSettings, worker_engine_params
 from trading.worker.paper import PaperFaults, PaperVenue, Replay
 from trading.worker.types import SignalSource
 
@@ -88,14 +87,7 @@ def build_worker(
     """The worker, its journal and its paper venues for ``run`` (not started)."""
     s = run.settings
     replay = Replay.from_frames(dict(run.frames), interval=run.interval, backtest=s.backtest)
-    ep = engine_params(
-        quote=s.quote,
-        risk=s.risk,
-        backtest=s.backtest,
-        bar_ns=replay.bar_ns,
-        need_signal=False,
-        kill_from=len(replay),
-    )
+    ep = worker_engine_params(s, replay, open_ended=False)
     venue_db, shadow_db = paper_paths(run.journal)
     journal = Journal(run.journal)
     venue = PaperVenue(replay, ep, db=venue_db, faults=run.faults)
