@@ -14,6 +14,13 @@ Why these defaults (measured on the shipped BTC minute data, see ``bench/drift_c
   window covers one weekday only. So are features over windows longer than
   ``max_feature_window``: a 1440-bar feature holds about one independent value in a one-day
   window and would be judged on noise.
+* three checks make a window drift, each calibrated on the stationary splits of
+  ``bench/drift_calibration.py`` (see ``params.yaml``): the share of all watched features that
+  drift (broad drift); a feature family's median score (the volatility family: the 2025 and 2026
+  data differ mainly in volatility level, which a share over all 47 features dilutes); and the
+  volatility regime, the realised volatility of the window against the reference's as a z-score
+  that knows how many days each holds (a month against three months is judged on far less noise
+  than a day against a day, which per-feature effect sizes cannot see).
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 # Evidently 0.7 method names (``method=``): effect sizes first; the p-value tests are there for
 # small windows and for comparison, not as a default (see the module docstring).
 Method = Literal["wasserstein", "psi", "jensenshannon", "hellinger", "kl_div", "ks", "anderson"]
+
+# the volatility family: the 2025 and 2026 data differ mainly in volatility level
+_FAMILIES: dict[str, tuple[str, ...]] = {"volatility": ("rv_", "bb_width_", "kc_width_", "atr_", "bar_range")}
 
 
 class MonitorConfig(BaseModel):
@@ -52,6 +62,23 @@ class MonitorConfig(BaseModel):
     num_threshold: float = Field(0.5, gt=0, description="a feature drifts at a score >= this")
     drift_share: float = Field(
         0.5, gt=0, le=1, description="a window drifts when this share of watched features drift"
+    )
+    families: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: dict(_FAMILIES),
+        description="feature families (name prefixes) whose median score is judged on its own",
+    )
+    family_max_window: int | None = Field(
+        60, ge=1, description="family members over windows up to this many bars (null: all watched)"
+    )
+    family_threshold: float = Field(
+        0.45, gt=0, description="a window drifts when a family's median feature score >= this"
+    )
+    regime_column: str = Field("ret_lag_1", description="the one-bar log return (realised volatility)")
+    regime_daily_logvol_sd: float = Field(
+        0.33, gt=0, description="day-to-day std of log daily realised volatility (the regime z's unit)"
+    )
+    regime_z: float = Field(
+        1.5, gt=0, description="a window drifts when |log(vol ratio)| / its standard error >= this"
     )
     prediction_method: Method = Field("wasserstein", description="drift method for the model's output")
     prediction_threshold: float = Field(0.5, gt=0, description="the output drifts at a score >= this")

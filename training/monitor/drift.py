@@ -8,6 +8,10 @@ equal to it, at a fraction of the cost (Evidently's takes ~8 ms per column on sc
 universe of 100 symbols x 47 features is 4,700 columns a window). Other methods call Evidently's
 own stattest. Either way the drifted/not decision is the method's test (score >= threshold for
 the distances), as Evidently decides it.
+
+A window drifts (its ``reasons``) on any of: the share of drifted features (broad drift), a feature
+family's median score (:func:`family_scores`), the volatility regime (:class:`Regime`), the model's
+output, realised performance. :func:`sustained` then asks for consecutive drifted windows.
 """
 
 from __future__ import annotations
@@ -48,11 +52,122 @@ class ColumnScore:
 
 
 @dataclass(frozen=True, slots=True)
+class FamilyScore:
+    """One feature family in one window: the median of its members' scores, judged on its own."""
+
+    family: str
+    score: float
+    members: int
+    drifted: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, "score": self.score, "members": self.members, "drifted": self.drifted}
+
+
+@dataclass(frozen=True, slots=True)
+class RegimeReference:
+    """The reference's realised volatility (std of the one-bar return) and the days it spans."""
+
+    vol: float
+    days: float
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, config: MonitorConfig) -> RegimeReference | None:
+        vol = realised_vol(frame, config.regime_column)
+        return None if vol is None else cls(vol=vol, days=span_days(pd.DatetimeIndex(frame.index)))
+
+
+@dataclass(frozen=True, slots=True)
+class Regime:
+    """The window's realised volatility against the reference's: log ratio and its z-score.
+
+    The standard error of a log volatility ratio is ``sd * sqrt(1/days_ref + 1/days_cur)``, with
+    ``sd`` the day-to-day std of log daily volatility (``regime_daily_logvol_sd``): a month against
+    three months is judged on far less noise than a day against a day.
+    """
+
+    reference_vol: float
+    current_vol: float
+    log_ratio: float
+    z: float
+    drifted: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference_vol": self.reference_vol,
+            "current_vol": self.current_vol,
+            "log_ratio": self.log_ratio,
+            "z": self.z,
+            "drifted": self.drifted,
+        }
+
+
+def span_days(index: pd.DatetimeIndex) -> float:
+    """Days a window spans, first to last bar plus one bar (at least one bar's worth)."""
+    if len(index) < 2:
+        return 1 / 1440
+    step = (index[-1] - index[0]) / (len(index) - 1)
+    return float((index[-1] - index[0] + step) / pd.Timedelta(days=1))
+
+
+def realised_vol(frame: pd.DataFrame, column: str) -> float | None:
+    """Std of the one-bar log return; None without the column or a positive value."""
+    if column not in frame.columns:
+        return None
+    values = frame[column].to_numpy(np.float64)
+    values = values[np.isfinite(values)]
+    vol = float(values.std()) if len(values) > 1 else 0.0
+    return vol if vol > 0 else None
+
+
+def regime_of(reference: RegimeReference, current: pd.DataFrame, config: MonitorConfig) -> Regime | None:
+    """The window's volatility regime against the reference's (None without the return column)."""
+    vol = realised_vol(current, config.regime_column)
+    if vol is None:
+        return None
+    days = span_days(pd.DatetimeIndex(current.index))
+    log_ratio = float(np.log(vol / reference.vol))
+    z = log_ratio / (config.regime_daily_logvol_sd * float(np.sqrt(1 / reference.days + 1 / days)))
+    return Regime(reference.vol, vol, log_ratio, z, bool(abs(z) >= config.regime_z))
+
+
+def family_members(names: Sequence[str], config: MonitorConfig) -> dict[str, list[str]]:
+    """Each family's watched members: names with one of its prefixes, windows up to ``family_max_window``."""
+    out: dict[str, list[str]] = {}
+    for family, prefixes in config.families.items():
+        members = []
+        for name in names:
+            found = _WINDOW.search(name)
+            too_long = (
+                config.family_max_window is not None
+                and found is not None
+                and int(found.group(1)) > config.family_max_window
+            )
+            if name.startswith(prefixes) and not too_long:
+                members.append(name)
+        out[family] = members
+    return out
+
+
+def family_scores(scores: Sequence[ColumnScore], config: MonitorConfig) -> tuple[FamilyScore, ...]:
+    """Each family's median score over its members present in ``scores`` (families with none: left out)."""
+    by_name = {s.column: s.score for s in scores}
+    out = []
+    for family, members in family_members(list(by_name), config).items():
+        values = [by_name[m] for m in members if np.isfinite(by_name[m])]
+        if values:
+            score = float(np.median(values))
+            out.append(FamilyScore(family, score, len(values), bool(score >= config.family_threshold)))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
 class WindowDrift:
     """One current window: per-feature scores, the drifted share, the output's drift, the verdict.
 
     ``reasons`` names what made the window drift: ``features`` (share >= drift_share),
-    ``prediction`` (the model's output), ``performance`` (realised error over its bound).
+    ``family:<name>`` (a family's median score), ``regime`` (realised volatility against the
+    reference's), ``prediction`` (the model's output), ``performance`` (realised error over its bound).
     """
 
     start: pd.Timestamp
@@ -62,6 +177,8 @@ class WindowDrift:
     drift_share: float
     prediction: ColumnScore | None
     reasons: tuple[str, ...]
+    families: tuple[FamilyScore, ...] = ()
+    regime: Regime | None = None
 
     @property
     def drifted(self) -> bool:
@@ -79,6 +196,8 @@ class WindowDrift:
             "drift_share": self.drift_share,
             "drifted": self.drifted,
             "reasons": list(self.reasons),
+            "families": [f.to_dict() for f in self.families],
+            "regime": self.regime.to_dict() if self.regime else None,
             "prediction": self.prediction.to_dict() if self.prediction else None,
             "features": [c.to_dict() for c in self.top(len(self.features))],
         }
@@ -219,8 +338,10 @@ def score_window(
     prediction_scaler: Standardiser | None = None,
     predictions: pd.Series | None = None,
     performance_degraded: bool = False,
+    regime_reference: RegimeReference | None = None,
 ) -> WindowDrift:
-    """Score one window of current features (and the model's outputs in it, when given).
+    """Score one window of current features (and the model's outputs in it, when given); the
+    volatility regime too, given the reference's (:meth:`RegimeReference.of`).
 
     Raises:
         DataError: no watched feature is in both the reference and the window.
@@ -256,9 +377,14 @@ def score_window(
                 threshold=config.prediction_threshold,
                 presorted=True,
             )
+    families = family_scores(scores, config)
+    regime = None if regime_reference is None else regime_of(regime_reference, current, config)
     reasons = []
     if share >= config.drift_share:
         reasons.append("features")
+    reasons += [f"family:{f.family}" for f in families if f.drifted]
+    if regime is not None and regime.drifted:
+        reasons.append("regime")
     if prediction is not None and prediction.drifted:
         reasons.append("prediction")
     if performance_degraded:
@@ -271,6 +397,8 @@ def score_window(
         drift_share=share,
         prediction=prediction,
         reasons=tuple(reasons),
+        families=families,
+        regime=regime,
     )
 
 

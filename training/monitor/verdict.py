@@ -21,6 +21,7 @@ from features.errors import DataError
 from training.monitor.config import MonitorConfig
 from training.monitor.drift import (
     ColumnScore,
+    RegimeReference,
     Standardiser,
     WindowDrift,
     cap_rows,
@@ -87,6 +88,8 @@ class DriftVerdict:
             "sustained": self.sustained,
             "reasons": list(self.reasons),
             "drift_share": self.latest.drift_share,
+            "families": {f.family: round(f.score, 4) for f in self.latest.families},
+            "regime_z": round(self.latest.regime.z, 3) if self.latest.regime else None,
             "drifted_features": {c.column: round(c.score, 4) for c in self.drifted_features[:10]},
             "prediction_score": self.prediction.score if self.prediction else None,
             "report": str(self.report_html) if self.report_html else None,
@@ -186,6 +189,7 @@ def judge(
             f"{series}: the reference holds {len(ref)} rows; at least {config.min_window_bars} needed"
         )
     scaler = Standardiser(ref)
+    regime_ref = RegimeReference.of(reference, config)  # the whole window, not the capped sample
     pred_scaler = None
     if reference_predictions is not None and reference_predictions.notna().sum() >= config.min_window_bars:
         pred_scaler = Standardiser(
@@ -210,6 +214,7 @@ def judge(
                 prediction_scaler=pred_scaler,
                 predictions=preds,
                 performance_degraded=bool(perf and perf.degraded),
+                regime_reference=regime_ref,
             )
         )
     latest = windows[-1]

@@ -1,5 +1,6 @@
 """The drift alarm on the shipped BTC minute data: calm periods stay quiet, the 2025 and 2026 regimes
-alarm, a shifted feature is caught and named. A few thousand rows each (reference capped at 3,000)."""
+alarm, a shifted feature is caught and named. Reference capped at 3,000 rows; the regime tests featurise
+both years whole (the same frames ``bench/drift_calibration.py`` calibrates on)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,23 @@ def bars_2025(source_data: Path) -> pd.DataFrame:
     return read_file(path, preset="freqtrade", symbol="BTCUSDT", venue="binance", interval="1m")
 
 
+@pytest.fixture(scope="module")
+def whole_2025(bars_2025: pd.DataFrame) -> pd.DataFrame:
+    """All of May-August 2025 (no taker volume: no OFI columns)."""
+    return compute_features(bars_2025, FeaturesConfig()).dropna(axis=1, how="all").dropna()
+
+
+@pytest.fixture(scope="module")
+def whole_2026(btc_bars: pd.DataFrame) -> pd.DataFrame:
+    """All of March-April 2026."""
+    return compute_features(btc_bars, FeaturesConfig()).dropna()
+
+
+def utc_days(frame: pd.DataFrame) -> list[pd.DataFrame]:
+    key = pd.DatetimeIndex(frame.index).floor("D")
+    return [frame[key == d] for d in np.unique(key) if (key == d).sum() == 1440]
+
+
 def test_the_fast_score_is_evidentlys_and_why_columns_are_standardised() -> None:
     from evidently.legacy.calculations.stattests import get_stattest
     from evidently.legacy.core import ColumnType
@@ -68,16 +86,42 @@ def test_adjacent_calm_days_give_no_alarm(btc_bars: pd.DataFrame, config: Monito
     period = features(btc_bars, "2026-03-24", 3)
     verdict = judge(period.iloc[:1440], period.iloc[1440:], series="BTCUSDT-1m", config=config)
     assert not verdict.drift and all(w.drift_share < config.drift_share for w in verdict.windows)
+    assert all(w.regime is not None and not w.regime.drifted for w in verdict.windows)
+    assert all(not f.drifted for w in verdict.windows for f in w.families)
 
 
-def test_2026_against_2025_gives_an_alarm(
-    btc_bars: pd.DataFrame, bars_2025: pd.DataFrame, config: MonitorConfig
+@pytest.mark.parametrize("way", ["2026_vs_2025", "2025_vs_2026"])
+def test_the_whole_years_against_each_other_alarm(
+    way: str, whole_2025: pd.DataFrame, whole_2026: pd.DataFrame, config: MonitorConfig
 ) -> None:
-    week = features(btc_bars, "2026-03-09", 7)  # a champion's training week of 2026
-    days = features(bars_2025, "2025-07-01", 2)  # two calmer days of 2025 (no taker volume: no OFI)
-    verdict = judge(week, days, series="BTCUSDT-1m", config=config)
+    reference, current = (whole_2026, whole_2025) if way == "2026_vs_2025" else (whole_2025, whole_2026)
+    halves = config.model_copy(update={"window_bars": len(current) // 2})  # the two windows
+    verdict = judge(reference, current, series="BTCUSDT-1m", config=halves)
     assert verdict.drift and verdict.sustained
-    assert {"atr_60", "kc_width_60"} <= {c.column for c in verdict.drifted_features}  # the volatility family
+    # the volatility regime drifts in both halves, in the same direction (2025 is the calmer year)
+    zs = [w.regime.z for w in verdict.windows if w.regime is not None]
+    assert len(zs) == 2 and all(abs(z) >= config.regime_z for z in zs)
+    assert all(z < 0 for z in zs) if way == "2026_vs_2025" else all(z > 0 for z in zs)
+
+
+def test_weeks_of_one_year_against_days_of_the_other_alarm_when_volatility_differs(
+    whole_2025: pd.DataFrame, whole_2026: pd.DataFrame, config: MonitorConfig
+) -> None:
+    """Every 2026 week against a grid of 2025 day pairs and back: not one hand-picked pair. Pairs whose
+    two days' realised volatility are both over 1.3x apart from the week's must nearly all alarm;
+    the rest are no different in volatility (the two years' daily volatility overlaps)."""
+    apart, alarmed = 0, 0
+    for reference, current in ((whole_2026, whole_2025), (whole_2025, whole_2026)):
+        days = utc_days(current)
+        for start in range(0, len(reference) - 10_080 + 1, 10_080 * 2):
+            week = reference.iloc[start : start + 10_080]
+            vol = week["ret_lag_1"].std()
+            for j in range(0, len(days) - 1, 9):
+                two = days[j : j + 2]
+                if all(abs(np.log(d["ret_lag_1"].std() / vol)) > np.log(1.3) for d in two):
+                    apart += 1
+                    alarmed += judge(week, pd.concat(two), series="BTCUSDT-1m", config=config).drift
+    assert apart >= 15 and alarmed / apart >= 0.8
 
 
 def test_a_shift_of_one_feature_is_caught_and_named(
@@ -116,6 +160,23 @@ def test_one_drifted_window_is_not_an_alarm(btc_bars: pd.DataFrame, config: Moni
     current.loc[last, names] = current.loc[last, names] + 2.0 * reference[names].std()
     verdict = judge(reference, current, series="BTCUSDT-1m", config=config)
     assert verdict.windows[-1].drifted and not verdict.windows[0].drifted and not verdict.drift
+
+
+def test_the_regime_z_knows_how_many_days_each_side_holds(config: MonitorConfig) -> None:
+    from training.monitor.drift import RegimeReference, family_members, regime_of
+
+    rng = np.random.default_rng(0)
+    index = pd.date_range("2026-01-01", periods=30 * 1440, freq="1min", tz="UTC")
+    frame = pd.DataFrame({"ret_lag_1": rng.normal(size=len(index)) * 1.2e-3}, index=index)
+    day, month = RegimeReference.of(frame.iloc[:1440], config), RegimeReference.of(frame, config)
+    assert day is not None and month is not None and day.days == pytest.approx(1.0)
+    louder = frame.iloc[:1440] * 1.2  # 20% more volatile: noise for a day, drift against a month
+    one, many = regime_of(day, louder, config), regime_of(month, louder, config)
+    assert one is not None and many is not None
+    assert one.log_ratio == pytest.approx(many.log_ratio, abs=0.03) and 0 < one.z < many.z
+    assert not one.drifted and abs(one.z) < config.regime_z
+    members = family_members(["rv_5", "rv_240", "bar_range", "mfi_15", "atr_60"], config)
+    assert members == {"volatility": ["rv_5", "bar_range", "atr_60"]}  # 240-bar members: noise on a day
 
 
 def test_a_window_under_the_minimum_is_refused(config: MonitorConfig) -> None:
