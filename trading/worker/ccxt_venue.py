@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 import ccxt.async_support as ccxt
 
+from features.errors import ConfigError
 from trading.config import BacktestConfig
 from trading.worker.ccxt_exchange import (
     FAILURES,
@@ -72,6 +73,10 @@ create table if not exists meta(k text primary key, v integer not null);
 )
 
 
+MAX_CLIENT_ID = (
+    36  # Binance's newClientOrderId limit (the strictest of the venues ccxt maps clientOrderId for)
+)
+TICK_DIGITS = 7  # a tick number up to 9,999,999: 19 years of 1m bars
 TRADES_WINDOW_MS = 86_400_000  # fetch_my_trades asks at most this span at once (Binance's cap: 24 h)
 
 
@@ -160,6 +165,12 @@ class CcxtVenue:
         except FAILURES as exc:
             raise VenueAmbiguous(f"{exchange.id}: load_markets: {reason(exc)}") from exc
         markets = {s: market_of(exchange, s, backtest) for s in symbols}
+        longest = len(client_prefix) + len("L") + TICK_DIGITS + len("b-") + max(map(len, markets), default=0)
+        if longest > MAX_CLIENT_ID:
+            raise ConfigError(
+                f"{exchange.id}: client order ids would be up to {longest} characters ({client_prefix!r} + book, "
+                f"tick, side, symbol) > {MAX_CLIENT_ID} (Binance's limit); shorten trade.client_prefix"
+            )
         return cls(exchange, markets, db=db, client_prefix=client_prefix, name=name, options=options)
 
     def close(self) -> None:

@@ -879,3 +879,19 @@ def test_a_kill_pressed_between_live_ticks_pulls_the_quotes_at_once(
     j.close()
     assert len(events) == 1 and events[0]["tick"] == 30
     assert f"{len(seen['before'])} working order(s) cancelled" in events[0]["message"]
+
+
+def test_client_ids_that_would_outgrow_the_exchanges_limit_are_refused_at_open() -> None:
+    async def scenario() -> None:
+        ex = exchange()
+        long_prefix = "abcdefgh.ab12cd-"  # an 8-character trade.client_prefix and a run tag
+        with pytest.raises(ConfigError, match=r"up to 49 characters .* > 36 \(Binance.s limit\)"):
+            await CcxtVenue.open(
+                ex, symbols=["BTCUSDT"], backtest=BacktestConfig(), db=None, client_prefix=long_prefix * 2
+            )
+        v = await CcxtVenue.open(
+            ex, symbols=["BTCUSDT"], backtest=BacktestConfig(), db=None, client_prefix=long_prefix
+        )
+        v.close()  # 16 + 1 + 7 + 2 + 7 = 33: fits
+
+    run(scenario)
