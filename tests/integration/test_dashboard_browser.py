@@ -184,7 +184,10 @@ def test_the_dashboard_shows_both_symbols_and_stops_one(
     options.binary_location = str(CHROMIUM)
     for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1480,1400"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    # chromium's crash reporter writes under $HOME/.config whatever the profile: a HOME of the test's own
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    service = Service(executable_path=str(CHROMEDRIVER), env=env)
+    driver = webdriver.Chrome(service=service, options=options)
     try:
         driver.get(f"{url}/dashboard")
         driver.find_element(By.ID, "token").send_keys(OPERATOR)
