@@ -176,3 +176,9 @@ class CanaryConfig(BaseModel):
     seed: int = Field(0, description="the bootstrap generator's seed")
     min_fills: int = Field(100, ge=1, description="fills each version needs in the window to decide")
     min_ticks: int = Field(1440, ge=2, description="ticks the window needs to decide")
+    min_symbols: int = Field(
+        3,
+        ge=1,
+        description="where the versions quote different symbols (canary by symbol), each needs at least "
+        "this many to decide: with fewer the interval cannot tell the model from the symbol",
+    )

@@ -42,9 +42,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.fixture
 def mmops(world: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
-    params = tmp_path / "params.yaml"  # the repository's, with a window this test's journals reach
+    # the repository's params, with a window this test's journals reach (one symbol a version)
+    params = tmp_path / "params.yaml"
     text = (Path(__file__).resolve().parents[2] / "params.yaml").read_text()
-    params.write_text(text.replace("min_ticks: 1440", "min_ticks: 500"))
+    params.write_text(
+        text.replace("min_ticks: 1440", "min_ticks: 500").replace("min_symbols: 3", "min_symbols: 1")
+    )
     monkeypatch.setenv("MMOPS_HOME", str(world["home"]))
     monkeypatch.setenv("MMOPS_PARAMS", str(params))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", world["uri"])

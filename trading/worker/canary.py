@@ -18,7 +18,8 @@ symbols, which it cannot separate from the model (shadow mode trades the same sy
 
 The recommendation, first match wins: **rollback** on a risk breach of the challenger (a
 drawdown or max-loss halt on a symbol it was quoting); **extend** while the evidence is short
-(fewer than ``min_fills`` fills for either version, or fewer than ``min_ticks`` ticks);
+(fewer than ``min_fills`` fills for either version, fewer than ``min_ticks`` ticks, or, where
+the versions quote different symbols, fewer than ``min_symbols`` on either side);
 **promote** when the interval lies above 0; **rollback** when it lies below 0; else **extend**.
 """
 
@@ -263,6 +264,13 @@ def recommend(
     ]
     if ticks < config.min_ticks:
         short.append(f"{ticks} ticks < min_ticks {config.min_ticks}")
+    few = min(len(challenger.symbols), len(champion.symbols))
+    if set(challenger.symbols) != set(champion.symbols) and few < config.min_symbols:
+        short.append(
+            f"the versions quoted different symbols ({c}: {', '.join(challenger.symbols)}; "
+            f"{k}: {', '.join(champion.symbols)}), {few} < min_symbols {config.min_symbols} on one side: "
+            "the interval cannot tell the model from the symbol"
+        )
     if short:
         return Recommendation("extend", f"extend: not enough evidence yet ({'; '.join(short)}); {ci}")
     if diff.low > 0:

@@ -23,7 +23,7 @@ from trading.worker.canary_series import paired_block_bootstrap
 from trading.worker.journal import Journal
 from trading.worker.types import SignalBatch, SourceInfo
 
-QUICK = CanaryConfig(min_ticks=500, min_fills=100)
+QUICK = CanaryConfig(min_ticks=500, min_fills=100, min_symbols=1)  # the journals: one symbol a version
 
 
 @dataclasses.dataclass
@@ -131,6 +131,18 @@ def test_a_clearly_better_challenger_is_promoted_with_its_numbers(tmp_path: Path
     )
     assert "fills 4000 (challenger v8) and 4000 (champion v7)" in reason
     assert ev.books[0].ok
+
+
+def test_one_symbol_against_another_extends_whatever_the_interval_says(tmp_path: Path) -> None:
+    """Canary by symbol with one symbol a side: the interval covers time, not the symbol mix, so a
+    better-looking challenger on its own symbol is not promoted (min_symbols, default 3)."""
+    journal = Journal.reader(build_journal(tmp_path / "j.db", Plan(challenger_edge=3.0)))
+    ev = evaluate_canary(journal, config=QUICK.model_copy(update={"min_symbols": 3}))
+    assert ev.difference.low > 0 and ev.recommendation.action == "extend"
+    assert (
+        "the versions quoted different symbols (challenger v8: B; champion v7: A), 1 < min_symbols 3 on one side"
+        in ev.recommendation.reason
+    )
 
 
 def test_a_clearly_worse_challenger_is_rolled_back(tmp_path: Path) -> None:
