@@ -19,7 +19,7 @@ from serving.control import models as m
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig
 from trading.risk import RiskStatus, reason_names
 from trading.worker import strategy as st
-from trading.worker.attribution import attribute
+from trading.worker.attribution import attribute, fill_rate
 from trading.worker.controls import Overrides, SymbolState, symbol_states
 from trading.worker.journal import Journal
 
@@ -254,8 +254,7 @@ def performance(j: Journal, ctx: ControlContext, symbol: str) -> m.Performance:
     _tick, books, _extra = _book(j, ctx)
     fills = [f for f in j.fills("live") if f["symbol"] == sym]
     lots = sum(f["lots"] for f in fills)
-    limits = [o for o in j.orders() if o.book == "live" and o.symbol == sym and o.kind == "limit"]
-    placed = sum(o.lots for o in limits)
+    rate = fill_rate(o for o in j.orders() if o.book == "live" and o.symbol == sym)
     c = curves(j, ctx, s)
     q = np.array([np.frombuffer(b, dtype=np.int64).reshape(-1, 4)[s] for _t, _ts, b in j.quotes()]).reshape(
         -1, 4
@@ -279,7 +278,7 @@ def performance(j: Journal, ctx: ControlContext, symbol: str) -> m.Performance:
         avg_spread_ticks=float(width.mean()) if len(width) else None,
         avg_spread_bps=float((width / mid[both]).mean() * 1e4) if len(width) else None,
         quoted_ticks=int(both.sum()),
-        fill_rate=sum(o.filled_lots for o in limits) / placed if placed else None,
+        fill_rate=rate,
         inventory_turnover=lots / mean_inv if mean_inv > 0 else None,
         mean_abs_inventory_lots=mean_inv,
         max_drawdown=float(_drawdown(c.equity).max()) if len(c.equity) else 0.0,

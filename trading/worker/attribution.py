@@ -10,13 +10,13 @@ book's PnL. Markouts use the marks journaled each tick: ``side * (mark h ticks l
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from trading.worker.journal import Journal
+from trading.worker.journal import Journal, JournalOrder
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +115,11 @@ def attribute(
             )
         )
     return out
+
+
+def fill_rate(orders: Iterable[JournalOrder]) -> float | None:
+    """Lots filled / lots placed over the limit orders among ``orders`` (None: none placed); the
+    control API's performance and the drift monitor's KPIs both read it here."""
+    limits = [o for o in orders if o.kind == "limit"]
+    placed = sum(o.lots for o in limits)
+    return sum(o.filled_lots for o in limits) / placed if placed else None

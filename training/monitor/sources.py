@@ -96,7 +96,7 @@ def prediction_log(path: Path, symbol: str, *, version: str | None) -> pd.Series
 def journal_kpis(path: Path) -> list[dict[str, Any]]:
     """Per book and version: fills, PnL, fees, spread capture, markouts (attribution) and fill rate."""
     from trading.config import BacktestConfig
-    from trading.worker.attribution import attribute
+    from trading.worker.attribution import attribute, fill_rate
     from trading.worker.journal import Journal
 
     journal = Journal.reader(path)
@@ -108,16 +108,13 @@ def journal_kpis(path: Path) -> list[dict[str, Any]]:
         shares = attribute(
             journal, spec["symbols"], tick=bt.tick_size, lot=bt.lot_size, markout_ticks=bt.markout_bars
         )
-        placed: dict[tuple[str, str], list[int]] = {}
-        for o in journal.orders():
-            if o.kind == "limit":
-                got = placed.setdefault((o.book, o.version), [0, 0])
-                got[0] += o.lots
-                got[1] += o.filled_lots
+        orders = journal.orders()
     finally:
         journal.close()
-    out = []
-    for share in shares:
-        lots, filled = placed.get((share.book, share.version), [0, 0])
-        out.append({**share.to_dict(), "fill_rate": filled / lots if lots else None})
-    return out
+    return [
+        {
+            **share.to_dict(),
+            "fill_rate": fill_rate(o for o in orders if (o.book, o.version) == (share.book, share.version)),
+        }
+        for share in shares
+    ]
