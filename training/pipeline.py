@@ -27,6 +27,7 @@ from training import plots, tracking
 from training.config import EvaluateConfig, ModelsConfig, SplitConfig, Task, TuneConfig, registered_name
 from training.dataset import Dataset, build_dataset, predict_rows
 from training.evaluate import WindowReport, evaluate_window, statistical_metrics
+from training.models import model_class
 from training.splits import plan_splits
 from training.tune import TuneJob, best_params, fit_window, open_study, run_trials, study_name, trial_value
 
@@ -151,6 +152,7 @@ def tune_and_log(
             repo=settings.repo, params_doc=settings.params_doc, data_hash=settings.dvc_data_hash
         ),
     }
+    report(f"tune {job.family} device", detail=model_class(job.family).compute_device())
     with tracking.parent_run(experiment, run_name=name, tags=tags) as parent_id:
         finished = 0
 
