@@ -38,6 +38,11 @@ def test_a_model_free_week_gives_the_backtests_fills_and_equity(week: pd.DataFra
     assert report.model == "model-free" and {v.version for v in report.by_version} == {"model-free"}
     # PnL by version splits the book's PnL exactly (one version here: all of it), to rounding
     assert sum(v.pnl for v in report.by_version) == pytest.approx(report.pnl["live"], abs=1e-6)
+    # and its decomposition is the backtest's: one function on the same fills and marks
+    (share,) = report.by_version
+    assert share.decomposition is not None and ref.metrics.decomposition is not None
+    for key, value in ref.metrics.decomposition.flat().items():
+        assert share.decomposition.flat()[key] == pytest.approx(value, abs=1e-6), key
 
 
 @pytest.mark.parametrize(
