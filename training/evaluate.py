@@ -10,6 +10,8 @@ Ratios are annualised on a 365-day basis (crypto trades every day).
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,6 +193,30 @@ def pnl_decomposition_metrics(result: BacktestResult, prefix: str) -> dict[str, 
     + pnl_residual == pnl_net`` (see :mod:`trading.pnl`)."""
     parts = result.metrics.decomposition
     return parts.flat(prefix) if parts is not None else {}
+
+
+def markout_horizons(metrics: Mapping[str, float], prefix: str = "") -> list[int]:
+    """The markout horizons (bars) of the ``<prefix>pnl_adverse_<h>`` keys, ascending."""
+    pattern = re.compile(rf"^{re.escape(prefix)}pnl_adverse_(\d+)$")
+    return sorted(int(m.group(1)) for k in metrics if (m := pattern.match(k)))
+
+
+def pnl_decomposition_table(metrics: Mapping[str, float], *, windows: Sequence[str]) -> list[str]:
+    """A markdown table of the logged decomposition (``<window>_pnl_*``, ``<window>_as_pnl_*``):
+    one row per window and quoter, the parts in quote ccy, for the gate report."""
+    quoters = (("", "model"), ("as_", "A-S"))
+    horizons = sorted({h for w in windows for p, _ in quoters for h in markout_horizons(metrics, f"{w}_{p}")})
+    parts = ["spread", *(f"adverse_{h}" for h in horizons), "inventory", "fees", "residual", "net"]
+    lines = [
+        f"| window | quoter | {' | '.join(parts)} |",
+        "|" + "---|" * (len(parts) + 2),
+    ]
+    for window in windows:
+        for prefix, quoter in quoters:
+            values = [metrics.get(f"{window}_{prefix}pnl_{p}", math.nan) for p in parts]
+            cells = " | ".join(f"{v:,.2f}" if math.isfinite(v) else "–" for v in values)
+            lines.append(f"| {window} | {quoter} | {cells} |")
+    return lines
 
 
 def _quoter(result: BacktestResult, prefix: str) -> dict[str, float]:

@@ -6,7 +6,6 @@ Matplotlib with the Agg backend (no display); every function writes one file and
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
+
+from training.evaluate import markout_horizons
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +46,6 @@ def equity_plot(curves: Mapping[str, pd.DataFrame], path: Path, *, title: str) -
 
 
 QUOTERS = (("", "model quoter"), ("as_", "A-S quoter"))
-
-
-def markout_horizons(metrics: Mapping[str, float], prefix: str = "") -> list[int]:
-    """The markout horizons (bars) of the ``<prefix>pnl_adverse_<h>`` keys, ascending."""
-    pattern = re.compile(rf"^{re.escape(prefix)}pnl_adverse_(\d+)$")
-    return sorted(int(m.group(1)) for k in metrics if (m := pattern.match(k)))
 
 
 def tear_sheet(

@@ -15,8 +15,8 @@ import pytest
 
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig
 from training.config import EvaluateConfig
-from training.evaluate import evaluate_window
-from training.plots import markout_horizons, tear_sheet
+from training.evaluate import evaluate_window, markout_horizons, pnl_decomposition_table
+from training.plots import tear_sheet
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +77,15 @@ def test_the_tear_sheet_draws_one_png_and_refuses_metrics_without_parts(day_repo
             path=tmp_path / "x.png",
             title="x",
         )
+
+
+def test_the_gate_reports_table_has_a_row_per_window_and_quoter(day_report) -> None:  # type: ignore[no-untyped-def]
+    logged = {f"forward_{k}": v for k, v in day_report.metrics.items()}
+    lines = pnl_decomposition_table(logged, windows=["backtest", "forward"])
+    assert lines[0] == (
+        "| window | quoter | spread | adverse_1 | adverse_5 | adverse_15 | adverse_60 | inventory | fees | residual | net |"
+    )
+    assert len(lines) == 2 + 4
+    assert lines[2].startswith("| backtest | model | – |")  # a window not logged: dashes, not zeros
+    net = day_report.metrics["as_pnl_net"]
+    assert lines[5].startswith("| forward | A-S |") and lines[5].endswith(f"| {net:,.2f} |")
