@@ -135,7 +135,7 @@ def decompose_pnl(
     first = min(horizons)
     held = float(np.sum(qty * (marks[last] - marks[np.minimum(at + first, last)])))
     spread = float(np.sum(qty * (ref - price)))
-    paid = -float(np.sum(fees))
+    paid = 0.0 - float(np.sum(fees))  # 0.0 - x: no fee reads 0.0, not -0.0
     own_net = float(np.sum(qty * (marks[last] - price))) + paid
     total = net if net is not None else own_net
     parts = spread + adverse[str(first)] + held + paid

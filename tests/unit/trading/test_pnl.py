@@ -82,13 +82,8 @@ def test_no_fill_no_pnl_and_bad_inputs_raise() -> None:
         lot=1,
         horizons=(1,),
     )
-    assert (empty.net, empty.spread, empty.inventory, empty.fees, empty.adverse) == (
-        0.0,
-        0.0,
-        0.0,
-        -0.0,
-        {"1": 0.0},
-    )
+    assert (empty.net, empty.spread, empty.inventory, empty.adverse) == (0.0, 0.0, 0.0, {"1": 0.0})
+    assert str(empty.fees) == "0.0"  # no fee paid reads 0.0 in JSON, not -0.0
     kw = dict(side=[1], price_ticks=[1], lots=[1], fee=[0.0], ref_mid_ticks=[1.0], tick=1.0, lot=1.0)
     with pytest.raises(ValueError, match="horizons must be positive"):
         decompose_pnl(step=[0], marks_ticks=[1], horizons=(0, 5), **kw)  # type: ignore[arg-type]
