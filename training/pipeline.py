@@ -291,7 +291,8 @@ def _write_reports(
     folder: Path,
     config: EvaluateConfig,
 ) -> list[tuple[str, Path]]:
-    """Equity curves, the trial/fold table, the split plan, permutation importance, Optuna plots."""
+    """Equity curves, the trial/fold table, the split plan, permutation importance, Optuna plots,
+    the tear sheets."""
     ds = job.dataset
     out = [
         (
@@ -336,7 +337,27 @@ def _write_reports(
         ("importance", plots.importance_plot(table, folder / "permutation_importance.png")),
     ]
     out += [("optuna", path) for path in plots.optuna_plots(study, folder)]
+    out += _tear_sheets(job, reports, folder)
     return out
+
+
+def _tear_sheets(job: TuneJob, reports: Mapping[str, WindowReport], folder: Path) -> list[tuple[str, Path]]:
+    """One tear sheet per hold-out window (``plots/tear_sheet_<window>.png``): equity, the PnL
+    decomposition of both quoters, inventory and the markout curve."""
+    ds = job.dataset
+    return [
+        (
+            "plots",
+            plots.tear_sheet(
+                metrics=r.metrics,
+                equity=r.equity,
+                inventory=r.inventory,
+                path=folder / f"tear_sheet_{window}.png",
+                title=f"{ds.symbol} {job.family} {job.task}: {window} window",
+            ),
+        )
+        for window, r in reports.items()
+    ]
 
 
 def series_dataset(bars: pd.DataFrame, *, features: FeaturesConfig, split: SplitConfig) -> Dataset:
