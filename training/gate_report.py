@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from training.evaluate import pnl_decomposition_table
 from training.gate import GateVerdict
 
 WINDOWS = ("forward", "backtest")
@@ -58,13 +59,6 @@ SKILL: tuple[Row, ...] = (
     Row("RMSE / zero forecast", "rmse_skill", ".4f"),
     Row("accuracy", "accuracy", ".3f", ci="accuracy_ci"),
     Row("majority-class accuracy", "majority_accuracy", ".3f"),
-)
-DECOMPOSITION: tuple[Row, ...] = (
-    Row("spread capture", "pnl_spread", ",.2f"),
-    Row("adverse selection", "pnl_adverse", ",.2f"),
-    Row("fees", "pnl_fees", ",.2f"),
-    Row("inventory", "pnl_inventory", ",.2f"),
-    Row("net", "pnl_net", ",.2f"),
 )
 
 
@@ -127,21 +121,6 @@ def skill_lines(metrics: Mapping[str, float], window: str) -> list[str]:
     return [f"Forecast skill ({window}): " + "; ".join(found) + "."] if found else []
 
 
-def decomposition_table(metrics: Mapping[str, float], window: str) -> list[str]:
-    """Where the PnL came from (money), model quoter and A-S, from the logged decomposition."""
-    prefixes = [c for c in COLUMNS[:3] if _value(metrics, f"{window}_{c.prefix}pnl_net") is not None]
-    if not prefixes:
-        return []
-    lines = [
-        "| " + " | ".join([window, *(c.title for c in prefixes)]) + " |",
-        "|" + "---|" * (len(prefixes) + 1),
-    ]
-    for r in DECOMPOSITION:
-        cells = [_fmt(_value(metrics, f"{window}_{c.prefix}{r.key}"), r.spec) for c in prefixes]
-        lines.append("| " + " | ".join([r.label, *cells]) + " |")
-    return lines
-
-
 def verdict_line(verdict: GateVerdict) -> str:
     """The verdict and its failing checks in one line with their numbers (the version's description)."""
     counted = [c for c in verdict.checks if not c.skipped]
@@ -198,7 +177,8 @@ def render_markdown(
         f"{verdict.champion_version or 'none (no champion yet)'}."
         + (" Auto-approval policy: eligible." if verdict.auto_approve else ""),
     ]
-    for w in sorted(WINDOWS, key=lambda x: x != window):
+    ordered = sorted(WINDOWS, key=lambda x: x != window)
+    for w in ordered:
         table = headline_table(metrics, w)
         if table:
             lines += ["", f"## Headline: {w} window", "", *table]
@@ -211,12 +191,11 @@ def render_markdown(
         lines.append(
             f"| {c.label or c.name} | {_fmt(c.value)} | {c.comparator} {c.threshold:.6g} | {result}{note} |"
         )
-    decomposition = [row for w in WINDOWS for row in (decomposition_table(metrics, w) or [])]
-    if decomposition:
+    logged = [w for w in ordered if _value(metrics, f"{w}_pnl_net") is not None]
+    if logged:
         lines += ["", "## Where the PnL comes from (quote currency)", ""]
-        for w in sorted(WINDOWS, key=lambda x: x != window):
-            table = decomposition_table(metrics, w)
-            lines += [*table, ""] if table else []
+        lines += pnl_decomposition_table(metrics, windows=logged)
+        lines += ["", "Spread capture + adverse selection at the first markout + inventory + fees = net."]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     lines += ["", "## Head-to-head with the champion on identical windows", ""]

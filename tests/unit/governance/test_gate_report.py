@@ -78,7 +78,7 @@ def test_the_report_reads_verdict_then_headline_then_detail() -> None:
     assert positions == sorted(positions)
     assert "| net PnL, % of equity | -0.770 | -0.880 | -0.410 | -2.490 | 0.110 [-0.050, 0.270] |" in text
     assert "accuracy 0.520 [0.500, 0.540]" in text and "MAE / zero forecast 1.0860" in text
-    assert "| spread capture | 1,300.00 | — |" in text and "| net | -770.00 | -876.00 |" in text
+    assert "| forward | model | 1,300.00 |" in text and "| forward | A-S | – |" in text
     assert "| zz_last | 1 | — |" in text  # the appendix keeps every metric
 
 
