@@ -143,6 +143,7 @@ def run_family(
             quote=params.quote,
             risk=params.risk,
             backtest=params.backtest,
+            evaluate=params.evaluate,
         )
         return tune_and_log(
             job,

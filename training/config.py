@@ -11,6 +11,7 @@ from features.schema import interval_ns
 
 Family = Literal["rf", "sgd", "lstm"]
 Task = Literal["classifier", "regressor"]
+Objective = Literal["utility", "sharpe", "loss"]
 
 
 def registered_name(symbol: str, interval: str) -> str:
@@ -132,10 +133,12 @@ class ModelsConfig(_Section):
 class TuneConfig(_Section):
     task: Task = "regressor"
     families: tuple[Family, ...] = ("rf", "sgd", "lstm")
-    objective: Literal["sharpe", "loss"] = Field(
-        "sharpe",
-        description="sharpe: annualised Sharpe (365 d) of the model-skewed quoter on the fill engine, "
-        "net of fees, mean over folds; loss: MAE (regressor) or log-loss (classifier), minimised",
+    objective: Objective = Field(
+        "utility",
+        description="utility: mean-variance utility of the model-skewed quoter's daily PnL on the fill "
+        "engine, net of fees, bps of capital per day (training.evaluate.objective_score), mean over "
+        "folds; sharpe: its annualised Sharpe (365 d), which rewards variance when the mean is "
+        "negative; loss: MAE (regressor) or log-loss (classifier), minimised",
     )
     trials: int = Field(20, ge=1)
     timeout_s: float | None = Field(None, gt=0)
@@ -145,6 +148,13 @@ class TuneConfig(_Section):
 
 
 class EvaluateConfig(_Section):
+    risk_aversion: float = Field(
+        10.0,
+        ge=0,
+        description="relative risk aversion A of the utility (dimensionless): utility = m - A/2 x s^2 "
+        "with m, s the mean and std of daily PnL as fractions of initial capital, reported in bps "
+        "per day (0 = net PnL per day only)",
+    )
     bootstrap_samples: int = Field(1000, ge=100)
     block_bars: int | None = Field(None, ge=1, description="moving-block length; null = n^(1/3)")
     seed: int = 0

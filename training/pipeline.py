@@ -51,6 +51,24 @@ SUMMARY_METRICS = (
     "sharpe_diff_hi",
     "n_trades",
     "as_n_trades",
+    # the objective (bps of capital per day) and the baselines a forecast must beat
+    "utility",
+    "pnl_bps_day",
+    "as_utility",
+    "as_pnl_bps_day",
+    "bh_utility",
+    "utility_diff",
+    "utility_diff_lo",
+    "utility_diff_hi",
+    "pnl_diff",
+    "pnl_diff_lo",
+    "pnl_diff_hi",
+    "mae_ratio",
+    "rmse_ratio",
+    "skill",
+    "accuracy_lo",
+    "accuracy_hi",
+    "majority_accuracy",
 )
 
 
@@ -88,8 +106,8 @@ class Candidate:
 
     def score(self, objective: str) -> float:
         """Selection score on the backtest window (higher is better); NaN sorts last."""
-        if objective == "sharpe":
-            return self.metrics.get("backtest_sharpe", math.nan)
+        if objective in ("utility", "sharpe"):
+            return self.metrics.get(f"backtest_{objective}", math.nan)
         key = "backtest_mae" if self.task == "regressor" else "backtest_log_loss"
         return -self.metrics.get(key, math.nan)
 
@@ -280,6 +298,7 @@ def _evaluate(job: TuneJob, fast: _FastRows, rows: slice, config: EvaluateConfig
         risk=job.risk,
         backtest=job.backtest,
         config=config,
+        hold_bars=ds.label_horizon,
     )
 
 
@@ -379,6 +398,7 @@ def prepare_job(
     quote: QuoteConfig,
     risk: RiskConfig,
     backtest: BacktestConfig,
+    evaluate: EvaluateConfig,
 ) -> TuneJob:
     """Dataset, split plan and settings of one study, from the bars of one series.
 
@@ -400,6 +420,7 @@ def prepare_job(
         quote=quote,
         risk=risk,
         backtest=backtest,
+        evaluate=evaluate,
     )
 
 
@@ -446,5 +467,6 @@ def evaluate_artifact(
         risk=risk,
         backtest=backtest,
         config=evaluate,
+        hold_bars=dataset.label_horizon,
     )
     return report.metrics

@@ -6,10 +6,16 @@ each is an MLflow parent run with its trials), but nothing is registered. Units 
 
 - ``mae``/``rmse``: regressors against the forward log return (horizon of the split profile);
   classifiers as P(up) against the 0/1 direction (Brier-style), so the two tasks do not compare.
+- ``mae_ratio``/``rmse_ratio``: model / the no-information forecast (zero return, P(up) = 0.5);
+  below 1 beats it. ``skill``: 1 - rmse_ratio^2 (MSE skill score; above 0 beats it).
+- ``accuracy`` with its Wilson 95% interval; ``majority_accuracy``: always calling the window's
+  more frequent direction (in hindsight).
+- ``*_utility``: the objective (:func:`training.evaluate.objective_score`), mean-variance
+  utility of daily PnL, bps of capital per day; ``utility_diff``/``pnl_diff``: model-skewed
+  quoter minus A-S quoter, bps/day, each with its paired moving-block bootstrap 95% interval.
 - ``*_pnl_pct``: percent change of equity over the whole window, net of fees.
 - ``*_sharpe``: per-bar returns annualised on 365 days (crypto trades every day).
-- ``sharpe_diff``: model-skewed quoter minus A-S quoter, with its paired moving-block bootstrap
-  95% interval ``sharpe_diff_lo``/``_hi``.
+- ``sharpe_diff``: model-skewed quoter minus A-S quoter, with its bootstrap 95% interval.
 """
 
 from __future__ import annotations
@@ -28,7 +34,21 @@ from training.tune import TuneJob
 METRICS: dict[str, str] = {
     "mae": "mae",
     "rmse": "rmse",
+    "mae_ratio": "mae_ratio",
+    "rmse_ratio": "rmse_ratio",
+    "skill": "skill",
     "accuracy": "accuracy",
+    "accuracy_lo": "accuracy_lo",
+    "accuracy_hi": "accuracy_hi",
+    "majority_accuracy": "majority_accuracy",
+    "quoter_utility": "utility",
+    "as_utility": "as_utility",
+    "utility_diff": "utility_diff",
+    "utility_diff_lo": "utility_diff_lo",
+    "utility_diff_hi": "utility_diff_hi",
+    "pnl_diff": "pnl_diff",
+    "pnl_diff_lo": "pnl_diff_lo",
+    "pnl_diff_hi": "pnl_diff_hi",
     "quoter_pnl_pct": "pnl_pct",
     "quoter_sharpe": "sharpe",
     "as_pnl_pct": "as_pnl_pct",
@@ -49,7 +69,15 @@ HEADERS: dict[str, str] = {
     "window": "window",
     "mae": "MAE",
     "rmse": "RMSE",
-    "accuracy": "acc.",
+    "mae_ratio": "MAE / zero",
+    "rmse_ratio": "RMSE / zero",
+    "skill": "skill",
+    "accuracy": "acc. [95% CI]",
+    "majority_accuracy": "majority acc.",
+    "quoter_utility": "quoter utility bp/d",
+    "as_utility": "A–S utility bp/d",
+    "utility_diff": "utility diff bp/d [95% CI]",
+    "pnl_diff": "PnL diff bp/d [95% CI]",
     "quoter_pnl_pct": "quoter PnL %",
     "quoter_sharpe": "quoter Sharpe",
     "as_pnl_pct": "A–S PnL %",
@@ -122,21 +150,29 @@ def protocol_table(candidates: Sequence[Candidate]) -> pd.DataFrame:
 def to_markdown(table: pd.DataFrame, *, columns: Sequence[str] | None = None) -> str:
     """A GitHub markdown table of ``table`` (default: every metric column, no run id); numbers to
     4 significant digits for errors and 2 decimals for PnL/Sharpe; the Sharpe difference with its CI."""
-    cols = list(columns or [c for c in COLUMNS if c not in ("sharpe_diff_lo", "sharpe_diff_hi", "run_id")])
+    cols = list(columns or [c for c in COLUMNS if c not in _SHOWN_IN_CELL and c != "run_id"])
     lines = ["| " + " | ".join(HEADERS.get(c, c) for c in cols) + " |", "|" + "---|" * len(cols)]
     for _, row in table.iterrows():
         lines.append("| " + " | ".join(_cell(row, c) for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
 
+# columns shown with their 95% interval in one cell, and the interval's own columns
+_WITH_CI: dict[str, str] = {"accuracy": ".3f", "utility_diff": ".2f", "pnl_diff": ".2f", "sharpe_diff": ".2f"}
+_SHOWN_IN_CELL = tuple(f"{c}_{end}" for c in _WITH_CI for end in ("lo", "hi"))
+
+
 def _cell(row: pd.Series, column: str) -> str:
     value = row[column]
-    if column == "sharpe_diff":
-        return f"{_fmt(value, '.2f')} [{_fmt(row['sharpe_diff_lo'], '.2f')}, {_fmt(row['sharpe_diff_hi'], '.2f')}]"
+    if column in _WITH_CI:
+        spec = _WITH_CI[column]
+        return f"{_fmt(value, spec)} [{_fmt(row[f'{column}_lo'], spec)}, {_fmt(row[f'{column}_hi'], spec)}]"
     if isinstance(value, str):
         return value
     if column in ("mae", "rmse"):
         return _fmt(value, ".4g")
+    if column in ("mae_ratio", "rmse_ratio", "skill", "majority_accuracy"):
+        return _fmt(value, ".3f")
     if column in ("trials", "quoter_trades"):
         return _fmt(value, ".0f")
     return _fmt(value, ".2f")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,9 +19,9 @@ import optuna
 
 from trading.backtest import run_backtest
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig
-from training.config import FamilyConfig, SearchParam, SplitProfile, Task, TuneConfig
+from training.config import EvaluateConfig, FamilyConfig, SearchParam, SplitProfile, Task, TuneConfig
 from training.dataset import Dataset, predict_rows
-from training.evaluate import score_for_objective, signal_frame, statistical_metrics
+from training.evaluate import objective_score, signal_frame, statistical_metrics
 from training.models import make_model
 from training.models.base import SignalModel
 from training.splits import Fold, SplitPlan, validation_tail
@@ -43,10 +43,11 @@ class TuneJob:
     quote: QuoteConfig
     risk: RiskConfig
     backtest: BacktestConfig
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)  # the utility's risk aversion
 
     @property
     def maximize(self) -> bool:
-        return self.tune.objective == "sharpe"
+        return self.tune.objective != "loss"
 
 
 def study_name(registered: str, family: str, task: str) -> str:
@@ -80,7 +81,8 @@ def fit_window(job: TuneJob, params: Mapping[str, Any], train: slice, *, seed: i
 
 
 def fold_score(job: TuneJob, model: SignalModel, fold: Fold) -> float:
-    """Out-of-sample score of a fitted model on a fold's test window (higher is better for sharpe)."""
+    """Out-of-sample score of a fitted model on a fold's test window: the model quoter's
+    :func:`training.evaluate.objective_score` (higher is better), or its forecast loss (lower)."""
     ds = job.dataset
     preds = predict_rows(model, ds.X, fold.test)
     if job.tune.objective == "loss":
@@ -91,7 +93,7 @@ def fold_score(job: TuneJob, model: SignalModel, fold: Fold) -> float:
     result = run_backtest(
         bars, quote=job.quote, risk=job.risk, backtest=job.backtest, signals=signals, strategy="model"
     )
-    return score_for_objective(result)
+    return objective_score(result, objective=job.tune.objective, risk_aversion=job.evaluate.risk_aversion)
 
 
 def make_objective(job: TuneJob) -> Callable[[optuna.Trial], float]:
