@@ -79,6 +79,9 @@ def build_registry(home: Path, n_features: int, rows: int) -> tuple[str, dict[st
                 registered_name=NAME,
                 tags={"mmops.family": family, "mmops.task": "regressor"},
                 metrics={
+                    "forward_utility": 1.0,
+                    "forward_pnl_diff": 0.1,
+                    "forward_utility_diff": 0.1,
                     "forward_sharpe": 1.0,
                     "forward_max_drawdown_pct": 1.0,
                     "forward_sharpe_diff": 0.1,
@@ -94,7 +97,10 @@ def promote(home: Path, uri: str, version: str) -> None:
 
     reg = Registry(uri, audit_log=home / "logs" / "audit.jsonl", reports=home / "reports")
     reg.gate(
-        NAME, version, config=GateConfig(min_sharpe_over_champion=-1e9), evaluate=lambda _: {"sharpe": 0.0}
+        NAME,
+        version,
+        config=GateConfig(min_utility_over_champion=-1e9),
+        evaluate=lambda _: {"utility": 0.0, "sharpe": 0.0},
     )
     reg.approve(NAME, version, by="bench", reason="benchmark")
 

@@ -54,8 +54,12 @@ def _result(candidate: Candidate, registered: str, others: list[Candidate]) -> d
 
 def _human(result: Mapping[str, Any]) -> str:
     m = result["chosen"]["metrics"]
+    nan = float("nan")
     return (
         f"registered {result['registered_model']} version {result['version']} ({result['family']} {result['task']})\n"
+        f"forward utility {m.get('forward_utility', nan):.2f} vs A-S {m.get('forward_as_utility', nan):.2f} bp/day; "
+        f"PnL over A-S {m.get('forward_pnl_diff', nan):.2f} bp/day "
+        f"[{m.get('forward_pnl_diff_lo', nan):.2f}, {m.get('forward_pnl_diff_hi', nan):.2f}]\n"
         f"backtest: sharpe {m.get('backtest_sharpe', float('nan')):.2f} vs A-S {m.get('backtest_as_sharpe', float('nan')):.2f}; "
         f"forward: sharpe {m.get('forward_sharpe', float('nan')):.2f} vs A-S {m.get('forward_as_sharpe', float('nan')):.2f}, "
         f"diff CI [{m.get('forward_sharpe_diff_lo', float('nan')):.2f}, {m.get('forward_sharpe_diff_hi', float('nan')):.2f}]"

@@ -122,7 +122,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 def promote(reg: Registry, version: str) -> None:
     reg.gate(
-        NAME, version, config=GateConfig(), evaluate=lambda uri: {"sharpe": float(uri.rsplit("/", 1)[1])}
+        NAME, version, config=GateConfig(), evaluate=lambda uri: {"utility": float(uri.rsplit("/", 1)[1])}
     )
     reg.approve(NAME, version, by="tests", reason=f"serve v{version}")
 
@@ -416,8 +416,8 @@ def test_canary_sends_a_sticky_share_of_symbols_to_the_challenger(server: dict) 
     reg.gate(
         NAME,
         "4",
-        config=GateConfig(min_sharpe_over_champion=-10),
-        evaluate=lambda uri: {"sharpe": float(uri.rsplit("/", 1)[1])},
+        config=GateConfig(min_utility_over_champion=-10),
+        evaluate=lambda uri: {"utility": float(uri.rsplit("/", 1)[1])},
     )
     info = wait_for(server, lambda i: i.challenger is not None and i.challenger.version == "4")
     assert (info.mode, info.canary_fraction) == ("canary", CANARY)
