@@ -40,7 +40,8 @@ class WindowReport:
     """Metrics of one window (flat ``name -> value``, NaN when undefined) and the equity curves."""
 
     metrics: dict[str, float]
-    equity: pd.DataFrame = field(repr=False)  # columns: model, as, buy_hold, long_flat (start = 1.0)
+    # columns: model, as, buy_hold, long_flat; relative to the capital before the first bar (1.0)
+    equity: pd.DataFrame = field(repr=False)
     inventory: pd.DataFrame | None = field(default=None, repr=False)  # columns: model, as (lots)
 
 
@@ -183,6 +184,8 @@ def objective_score(
         equity = np.asarray(run, float)
     if bar_ns is None:
         raise ValueError("objective_score: give bar_ns with an equity array")
+    if len(equity) < 2:
+        raise ValueError(f"objective_score: need at least 2 equity values, got {len(equity)}")
     spec = measure(objective, bar_ns=bar_ns, risk_aversion=risk_aversion)
     value = float(spec.of_rows(spec.per_bar(equity)[None, :])[0])
     return 0.0 if objective == "sharpe" and not math.isfinite(value) else value
@@ -223,7 +226,7 @@ def measure(name: Measure, *, bar_ns: int, risk_aversion: float) -> MeasureSpec:
     return MeasureSpec(name, _pnl_bps, of_rows)
 
 
-def curve_stats(equity: np.ndarray, *, bar_ns: int, risk_aversion: float = 0.0) -> dict[str, float]:
+def curve_stats(equity: np.ndarray, *, bar_ns: int, risk_aversion: float) -> dict[str, float]:
     """PnL %, PnL per day and utility (bps of capital per day), annualised Sharpe (365 d) and max
     drawdown % of an equity curve (its first value is the capital)."""
     equity = np.asarray(equity, float)

@@ -149,7 +149,11 @@ def run_trials(
 
     Exceptions inside a trial other than pruning fail the trial and propagate: a broken model or
     bad data must stop the run, not be averaged away.
+
+    Raises:
+        ValueError: the study was tuned on another objective (see :func:`pin_objective`).
     """
+    pin_objective(study, job.tune.objective)
     callbacks = [on_trial] if on_trial else None
     study.optimize(
         make_objective(job),
@@ -159,6 +163,33 @@ def run_trials(
         catch=(),
         gc_after_trial=True,
     )
+
+
+OBJECTIVE_ATTR = "mmops.objective"
+
+
+def pin_objective(study: optuna.Study, objective: str) -> None:
+    """Record the objective on a new study; refuse to add trials of another objective to it (the
+    best trial of a study that mixed Sharpe ratios and utilities would mean nothing).
+
+    Raises:
+        ValueError: the study records another objective, or has trials from before objectives
+            were recorded.
+    """
+    recorded = study.user_attrs.get(OBJECTIVE_ATTR)
+    fix = "use a fresh MMOPS_OPTUNA_STORAGE (or MMOPS_HOME), or delete the study"
+    if recorded is None and study.trials:
+        raise ValueError(
+            f"study {study.study_name} has {len(study.trials)} trials from before objectives were "
+            f"recorded (the default was sharpe; tune.objective is now {objective}); {fix}"
+        )
+    if recorded is None:
+        study.set_user_attr(OBJECTIVE_ATTR, objective)
+    elif recorded != objective:
+        raise ValueError(
+            f"study {study.study_name} was tuned on objective {recorded!r}, tune.objective is "
+            f"{objective!r}; {fix}"
+        )
 
 
 def best_params(study: optuna.Study) -> dict[str, Any]:

@@ -88,8 +88,8 @@ def test_sharpe_difference_interval_covers_the_point_and_is_reproducible() -> No
     same = sharpe_difference_ci(a, a, bar_ns=MINUTE_NS, config=config)
     assert same[0] == 0.0
     assert same[1] == same[2] == 0.0
-    assert curve_stats(np.array([1.0, 1.0, 1.0]), bar_ns=MINUTE_NS)["sharpe"] is not None
-    assert math.isnan(curve_stats(np.array([1.0, 1.0, 1.0]), bar_ns=MINUTE_NS)["sharpe"])
+    assert curve_stats(np.array([1.0, 1.0, 1.0]), bar_ns=MINUTE_NS, risk_aversion=10.0)["sharpe"] is not None
+    assert math.isnan(curve_stats(np.array([1.0, 1.0, 1.0]), bar_ns=MINUTE_NS, risk_aversion=10.0)["sharpe"])
 
 
 def test_same_seed_and_data_give_the_same_tuning_metrics(btc_bars: pd.DataFrame, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -98,6 +98,8 @@ def test_units_by_hand() -> None:
     assert score(flat) == 0.0 and score(flat, "sharpe") == 0.0  # no trade: no edge, no risk
     with pytest.raises(ValueError, match="bar_ns"):
         objective_score(eq, objective="utility", risk_aversion=1.0)
+    with pytest.raises(ValueError, match="at least 2 equity values"):
+        score(np.array([CAPITAL]), "sharpe")
     with pytest.raises(ValueError, match="unknown measure"):
         measure("calmar", bar_ns=MINUTE_NS, risk_aversion=1.0)  # type: ignore[arg-type]
 
@@ -186,3 +188,21 @@ def test_gate_refuses_more_loss_than_a_s_with_a_higher_sharpe_constructed() -> N
     assert _gate(metrics, min_utility=None, min_utility_over_quoter=None) == [
         "forward_pnl_diff (model - A-S quoter)"
     ]
+
+
+def test_a_study_keeps_one_objective(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import optuna
+
+    from training.config import TuneConfig
+    from training.tune import OBJECTIVE_ATTR, open_study, pin_objective
+
+    study = open_study(f"sqlite:///{tmp_path / 'o.db'}", "s", maximize=True, config=TuneConfig())
+    pin_objective(study, "utility")
+    assert study.user_attrs[OBJECTIVE_ATTR] == "utility"
+    pin_objective(study, "utility")  # the same objective resumes
+    with pytest.raises(ValueError, match=r"tuned on objective 'utility', tune\.objective is 'sharpe'"):
+        pin_objective(study, "sharpe")
+    old = optuna.create_study(study_name="old")
+    old.add_trial(optuna.trial.create_trial(value=1.0))  # a study from before objectives were recorded
+    with pytest.raises(ValueError, match="1 trials from before objectives were recorded"):
+        pin_objective(old, "utility")
