@@ -157,7 +157,7 @@ def test_the_verdict_and_the_report_are_stored_on_the_version(world: dict) -> No
     text = Path(
         reg.client.download_artifacts(run_id, "gate/v2/gate_report.md", str(world["home"]))
     ).read_text()
-    head = next(c for c in outcome.verdict.checks if c.name.startswith("head-to-head"))
+    head = next(c for c in outcome.verdict.checks if c.name.startswith("head-to-head sharpe"))
     assert "**Verdict: PASSED.**" in text and f"| {head.label} | 1 | >= 0.5 | pass |" in text
     assert "| sharpe | — | 2 |" in text  # the forward_sharpe logged by training, in the appendix
     # the MLflow UI's version page shows the verdict in one line, and a later note keeps it on top
