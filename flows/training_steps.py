@@ -18,8 +18,10 @@ from flows.settings import REPO_ROOT, Locations
 
 if TYPE_CHECKING:
     from training.pipeline import Candidate, TrackingSettings
+    from training.quoter import QuoterResult
     from training.registry import GateOutcome, Registry
     from training.retrain_record import Mode, RetrainRecord
+    from training.tune import TuneJob
 
 
 def split_series(key: str) -> tuple[str | None, str, str]:
@@ -119,6 +121,33 @@ def resolve_task(params: Params, task: str | None) -> Any:
     return chosen
 
 
+def _job(
+    params: Params,
+    bars: pd.DataFrame,
+    *,
+    family: str,
+    task: Any,
+    calibration: Path | None = None,
+) -> TuneJob:
+    from training.pipeline import prepare_job
+    from training.quote_tuning import calibrated_start
+
+    starts = (calibrated_start(calibration, tick_size=params.backtest.tick_size),) if calibration else ()
+    return prepare_job(
+        bars,
+        family=family,
+        task=task,
+        features=params.features,
+        split=params.split,
+        tune=params.tune,
+        models=params.models,
+        quote=params.quote,
+        risk=params.risk,
+        backtest=params.backtest,
+        quote_starts=starts,
+    )
+
+
 def run_family(
     where: Locations,
     params: Params,
@@ -129,32 +158,47 @@ def run_family(
     trials: int | None = None,
     timeout: float | None = None,
 ) -> Candidate:
-    from training.pipeline import prepare_job, tune_and_log
+    from training.pipeline import tune_and_log
 
     try:
-        job = prepare_job(
-            bars,
-            family=family,
-            task=task,
-            features=params.features,
-            split=params.split,
-            tune=params.tune,
-            models=params.models,
-            quote=params.quote,
-            risk=params.risk,
-            backtest=params.backtest,
-        )
         return tune_and_log(
-            job,
+            _job(params, bars, family=family, task=task),
             tracking_settings(where, params),
             trials=trials or params.tune.trials,
             timeout_s=timeout or params.tune.timeout_s,
             evaluate=params.evaluate,
         )
     except ValueError as exc:
-        if isinstance(exc, DataError):
+        if isinstance(exc, DataError | ConfigError):
             raise
         raise DataError(f"{family}: {exc}") from exc
+
+
+def run_quoter(
+    where: Locations,
+    params: Params,
+    bars: pd.DataFrame,
+    *,
+    task: Any,
+    trials: int | None = None,
+    timeout: float | None = None,
+    calibration: Path | None = None,
+) -> QuoterResult:
+    """Tune the model-free A-S quoter of the series (``tune.quote_space``), same folds and budget."""
+    from training.quoter import tune_quoter_and_log
+
+    try:
+        return tune_quoter_and_log(
+            _job(params, bars, family="as", task=task, calibration=calibration),
+            tracking_settings(where, params),
+            trials=trials or params.tune.trials,
+            timeout_s=timeout or params.tune.timeout_s,
+            evaluate=params.evaluate,
+        )
+    except ValueError as exc:
+        if isinstance(exc, DataError | ConfigError):
+            raise
+        raise DataError(f"as-quoter: {exc}") from exc
 
 
 def evaluate_uri(
@@ -162,6 +206,7 @@ def evaluate_uri(
 ) -> dict[str, float]:
     """Metrics of a logged model on a hold-out window of its series, or on a raw file."""
     from training.pipeline import evaluate_artifact
+    from training.quote_tuning import from_version
     from training.tracking import download_model, use_tracking
 
     use_tracking(where.tracking_uri)
@@ -179,6 +224,7 @@ def evaluate_uri(
                 interval=tags.get("mmops.interval"),
                 venue=tags.get("mmops.venue"),
             )
+        own, tuned = from_version(tags, params.quote, params.backtest)
         return evaluate_artifact(
             model_dir,
             bars,
@@ -189,6 +235,8 @@ def evaluate_uri(
             risk=params.risk,
             backtest=params.backtest,
             evaluate=params.evaluate,
+            model_quoting=own,
+            tuned_quoter=tuned,
         )
 
 

@@ -21,9 +21,11 @@ from trading.backtest import BacktestResult, bar_interval_ns, run_backtest
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig
 from trading.metrics import annualised_ratios, max_drawdown_pct
 from training.config import EvaluateConfig, Task
+from training.quote_tuning import Quoting
 
 NS_PER_YEAR = 365 * 86_400 * 1_000_000_000
 SIGNAL_COLUMN: dict[str, str] = {"regressor": "pred_return", "classifier": "prob_up"}
+TUNED_QUOTER = "tas_"  # metrics of the model-free quoter at its tuned settings (as_: at params.yaml's)
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,9 @@ class WindowReport:
     """Metrics of one window (flat ``name -> value``, NaN when undefined) and the equity curves."""
 
     metrics: dict[str, float]
-    equity: pd.DataFrame = field(repr=False)  # columns: model, as, buy_hold, long_flat (start = 1.0)
+    equity: pd.DataFrame = field(
+        repr=False
+    )  # columns: model, as, buy_hold, long_flat[, tuned_as] (start = 1.0)
 
 
 def signal_frame(timestamps: pd.Index | pd.Series, predictions: np.ndarray, task: Task) -> pd.DataFrame:
@@ -140,20 +144,31 @@ def evaluate_window(
     risk: RiskConfig,
     backtest: BacktestConfig,
     config: EvaluateConfig,
+    model_quoting: Quoting | None = None,
+    tuned_quoter: Quoting | None = None,
 ) -> WindowReport:
     """Score one window. ``bars``, ``predictions`` and ``fwd_return`` are row-aligned.
+
+    ``quote``/``backtest`` are params.yaml's: the model-free quoter ``as_`` runs with them, and so
+    does the model unless ``model_quoting`` (the quote settings it was tuned with) is given.
+    ``tuned_quoter`` is the model-free quoter at its own study's best settings: ``tas_``.
 
     Returns:
         Flat metrics: the model quoter's ``sharpe``, ``sortino``, ``pnl_pct``, ``max_drawdown_pct``,
         ``fill_ratio``, ``n_trades``, ``fees``, ``inventory_mean``/``_std``/``_max_abs``; the same
         for the model-free quoter prefixed ``as_``; ``bh_`` (buy-and-hold) and ``lf_`` (long/flat)
         pnl/sharpe/drawdown; ``sharpe_diff`` with ``sharpe_diff_lo``/``_hi``; and the statistics.
+        With ``tuned_quoter``: the same quoter metrics prefixed ``tas_``, ``tas_sharpe_diff`` (model
+        minus tuned A-S) with ``_lo``/``_hi`` and ``tas_pnl_diff_pct`` (model minus tuned A-S, points).
     """
     if not (len(bars) == len(predictions) == len(fwd_return)):
         raise ValueError("evaluate_window: bars, predictions and labels must have the same length")
     bar_ns = bar_interval_ns(bars)
     signals = signal_frame(bars["timestamp"], predictions, task)
-    model = run_backtest(bars, quote=quote, risk=risk, backtest=backtest, signals=signals, strategy="model")
+    own = model_quoting or Quoting(quote=quote, backtest=backtest)
+    model = run_backtest(
+        bars, quote=own.quote, risk=risk, backtest=own.backtest, signals=signals, strategy="model"
+    )
     free = run_backtest(bars, quote=quote, risk=risk, backtest=backtest, strategy="as")
     bh = buy_and_hold(bars)
     lf = long_flat(bars, predictions, task, fee_bps=backtest.taker_fee_bps)
@@ -165,8 +180,46 @@ def evaluate_window(
     diff, lo, hi = sharpe_difference_ci(eq_model, eq_free, bar_ns=bar_ns, config=config)
     metrics.update({"sharpe_diff": diff, "sharpe_diff_lo": lo, "sharpe_diff_hi": hi})
     metrics.update(statistical_metrics(predictions, fwd_return, task))
+    curves = {"model": eq_model / eq_model[0], "as": eq_free / eq_free[0], "buy_hold": bh, "long_flat": lf}
+    if tuned_quoter is not None:
+        tuned = run_backtest(
+            bars, quote=tuned_quoter.quote, risk=risk, backtest=tuned_quoter.backtest, strategy="as"
+        )
+        metrics.update(_quoter(tuned, TUNED_QUOTER))
+        eq_tuned = tuned.equity["equity"].to_numpy(float)
+        diff, lo, hi = sharpe_difference_ci(eq_model, eq_tuned, bar_ns=bar_ns, config=config)
+        metrics.update({"tas_sharpe_diff": diff, "tas_sharpe_diff_lo": lo, "tas_sharpe_diff_hi": hi})
+        metrics["tas_pnl_diff_pct"] = metrics["pnl_pct"] - metrics["tas_pnl_pct"]
+        curves["tuned_as"] = eq_tuned / eq_tuned[0]
+    equity = pd.DataFrame(curves, index=pd.DatetimeIndex(bars["timestamp"], name="timestamp"))
+    return WindowReport(metrics=metrics, equity=equity)
+
+
+def evaluate_quoters(
+    bars: pd.DataFrame,
+    *,
+    quote: QuoteConfig,
+    risk: RiskConfig,
+    backtest: BacktestConfig,
+    tuned: Quoting,
+    config: EvaluateConfig,
+) -> WindowReport:
+    """The model-free quoter at params.yaml's settings (``as_``) and at its tuned ones (``tas_``) on
+    one window, with ``tas_over_as_sharpe_diff`` (tuned minus default, paired bootstrap 95% CI
+    ``_lo``/``_hi``) and ``tas_over_as_pnl_diff_pct`` (points of PnL %)."""
+    bar_ns = bar_interval_ns(bars)
+    free = run_backtest(bars, quote=quote, risk=risk, backtest=backtest, strategy="as")
+    best = run_backtest(bars, quote=tuned.quote, risk=risk, backtest=tuned.backtest, strategy="as")
+    metrics = {**_quoter(free, "as_"), **_quoter(best, TUNED_QUOTER)}
+    eq_free = free.equity["equity"].to_numpy(float)
+    eq_best = best.equity["equity"].to_numpy(float)
+    diff, lo, hi = sharpe_difference_ci(eq_best, eq_free, bar_ns=bar_ns, config=config)
+    metrics.update(
+        {"tas_over_as_sharpe_diff": diff, "tas_over_as_sharpe_diff_lo": lo, "tas_over_as_sharpe_diff_hi": hi}
+    )
+    metrics["tas_over_as_pnl_diff_pct"] = metrics["tas_pnl_pct"] - metrics["as_pnl_pct"]
     equity = pd.DataFrame(
-        {"model": eq_model / eq_model[0], "as": eq_free / eq_free[0], "buy_hold": bh, "long_flat": lf},
+        {"as": eq_free / eq_free[0], "tuned_as": eq_best / eq_best[0], "buy_hold": buy_and_hold(bars)},
         index=pd.DatetimeIndex(bars["timestamp"], name="timestamp"),
     )
     return WindowReport(metrics=metrics, equity=equity)
