@@ -74,6 +74,8 @@ SUMMARY_METRICS = (
     "tas_pnl_pct",
     "tas_n_trades",
     "tas_sharpe_diff",
+    "tas_sharpe_diff_lo",
+    "tas_sharpe_diff_hi",
     "tas_pnl_diff_pct",
 )
 
