@@ -9,7 +9,8 @@ each is an MLflow parent run with its trials), but nothing is registered. Units 
 - ``*_pnl_pct``: percent change of equity over the whole window, net of fees.
 - ``*_sharpe``: per-bar returns annualised on 365 days (crypto trades every day).
 - ``sharpe_diff``: model-skewed quoter minus A-S quoter, with its paired moving-block bootstrap
-  95% interval ``sharpe_diff_lo``/``_hi``.
+  95% interval ``sharpe_diff_lo``/``_hi``; ``tas_*``: the same against the A-S quoter at the
+  settings its own study tuned (NaN when the series' quoter was not tuned).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from training.config import EvaluateConfig, ModelsConfig, Task
+from training.config import EvaluateConfig, FamilyConfig, ModelsConfig, Task
 from training.pipeline import WINDOWS, Candidate, TrackingSettings, tune_and_log
+from training.quote_tuning import QUOTER
+from training.quoter import tune_quoter_and_log
 from training.tune import TuneJob
 
 # table column -> metric key in ``Candidate.metrics`` (after the ``<window>_`` prefix)
@@ -41,6 +44,11 @@ METRICS: dict[str, str] = {
     "bh_pnl_pct": "bh_pnl_pct",
     "bh_sharpe": "bh_sharpe",
     "quoter_trades": "n_trades",
+    "tas_pnl_pct": "tas_pnl_pct",  # the model-free quoter at its tuned settings (training.quoter)
+    "tas_sharpe": "tas_sharpe",
+    "tas_sharpe_diff": "tas_sharpe_diff",
+    "tas_sharpe_diff_lo": "tas_sharpe_diff_lo",
+    "tas_sharpe_diff_hi": "tas_sharpe_diff_hi",
 }
 COLUMNS: tuple[str, ...] = ("family", "task", "window", *METRICS, "trials", "run_id")
 HEADERS: dict[str, str] = {
@@ -60,7 +68,11 @@ HEADERS: dict[str, str] = {
     "bh_pnl_pct": "buy&hold PnL %",
     "bh_sharpe": "buy&hold Sharpe",
     "quoter_trades": "quoter trades",
+    "tas_pnl_pct": "tuned A–S PnL %",
+    "tas_sharpe": "tuned A–S Sharpe",
+    "tas_sharpe_diff": "Sharpe diff vs tuned A–S [95% CI]",
 }
+CI_COLUMNS = ("sharpe_diff_lo", "sharpe_diff_hi", "tas_sharpe_diff_lo", "tas_sharpe_diff_hi")
 
 
 def protocol_jobs(
@@ -80,6 +92,14 @@ def protocol_jobs(
     ]
 
 
+def quoter_job(base: TuneJob) -> TuneJob | None:
+    """The model-free quoter's study on ``base``'s dataset and plan, or None where it cannot run:
+    no ``tune.quote_space``, or the forecast-loss objective (a quoter makes no forecast)."""
+    if not base.tune.quote_space or base.tune.objective == "loss":
+        return None
+    return dataclasses.replace(base, family=QUOTER, family_config=FamilyConfig())
+
+
 def run_protocol(
     jobs: Iterable[TuneJob],
     settings: TrackingSettings,
@@ -87,8 +107,11 @@ def run_protocol(
     trials: int,
     timeout_s: float | None,
     evaluate: EvaluateConfig,
+    quoter: TuneJob | None = None,
 ) -> pd.DataFrame:
     """Tune (``trials`` more trials per study), refit, evaluate and log every job; register nothing.
+    With ``quoter`` (the model-free quoter's job) its study runs first, with the same budget, so
+    every row is also compared with the tuned A-S quoter (``tas_`` columns).
 
     Returns:
         :func:`protocol_table` of the candidates (units in the module docstring).
@@ -96,6 +119,8 @@ def run_protocol(
     Raises:
         ValueError: a study completed no trial (the message names it).
     """
+    if quoter is not None:
+        tune_quoter_and_log(quoter, settings, trials=trials, timeout_s=timeout_s, evaluate=evaluate)
     return protocol_table(
         [tune_and_log(job, settings, trials=trials, timeout_s=timeout_s, evaluate=evaluate) for job in jobs]
     )
@@ -122,7 +147,7 @@ def protocol_table(candidates: Sequence[Candidate]) -> pd.DataFrame:
 def to_markdown(table: pd.DataFrame, *, columns: Sequence[str] | None = None) -> str:
     """A GitHub markdown table of ``table`` (default: every metric column, no run id); numbers to
     4 significant digits for errors and 2 decimals for PnL/Sharpe; the Sharpe difference with its CI."""
-    cols = list(columns or [c for c in COLUMNS if c not in ("sharpe_diff_lo", "sharpe_diff_hi", "run_id")])
+    cols = list(columns or [c for c in COLUMNS if c not in (*CI_COLUMNS, "run_id")])
     lines = ["| " + " | ".join(HEADERS.get(c, c) for c in cols) + " |", "|" + "---|" * len(cols)]
     for _, row in table.iterrows():
         lines.append("| " + " | ".join(_cell(row, c) for c in cols) + " |")
@@ -131,8 +156,9 @@ def to_markdown(table: pd.DataFrame, *, columns: Sequence[str] | None = None) ->
 
 def _cell(row: pd.Series, column: str) -> str:
     value = row[column]
-    if column == "sharpe_diff":
-        return f"{_fmt(value, '.2f')} [{_fmt(row['sharpe_diff_lo'], '.2f')}, {_fmt(row['sharpe_diff_hi'], '.2f')}]"
+    if column in ("sharpe_diff", "tas_sharpe_diff"):
+        lo, hi = row[f"{column}_lo"], row[f"{column}_hi"]
+        return f"{_fmt(value, '.2f')} [{_fmt(lo, '.2f')}, {_fmt(hi, '.2f')}]"
     if isinstance(value, str):
         return value
     if column in ("mae", "rmse"):

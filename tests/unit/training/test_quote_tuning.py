@@ -189,3 +189,35 @@ def test_the_comparison_uses_the_tuned_quoter_and_the_model_its_own_settings(sma
         bars, quote=own.quote, risk=RiskConfig(), backtest=own.backtest, signals=signals, strategy="model"
     )
     assert m["n_trades"] == mine.metrics.n_trades  # the model quoted with its own tuned size
+
+
+def test_the_protocol_tunes_the_quoter_first_and_shows_it_beside_each_model(small, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import math
+
+    from training.pipeline import TrackingSettings
+    from training.protocol import quoter_job, run_protocol
+
+    base = _job(small, "sgd", TuneConfig(quote_space=SPACE, n_startup_trials=1, prune=False))
+    assert quoter_job(_job(small, "sgd", TuneConfig(objective="loss", quote_space=SPACE))) is None
+    assert quoter_job(_job(small, "sgd", TuneConfig())) is None  # no space: nothing to tune
+    settings = TrackingSettings(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifact_root=(tmp_path / "art").as_uri(),
+        optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+        scratch=tmp_path / "models",
+        repo=tmp_path,
+        dvc_data_hash="none",
+        params_doc={},
+    )
+    table = run_protocol(
+        [base],
+        settings,
+        trials=1,
+        timeout_s=None,
+        evaluate=EvaluateConfig(bootstrap_samples=100, importance_rows=100),
+        quoter=quoter_job(base),
+    )
+    # one trial of the quoter's study is its first starting point, params.yaml's own settings: the
+    # "tuned" quoter is then the default one, to the last digit, on both windows
+    assert table["tas_pnl_pct"].tolist() == table["as_pnl_pct"].tolist()
+    assert all(math.isfinite(v) for v in table["tas_sharpe_diff_lo"])
