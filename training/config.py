@@ -161,14 +161,12 @@ class TuneConfig(_Section):
     def _quote_space(self) -> TuneConfig:
         bad = sorted(k for k in self.quote_space if not tunable(k))
         if bad:
-            raise ValueError(f"tune.quote_space: {bad} are not numeric quote settings or refresh_bars")
+            raise ValueError(f"quote_space: {bad} are not numeric quote settings or refresh_bars")
         stray = sorted({k for start in self.quote_starts for k in start} - set(self.quote_space))
         if stray:
-            raise ValueError(f"tune.quote_starts names {stray}, which tune.quote_space does not tune")
+            raise ValueError(f"quote_starts names {stray}, which quote_space does not tune")
         if self.quote_joint and self.objective == "loss":
-            raise ValueError(
-                "tune.quote_joint needs a fill-engine objective: the forecast loss ignores quotes"
-            )
+            raise ValueError("quote_joint needs a fill-engine objective: the forecast loss ignores quotes")
         return self
 
 
