@@ -65,6 +65,16 @@ def _human(result: Mapping[str, Any]) -> str:
         f"backtest: sharpe {m.get('backtest_sharpe', float('nan')):.2f} vs A-S {m.get('backtest_as_sharpe', float('nan')):.2f}; "
         f"forward: sharpe {m.get('forward_sharpe', float('nan')):.2f} vs A-S {m.get('forward_as_sharpe', float('nan')):.2f}, "
         f"diff CI [{m.get('forward_sharpe_diff_lo', float('nan')):.2f}, {m.get('forward_sharpe_diff_hi', float('nan')):.2f}]"
+    ) + _tuned_line(m)
+
+
+def _tuned_line(m: Mapping[str, Any]) -> str:
+    if "forward_tas_pnl_pct" not in m:
+        return ""
+    return (
+        f"\nforward vs tuned A-S: pnl {m['forward_pnl_pct']:.3f}% vs {m['forward_tas_pnl_pct']:.3f}%, "
+        f"sharpe diff {m.get('forward_tas_sharpe_diff', float('nan')):.2f} "
+        f"[{m.get('forward_tas_sharpe_diff_lo', float('nan')):.2f}, {m.get('forward_tas_sharpe_diff_hi', float('nan')):.2f}]"
     )
 
 
