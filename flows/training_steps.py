@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from training.quoter import QuoterResult
     from training.registry import GateOutcome, Registry
     from training.retrain_record import Mode, RetrainRecord
-    from training.tune import TuneJob
 
 
 def split_series(key: str) -> tuple[str | None, str, str]:
@@ -121,33 +120,6 @@ def resolve_task(params: Params, task: str | None) -> Any:
     return chosen
 
 
-def _job(
-    params: Params,
-    bars: pd.DataFrame,
-    *,
-    family: str,
-    task: Any,
-    calibration: Path | None = None,
-) -> TuneJob:
-    from training.pipeline import prepare_job
-    from training.quote_tuning import calibrated_start
-
-    starts = (calibrated_start(calibration, tick_size=params.backtest.tick_size),) if calibration else ()
-    return prepare_job(
-        bars,
-        family=family,
-        task=task,
-        features=params.features,
-        split=params.split,
-        tune=params.tune,
-        models=params.models,
-        quote=params.quote,
-        risk=params.risk,
-        backtest=params.backtest,
-        quote_starts=starts,
-    )
-
-
 def run_family(
     where: Locations,
     params: Params,
@@ -158,18 +130,30 @@ def run_family(
     trials: int | None = None,
     timeout: float | None = None,
 ) -> Candidate:
-    from training.pipeline import tune_and_log
+    from training.pipeline import prepare_job, tune_and_log
 
     try:
+        job = prepare_job(
+            bars,
+            family=family,
+            task=task,
+            features=params.features,
+            split=params.split,
+            tune=params.tune,
+            models=params.models,
+            quote=params.quote,
+            risk=params.risk,
+            backtest=params.backtest,
+        )
         return tune_and_log(
-            _job(params, bars, family=family, task=task),
+            job,
             tracking_settings(where, params),
             trials=trials or params.tune.trials,
             timeout_s=timeout or params.tune.timeout_s,
             evaluate=params.evaluate,
         )
     except ValueError as exc:
-        if isinstance(exc, DataError | ConfigError):
+        if isinstance(exc, DataError):
             raise
         raise DataError(f"{family}: {exc}") from exc
 
@@ -185,11 +169,27 @@ def run_quoter(
     calibration: Path | None = None,
 ) -> QuoterResult:
     """Tune the model-free A-S quoter of the series (``tune.quote_space``), same folds and budget."""
+    from training.pipeline import prepare_job
+    from training.quote_tuning import QUOTER, calibrated_start
     from training.quoter import tune_quoter_and_log
 
+    starts = (calibrated_start(calibration, tick_size=params.backtest.tick_size),) if calibration else ()
     try:
+        job = prepare_job(
+            bars,
+            family=QUOTER,
+            task=task,
+            features=params.features,
+            split=params.split,
+            tune=params.tune,
+            models=params.models,
+            quote=params.quote,
+            risk=params.risk,
+            backtest=params.backtest,
+            quote_starts=starts,
+        )
         return tune_quoter_and_log(
-            _job(params, bars, family="as", task=task, calibration=calibration),
+            job,
             tracking_settings(where, params),
             trials=trials or params.tune.trials,
             timeout_s=timeout or params.tune.timeout_s,

@@ -33,9 +33,7 @@ class WindowReport:
     """Metrics of one window (flat ``name -> value``, NaN when undefined) and the equity curves."""
 
     metrics: dict[str, float]
-    equity: pd.DataFrame = field(
-        repr=False
-    )  # columns: model, as, buy_hold, long_flat[, tuned_as] (start = 1.0)
+    equity: pd.DataFrame = field(repr=False)  # columns: model, as, buy_hold, long_flat (start = 1.0)
 
 
 def signal_frame(timestamps: pd.Index | pd.Series, predictions: np.ndarray, task: Task) -> pd.DataFrame:
@@ -151,7 +149,8 @@ def evaluate_window(
 
     ``quote``/``backtest`` are params.yaml's: the model-free quoter ``as_`` runs with them, and so
     does the model unless ``model_quoting`` (the quote settings it was tuned with) is given.
-    ``tuned_quoter`` is the model-free quoter at its own study's best settings: ``tas_``.
+    ``tuned_quoter`` is the model-free quoter at its own study's best settings: ``tas_`` (and a
+    ``tuned_as`` equity column).
 
     Returns:
         Flat metrics: the model quoter's ``sharpe``, ``sortino``, ``pnl_pct``, ``max_drawdown_pct``,
