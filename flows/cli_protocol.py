@@ -39,7 +39,7 @@ def protocol(
 ) -> None:
     """Tune, refit and score every family x task (nothing registered); print the protocol table."""
     from training.pipeline import prepare_job
-    from training.protocol import protocol_jobs, run_protocol, to_markdown
+    from training.protocol import protocol_jobs, quoter_job, run_protocol, to_markdown
 
     where, params = context()
     names = [f.strip() for f in families.split(",")] if families else list(params.tune.families)
@@ -71,6 +71,7 @@ def protocol(
             trials=trials or params.tune.trials,
             timeout_s=params.tune.timeout_s,
             evaluate=params.evaluate,
+            quoter=quoter_job(base),
         )
     except ValueError as exc:
         if isinstance(exc, DataError):

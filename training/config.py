@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.schema import interval_ns
+from training.quote_tuning import tunable
 
 Family = Literal["rf", "sgd", "lstm"]
 Task = Literal["classifier", "regressor"]
@@ -145,6 +146,31 @@ class TuneConfig(_Section):
     seed: int = 0
     n_startup_trials: int = Field(5, ge=0, description="random trials before TPE models the space")
     prune: bool = True
+    quote_space: dict[str, SearchParam] = Field(
+        default_factory=dict,
+        description="quote settings Optuna may tune (numeric quote fields, refresh_bars): the model-free "
+        "quoter's own study (mmops tune --model as) and, with quote_joint, every family's study",
+    )
+    quote_joint: bool = Field(
+        False,
+        description="tune quote_space jointly with each family's hyper-parameters (study <name>-quote), "
+        "and tune the model-free quoter first in mmops train, so both are tuned on equal terms",
+    )
+    quote_starts: tuple[dict[str, float], ...] = Field(
+        (), description="starting points enqueued after today's quote values, e.g. a calibrated kappa"
+    )
+
+    @model_validator(mode="after")
+    def _quote_space(self) -> TuneConfig:
+        bad = sorted(k for k in self.quote_space if not tunable(k))
+        if bad:
+            raise ValueError(f"quote_space: {bad} are not numeric quote settings or refresh_bars")
+        stray = sorted({k for start in self.quote_starts for k in start} - set(self.quote_space))
+        if stray:
+            raise ValueError(f"quote_starts names {stray}, which quote_space does not tune")
+        if self.quote_joint and self.objective == "loss":
+            raise ValueError("quote_joint needs a fill-engine objective: the forecast loss ignores quotes")
+        return self
 
 
 class EvaluateConfig(_Section):

@@ -28,11 +28,13 @@ from trading.backtest import BacktestResult, bar_interval_ns, run_backtest
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig
 from trading.metrics import annualised_ratios, max_drawdown_pct
 from training.config import EvaluateConfig, Task
+from training.quote_tuning import Quoting
 
 NS_PER_YEAR = 365 * 86_400 * 1_000_000_000
 NS_PER_DAY = 86_400 * 1_000_000_000
 BPS = 1e4
 SIGNAL_COLUMN: dict[str, str] = {"regressor": "pred_return", "classifier": "prob_up"}
+TUNED_QUOTER = "tas_"  # metrics of the model-free quoter at its tuned settings (as_: at params.yaml's)
 
 
 @dataclass(frozen=True)
@@ -288,9 +290,16 @@ def evaluate_window(
     backtest: BacktestConfig,
     config: EvaluateConfig,
     hold_bars: int = 1,
+    model_quoting: Quoting | None = None,
+    tuned_quoter: Quoting | None = None,
 ) -> WindowReport:
     """Score one window. ``bars``, ``predictions`` and ``fwd_return`` are row-aligned;
     ``hold_bars`` is the label horizon, how long the long/flat baseline holds each call.
+
+    ``quote``/``backtest`` are params.yaml's: the model-free quoter ``as_`` runs with them, and so
+    does the model unless ``model_quoting`` (the quote settings it was tuned with) is given.
+    ``tuned_quoter`` is the model-free quoter at its own study's best settings: ``tas_`` (and a
+    ``tuned_as`` equity column).
 
     Returns:
         Flat metrics: the model quoter's ``utility`` and ``pnl_bps_day`` (bps of capital per
@@ -299,12 +308,18 @@ def evaluate_window(
         model-free quoter prefixed ``as_``; ``bh_`` (buy-and-hold) and ``lf_`` (long/flat)
         utility/pnl/sharpe/drawdown; the differences model minus A-S quoter ``utility_diff``,
         ``pnl_diff`` (bps/day) and ``sharpe_diff``, each with ``_lo``/``_hi``; the statistics.
+        With ``tuned_quoter``: its quoter metrics prefixed ``tas_`` and the differences model
+        minus tuned A-S ``tas_utility_diff``, ``tas_pnl_diff``, ``tas_sharpe_diff`` (each with
+        ``_lo``/``_hi``) and ``tas_pnl_diff_pct`` (points of PnL %).
     """
     if not (len(bars) == len(predictions) == len(fwd_return)):
         raise ValueError("evaluate_window: bars, predictions and labels must have the same length")
     bar_ns = bar_interval_ns(bars)
     signals = signal_frame(bars["timestamp"], predictions, task)
-    model = run_backtest(bars, quote=quote, risk=risk, backtest=backtest, signals=signals, strategy="model")
+    own = model_quoting or Quoting(quote=quote, backtest=backtest)
+    model = run_backtest(
+        bars, quote=own.quote, risk=risk, backtest=own.backtest, signals=signals, strategy="model"
+    )
     free = run_backtest(bars, quote=quote, risk=risk, backtest=backtest, strategy="as")
     bh = buy_and_hold(bars)
     lf = long_flat(bars, predictions, task, fee_bps=backtest.taker_fee_bps, hold_bars=hold_bars)
@@ -315,25 +330,79 @@ def evaluate_window(
         stats = curve_stats(curve, bar_ns=bar_ns, risk_aversion=config.risk_aversion)
         keys = ("utility", "pnl_bps_day") if prefix in ("", "as_") else tuple(stats)
         metrics.update({f"{prefix}{k}": stats[k] for k in keys})
-    for name in ("utility", "pnl", "sharpe"):
-        spec = measure(name, bar_ns=bar_ns, risk_aversion=config.risk_aversion)
-        diff, lo, hi = difference_ci(eq_model, eq_free, spec=spec, config=config)
-        metrics.update({f"{name}_diff": diff, f"{name}_diff_lo": lo, f"{name}_diff_hi": hi})
+    metrics.update(_differences(eq_model, eq_free, prefix="", bar_ns=bar_ns, config=config))
     metrics.update(statistical_metrics(predictions, fwd_return, task))
-    equity = pd.DataFrame(
-        {
-            "model": eq_model[1:] / eq_model[0],
-            "as": eq_free[1:] / eq_free[0],
-            "buy_hold": bh,
-            "long_flat": lf,
-        },
-        index=pd.DatetimeIndex(bars["timestamp"], name="timestamp"),
-    )
+    curves = {
+        "model": eq_model[1:] / eq_model[0],
+        "as": eq_free[1:] / eq_free[0],
+        "buy_hold": bh,
+        "long_flat": lf,
+    }
+    if tuned_quoter is not None:
+        tuned = run_backtest(
+            bars, quote=tuned_quoter.quote, risk=risk, backtest=tuned_quoter.backtest, strategy="as"
+        )
+        eq_tuned = equity_curve(tuned)
+        metrics.update(_quoter(tuned, TUNED_QUOTER))
+        metrics.update(pnl_decomposition_metrics(tuned, TUNED_QUOTER))
+        stats = curve_stats(eq_tuned, bar_ns=bar_ns, risk_aversion=config.risk_aversion)
+        metrics.update({f"{TUNED_QUOTER}{k}": stats[k] for k in ("utility", "pnl_bps_day")})
+        metrics.update(_differences(eq_model, eq_tuned, prefix=TUNED_QUOTER, bar_ns=bar_ns, config=config))
+        metrics["tas_pnl_diff_pct"] = metrics["pnl_pct"] - metrics["tas_pnl_pct"]
+        curves["tuned_as"] = eq_tuned[1:] / eq_tuned[0]
+    equity = pd.DataFrame(curves, index=pd.DatetimeIndex(bars["timestamp"], name="timestamp"))
     inventory = pd.DataFrame(
         {"model": model.equity["inventory"].to_numpy(), "as": free.equity["inventory"].to_numpy()},
         index=equity.index,
     )
     return WindowReport(metrics=metrics, equity=equity, inventory=inventory)
+
+
+def _differences(
+    eq_a: np.ndarray, eq_b: np.ndarray, *, prefix: str, bar_ns: int, config: EvaluateConfig
+) -> dict[str, float]:
+    """``a`` minus ``b`` in utility, PnL (bps/day) and Sharpe, each with its paired bootstrap CI."""
+    out: dict[str, float] = {}
+    for name in ("utility", "pnl", "sharpe"):
+        spec = measure(name, bar_ns=bar_ns, risk_aversion=config.risk_aversion)
+        diff, lo, hi = difference_ci(eq_a, eq_b, spec=spec, config=config)
+        out.update(
+            {f"{prefix}{name}_diff": diff, f"{prefix}{name}_diff_lo": lo, f"{prefix}{name}_diff_hi": hi}
+        )
+    return out
+
+
+def evaluate_quoters(
+    bars: pd.DataFrame,
+    *,
+    quote: QuoteConfig,
+    risk: RiskConfig,
+    backtest: BacktestConfig,
+    tuned: Quoting,
+    config: EvaluateConfig,
+) -> WindowReport:
+    """The model-free quoter at params.yaml's settings (``as_``) and at its tuned ones (``tas_``) on
+    one window, with the differences tuned minus default ``tas_over_as_{utility,pnl,sharpe}_diff``
+    (paired bootstrap 95% CI ``_lo``/``_hi``) and ``tas_over_as_pnl_diff_pct`` (points of PnL %)."""
+    bar_ns = bar_interval_ns(bars)
+    free = run_backtest(bars, quote=quote, risk=risk, backtest=backtest, strategy="as")
+    best = run_backtest(bars, quote=tuned.quote, risk=risk, backtest=tuned.backtest, strategy="as")
+    metrics = {**_quoter(free, "as_"), **_quoter(best, TUNED_QUOTER)}
+    eq_free, eq_best = equity_curve(free), equity_curve(best)
+    for prefix, curve in (("as_", eq_free), (TUNED_QUOTER, eq_best)):
+        stats = curve_stats(curve, bar_ns=bar_ns, risk_aversion=config.risk_aversion)
+        metrics.update({f"{prefix}{k}": stats[k] for k in ("utility", "pnl_bps_day")})
+    metrics.update(_differences(eq_best, eq_free, prefix="tas_over_as_", bar_ns=bar_ns, config=config))
+    metrics["tas_over_as_pnl_diff_pct"] = metrics["tas_pnl_pct"] - metrics["as_pnl_pct"]
+    equity = pd.DataFrame(
+        {
+            "as": eq_free[1:] / eq_free[0],
+            "tuned_as": eq_best[1:] / eq_best[0],
+            "buy_hold": buy_and_hold(bars),
+        },
+        index=pd.DatetimeIndex(bars["timestamp"], name="timestamp"),
+    )
+    return WindowReport(metrics=metrics, equity=equity)
 
 
 def pnl_decomposition_metrics(result: BacktestResult, prefix: str) -> dict[str, float]:
@@ -354,7 +423,11 @@ def markout_horizons(metrics: Mapping[str, float], prefix: str = "") -> list[int
 def pnl_decomposition_table(metrics: Mapping[str, float], *, windows: Sequence[str]) -> list[str]:
     """A markdown table of the logged decomposition (``<window>_pnl_*``, ``<window>_as_pnl_*``):
     one row per window and quoter, the parts in quote ccy, for the gate report."""
-    quoters = (("", "model"), ("as_", "A-S"))
+    quoters = [
+        (prefix, name)
+        for prefix, name in (("", "model"), ("as_", "A-S"), (TUNED_QUOTER, "A-S tuned"))
+        if any(f"{w}_{prefix}pnl_net" in metrics for w in windows)
+    ]
     horizons = sorted({h for w in windows for p, _ in quoters for h in markout_horizons(metrics, f"{w}_{p}")})
     parts = ["spread", *(f"adverse_{h}" for h in horizons), "inventory", "fees", "residual", "net"]
     lines = [

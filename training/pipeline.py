@@ -24,15 +24,34 @@ from features.errors import DataError
 from features.progress import report
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig
 from training import plots, tracking
-from training.config import EvaluateConfig, ModelsConfig, SplitConfig, Task, TuneConfig, registered_name
+from training.config import (
+    EvaluateConfig,
+    FamilyConfig,
+    ModelsConfig,
+    SplitConfig,
+    Task,
+    TuneConfig,
+    registered_name,
+)
 from training.dataset import Dataset, build_dataset, predict_rows
 from training.evaluate import WindowReport, evaluate_window, statistical_metrics
 from training.models import model_class
+from training.quote_tuning import QUOTER, TAG_MODEL, TAG_TUNED_AS, Quoting
 from training.splits import plan_splits
-from training.tune import TuneJob, best_params, fit_window, open_study, run_trials, study_name, trial_value
+from training.tune import (
+    TuneJob,
+    best_params,
+    fit_window,
+    open_study,
+    run_trials,
+    study_name,
+    trial_value,
+    tuned_quoter,
+)
 
 logger = logging.getLogger(__name__)
 WINDOWS = ("backtest", "forward")
+TAG_TUNED_AS_STUDY = "mmops.tas_study"  # the model-free quoter's study the version was compared with
 # What a candidate's summary (the flow's result, the demo's table, DVC metrics) carries per window:
 # forecast errors, the model quoter, the model-free A-S quoter (as_) and buy-and-hold (bh_).
 SUMMARY_METRICS = (
@@ -69,6 +88,21 @@ SUMMARY_METRICS = (
     "accuracy_lo",
     "accuracy_hi",
     "majority_accuracy",
+    # the model-free quoter at its tuned settings (training.quoter), and the model against it
+    "tas_utility",
+    "tas_sharpe",
+    "tas_pnl_pct",
+    "tas_n_trades",
+    "tas_sharpe_diff",
+    "tas_sharpe_diff_lo",
+    "tas_sharpe_diff_hi",
+    "tas_pnl_diff_pct",
+    "tas_utility_diff",
+    "tas_utility_diff_lo",
+    "tas_utility_diff_hi",
+    "tas_pnl_diff",
+    "tas_pnl_diff_lo",
+    "tas_pnl_diff_hi",
 )
 
 
@@ -154,7 +188,7 @@ def tune_and_log(
     """
     ds = job.dataset
     registered = registered_name(ds.symbol, ds.interval)
-    name = study_name(registered, job.family, job.task)
+    name = study_name(registered, job.family, job.task, joint=job.tune.quote_joint)
     study = open_study(settings.optuna_storage, name, maximize=job.maximize, config=job.tune)
     tracking.use_tracking(settings.tracking_uri)
     experiment = tracking.ensure_experiment(f"{registered}-{job.task}", artifact_root=settings.artifact_root)
@@ -190,6 +224,8 @@ def tune_and_log(
 
         run_trials(study, job, trials=trials, timeout_s=timeout_s, on_trial=on_trial)
         params = best_params(study)
+        own = job.quoting(params)  # the model's quote settings: tuned with it, or params.yaml's
+        against = tuned_quoter(settings.optuna_storage, registered, job)
         tracking.log_params_flat({**job.family_config.fixed, **params})
         tracking.log_params_flat(
             {
@@ -215,7 +251,10 @@ def tune_and_log(
         model_dir = settings.scratch / f"{name}-{parent_id}"
         model.save(model_dir)
         fast = _FastRows(model_dir)
-        reports = {w: _evaluate(job, fast, getattr(job.plan, w), evaluate) for w in WINDOWS}
+        tracking.set_run_tags({**own.tags(TAG_MODEL), **_tuned_quoter_tags(against)})
+        reports = {
+            w: _evaluate(job, fast, getattr(job.plan, w), evaluate, own=own, against=against) for w in WINDOWS
+        }
         metrics = {f"{w}_{k}": v for w, r in reports.items() for k, v in r.metrics.items()}
         metrics["tune_best_value"] = float(study.best_value)
         tracking.log_metrics(metrics)
@@ -286,7 +325,23 @@ def choose(candidates: list[Candidate], objective: str) -> Candidate:
     return best[1]
 
 
-def _evaluate(job: TuneJob, fast: _FastRows, rows: slice, config: EvaluateConfig) -> WindowReport:
+def _tuned_quoter_tags(against: tuple[str, Quoting] | None) -> dict[str, str]:
+    if against is None:
+        logger.info("no tuned model-free quoter for this series yet (mmops tune --model as): no tas_ metrics")
+        return {}
+    study, quoting = against
+    return {**quoting.tags(TAG_TUNED_AS), TAG_TUNED_AS_STUDY: study}
+
+
+def _evaluate(
+    job: TuneJob,
+    fast: _FastRows,
+    rows: slice,
+    config: EvaluateConfig,
+    *,
+    own: Quoting,
+    against: tuple[str, Quoting] | None,
+) -> WindowReport:
     ds = job.dataset
     preds = predict_rows(fast, ds.X, rows)
     return evaluate_window(
@@ -299,6 +354,24 @@ def _evaluate(job: TuneJob, fast: _FastRows, rows: slice, config: EvaluateConfig
         backtest=job.backtest,
         config=config,
         hold_bars=ds.label_horizon,
+        model_quoting=own,
+        tuned_quoter=against[1] if against else None,
+    )
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: state, value, parameters and the score of each fold."""
+    return pd.DataFrame(
+        [
+            {
+                "trial": t.number,
+                "state": t.state.name,
+                "value": trial_value(t),
+                **t.params,
+                **{f"fold_{i}": s for i, s in enumerate(t.user_attrs.get("fold_scores", []))},
+            }
+            for t in study.trials
+        ]
     )
 
 
@@ -323,19 +396,7 @@ def _write_reports(
             ),
         )
     ]
-    folds = pd.DataFrame(
-        [
-            {
-                "trial": t.number,
-                "state": t.state.name,
-                "value": trial_value(t),
-                **t.params,
-                **{f"fold_{i}": s for i, s in enumerate(t.user_attrs.get("fold_scores", []))},
-            }
-            for t in study.trials
-        ]
-    )
-    folds.to_csv(folder / "trials_folds.csv", index=False)
+    trials_frame(study).to_csv(folder / "trials_folds.csv", index=False)
     (folder / "split_plan.json").write_text(json.dumps(job.plan.to_dict(ds.index), indent=1))
     out += [("tables", folder / "trials_folds.csv"), ("tables", folder / "split_plan.json")]
     rows = job.plan.backtest
@@ -399,8 +460,10 @@ def prepare_job(
     risk: RiskConfig,
     backtest: BacktestConfig,
     evaluate: EvaluateConfig,
+    quote_starts: tuple[Mapping[str, float], ...] = (),
 ) -> TuneJob:
-    """Dataset, split plan and settings of one study, from the bars of one series.
+    """Dataset, split plan and settings of one study, from the bars of one series; ``family`` may
+    be ``as``, the model-free quoter (no hyper-parameters, only ``tune.quote_space``).
 
     Raises:
         DataError: too few bars for the features.
@@ -414,12 +477,13 @@ def prepare_job(
         plan=plan,
         family=family,
         task=task,
-        family_config=models.family(family),
+        family_config=FamilyConfig() if family == QUOTER else models.family(family),
         tune=tune,
         split=profile,
         quote=quote,
         risk=risk,
         backtest=backtest,
+        quote_starts=quote_starts,
         evaluate=evaluate,
     )
 
@@ -435,9 +499,13 @@ def evaluate_artifact(
     risk: RiskConfig,
     backtest: BacktestConfig,
     evaluate: EvaluateConfig,
+    model_quoting: Quoting | None = None,
+    tuned_quoter: Quoting | None = None,
 ) -> dict[str, float]:
     """Score a saved model (its ONNX fast path) on a hold-out window of ``bars``, or on all of
     them when ``window`` is None (e.g. a fresh dump). Features come from the same code as training.
+    ``model_quoting``/``tuned_quoter``: as in :func:`training.evaluate.evaluate_window` (read back
+    from the version's ``mmops.quote.*``/``mmops.tas.*`` tags by :func:`quote_tuning.from_version`).
 
     Raises:
         DataError: the model's feature names differ from what the features config produces.
@@ -468,5 +536,7 @@ def evaluate_artifact(
         backtest=backtest,
         config=evaluate,
         hold_bars=dataset.label_horizon,
+        model_quoting=model_quoting,
+        tuned_quoter=tuned_quoter,
     )
     return report.metrics

@@ -15,7 +15,9 @@ each is an MLflow parent run with its trials), but nothing is registered. Units 
   quoter minus A-S quoter, bps/day, each with its paired moving-block bootstrap 95% interval.
 - ``*_pnl_pct``: percent change of equity over the whole window, net of fees.
 - ``*_sharpe``: per-bar returns annualised on 365 days (crypto trades every day).
-- ``sharpe_diff``: model-skewed quoter minus A-S quoter, with its bootstrap 95% interval.
+- ``sharpe_diff``: model-skewed quoter minus A-S quoter, with its bootstrap 95% interval;
+  ``tas_*``: the same against the A-S quoter at the settings its own study tuned (NaN when the
+  series' quoter was not tuned).
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from training.config import EvaluateConfig, ModelsConfig, Task
+from training.config import EvaluateConfig, FamilyConfig, ModelsConfig, Task
 from training.pipeline import WINDOWS, Candidate, TrackingSettings, tune_and_log
+from training.quote_tuning import QUOTER
+from training.quoter import tune_quoter_and_log
 from training.tune import TuneJob
 
 # table column -> metric key in ``Candidate.metrics`` (after the ``<window>_`` prefix)
@@ -61,6 +65,15 @@ METRICS: dict[str, str] = {
     "bh_pnl_pct": "bh_pnl_pct",
     "bh_sharpe": "bh_sharpe",
     "quoter_trades": "n_trades",
+    "tas_utility": "tas_utility",  # the model-free quoter at its tuned settings (training.quoter)
+    "tas_utility_diff": "tas_utility_diff",
+    "tas_utility_diff_lo": "tas_utility_diff_lo",
+    "tas_utility_diff_hi": "tas_utility_diff_hi",
+    "tas_pnl_pct": "tas_pnl_pct",
+    "tas_sharpe": "tas_sharpe",
+    "tas_sharpe_diff": "tas_sharpe_diff",
+    "tas_sharpe_diff_lo": "tas_sharpe_diff_lo",
+    "tas_sharpe_diff_hi": "tas_sharpe_diff_hi",
 }
 COLUMNS: tuple[str, ...] = ("family", "task", "window", *METRICS, "trials", "run_id")
 HEADERS: dict[str, str] = {
@@ -88,6 +101,11 @@ HEADERS: dict[str, str] = {
     "bh_pnl_pct": "buy&hold PnL %",
     "bh_sharpe": "buy&hold Sharpe",
     "quoter_trades": "quoter trades",
+    "tas_utility": "tuned A–S utility bp/d",
+    "tas_utility_diff": "utility diff vs tuned A–S bp/d [95% CI]",
+    "tas_pnl_pct": "tuned A–S PnL %",
+    "tas_sharpe": "tuned A–S Sharpe",
+    "tas_sharpe_diff": "Sharpe diff vs tuned A–S [95% CI]",
 }
 
 
@@ -108,6 +126,14 @@ def protocol_jobs(
     ]
 
 
+def quoter_job(base: TuneJob) -> TuneJob | None:
+    """The model-free quoter's study on ``base``'s dataset and plan, or None where it cannot run:
+    no ``tune.quote_space``, or the forecast-loss objective (a quoter makes no forecast)."""
+    if not base.tune.quote_space or base.tune.objective == "loss":
+        return None
+    return dataclasses.replace(base, family=QUOTER, family_config=FamilyConfig())
+
+
 def run_protocol(
     jobs: Iterable[TuneJob],
     settings: TrackingSettings,
@@ -115,8 +141,11 @@ def run_protocol(
     trials: int,
     timeout_s: float | None,
     evaluate: EvaluateConfig,
+    quoter: TuneJob | None = None,
 ) -> pd.DataFrame:
     """Tune (``trials`` more trials per study), refit, evaluate and log every job; register nothing.
+    With ``quoter`` (the model-free quoter's job) its study runs first, with the same budget, so
+    every row is also compared with the tuned A-S quoter (``tas_`` columns).
 
     Returns:
         :func:`protocol_table` of the candidates (units in the module docstring).
@@ -124,6 +153,8 @@ def run_protocol(
     Raises:
         ValueError: a study completed no trial (the message names it).
     """
+    if quoter is not None:
+        tune_quoter_and_log(quoter, settings, trials=trials, timeout_s=timeout_s, evaluate=evaluate)
     return protocol_table(
         [tune_and_log(job, settings, trials=trials, timeout_s=timeout_s, evaluate=evaluate) for job in jobs]
     )
@@ -158,7 +189,14 @@ def to_markdown(table: pd.DataFrame, *, columns: Sequence[str] | None = None) ->
 
 
 # columns shown with their 95% interval in one cell, and the interval's own columns
-_WITH_CI: dict[str, str] = {"accuracy": ".3f", "utility_diff": ".2f", "pnl_diff": ".2f", "sharpe_diff": ".2f"}
+_WITH_CI: dict[str, str] = {
+    "accuracy": ".3f",
+    "utility_diff": ".2f",
+    "pnl_diff": ".2f",
+    "sharpe_diff": ".2f",
+    "tas_utility_diff": ".2f",
+    "tas_sharpe_diff": ".2f",
+}
 _SHOWN_IN_CELL = tuple(f"{c}_{end}" for c in _WITH_CI for end in ("lo", "hi"))
 
 
