@@ -34,6 +34,7 @@ from training.quote_tuning import QUOTER
 from training.quoter import tune_quoter_and_log
 from training.tune import TuneJob
 
+DECOMPOSITION = ("spread", "adverse_1", "adverse_60", "inventory", "fees", "net")
 # table column -> metric key in ``Candidate.metrics`` (after the ``<window>_`` prefix)
 METRICS: dict[str, str] = {
     "mae": "mae",
@@ -74,6 +75,11 @@ METRICS: dict[str, str] = {
     "tas_sharpe_diff": "tas_sharpe_diff",
     "tas_sharpe_diff_lo": "tas_sharpe_diff_lo",
     "tas_sharpe_diff_hi": "tas_sharpe_diff_hi",
+    "tas_pnl_diff": "tas_pnl_diff",
+    "tas_pnl_diff_lo": "tas_pnl_diff_lo",
+    "tas_pnl_diff_hi": "tas_pnl_diff_hi",
+    # where the PnL comes from (quote currency; trading.pnl): model quoter, then A-S at default settings
+    **{f"{q}pnl_{part}": f"{q}pnl_{part}" for q in ("", "as_", "tas_") for part in DECOMPOSITION},
 }
 COLUMNS: tuple[str, ...] = ("family", "task", "window", *METRICS, "trials", "run_id")
 HEADERS: dict[str, str] = {
@@ -106,6 +112,12 @@ HEADERS: dict[str, str] = {
     "tas_pnl_pct": "tuned A–S PnL %",
     "tas_sharpe": "tuned A–S Sharpe",
     "tas_sharpe_diff": "Sharpe diff vs tuned A–S [95% CI]",
+    "tas_pnl_diff": "PnL diff vs tuned A–S bp/d [95% CI]",
+    **{
+        f"{q}pnl_{part}": f"{label}{part.replace('_', ' ')}"
+        for q, label in (("", ""), ("as_", "A–S "), ("tas_", "tuned A–S "))
+        for part in DECOMPOSITION
+    },
 }
 
 
