@@ -128,6 +128,7 @@ def run_family(
     task: Any,
     trials: int | None = None,
     timeout: float | None = None,
+    features_file: Path | None = None,
 ) -> Candidate:
     from training.pipeline import prepare_job, tune_and_log
 
@@ -143,6 +144,7 @@ def run_family(
             quote=params.quote,
             risk=params.risk,
             backtest=params.backtest,
+            features_file=features_file,
         )
         return tune_and_log(
             job,
