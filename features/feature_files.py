@@ -68,8 +68,17 @@ def _write(
     stamps = pa.array(pd.DatetimeIndex(index).as_unit("ns").asi8, type=pa.int64()).cast(
         pa.timestamp("ns", tz="UTC")
     )
-    columns = [stamps] + [pa.array(values[:, j]) for j in range(values.shape[1])]
-    table = pa.Table.from_arrays(columns, names=[TIMESTAMP, *names]).replace_schema_metadata(metadata)
+    columns = [pa.array(values[:, j]) for j in range(values.shape[1])] + [stamps]
+    # pandas' own metadata, taken from an empty frame of the same shape: pd.read_parquet gives
+    # back the timestamp index and column names as before, without pandas converting 1M rows
+    empty = pd.DataFrame(
+        {n: np.empty(0, values.dtype) for n in names},
+        index=pd.DatetimeIndex([], tz="UTC", name=TIMESTAMP).as_unit("ns"),
+    )
+    pandas_meta = pa.Table.from_pandas(empty).schema.metadata or {}
+    table = pa.Table.from_arrays(columns, names=[*names, TIMESTAMP]).replace_schema_metadata(
+        {**pandas_meta, **metadata}
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, **WRITE_OPTIONS)
 
@@ -100,5 +109,4 @@ def read_features(path: Path, *, config: FeaturesConfig, series: str) -> pd.Data
         differ = sorted(k for k in expected.keys() | written.keys() if written.get(k) != expected.get(k))
         detail = ", ".join(f"{k}: file {written.get(k)!r}, params {expected.get(k)!r}" for k in differ)
         raise DataError(f"{path}: written with other features params ({detail}); rerun `mmops features`")
-    frame = table.to_pandas()
-    return frame.set_index(pd.DatetimeIndex(frame.pop(TIMESTAMP), name=TIMESTAMP))
+    return table.to_pandas()
