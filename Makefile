@@ -13,12 +13,21 @@ BIN := $(VENV)/bin
 MMOPS_HOME ?= $(CURDIR)
 export MMOPS_HOME
 
-.PHONY: install browser demo test lint flakes bench repro
+.PHONY: install browser demo test lint flakes bench repro variant-changed
 
-$(BIN)/mmops: pyproject.toml uv.lock
+# GPU=1 (on any target that installs: make install GPU=1, make test GPU=1): the GPU variant, the `gpu`
+# dependency group in place of `cpu`: onnxruntime-gpu (CUDA 13, NVIDIA driver 580+) for the service
+# and TensorFlow's CUDA libraries for LSTM training, ~4 GB more. Without it, the CPU variant; the
+# variant installed is kept in $(VENV)/.mmops-variant, so switching re-syncs.
+VARIANT := $(if $(filter 1,$(GPU)),gpu,cpu)
+SYNC_GROUPS := $(if $(filter gpu,$(VARIANT)),--no-group cpu --group gpu,)
+INSTALLED_VARIANT := $(or $(shell cat $(VENV)/.mmops-variant 2>/dev/null),cpu)
+
+$(BIN)/mmops: pyproject.toml uv.lock $(if $(filter $(VARIANT),$(INSTALLED_VARIANT)),,variant-changed)
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	@echo "Installing $(VENV) from uv.lock and byte-compiling it (about a minute the first time)"
-	@$(UV) sync --frozen --quiet --python $(PY_VERSION)
+	@echo "Installing $(VENV) ($(VARIANT) variant) from uv.lock and byte-compiling it (about a minute the first time)"
+	@$(UV) sync --frozen --quiet --python $(PY_VERSION) $(SYNC_GROUPS)
+	@echo $(VARIANT) > $(VENV)/.mmops-variant
 	@touch $@
 
 install: $(BIN)/mmops

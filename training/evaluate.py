@@ -10,6 +10,8 @@ Ratios are annualised on a 365-day basis (crypto trades every day).
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,7 @@ class WindowReport:
 
     metrics: dict[str, float]
     equity: pd.DataFrame = field(repr=False)  # columns: model, as, buy_hold, long_flat (start = 1.0)
+    inventory: pd.DataFrame | None = field(default=None, repr=False)  # columns: model, as (lots)
 
 
 def signal_frame(timestamps: pd.Index | pd.Series, predictions: np.ndarray, task: Task) -> pd.DataFrame:
@@ -158,6 +161,7 @@ def evaluate_window(
     bh = buy_and_hold(bars)
     lf = long_flat(bars, predictions, task, fee_bps=backtest.taker_fee_bps)
     metrics: dict[str, float] = {**_quoter(model, ""), **_quoter(free, "as_")}
+    metrics.update({**pnl_decomposition_metrics(model, ""), **pnl_decomposition_metrics(free, "as_")})
     metrics.update({f"bh_{k}": v for k, v in curve_stats(bh, bar_ns=bar_ns).items()})
     metrics.update({f"lf_{k}": v for k, v in curve_stats(lf, bar_ns=bar_ns).items()})
     eq_model = model.equity["equity"].to_numpy(float)
@@ -169,13 +173,50 @@ def evaluate_window(
         {"model": eq_model / eq_model[0], "as": eq_free / eq_free[0], "buy_hold": bh, "long_flat": lf},
         index=pd.DatetimeIndex(bars["timestamp"], name="timestamp"),
     )
-    return WindowReport(metrics=metrics, equity=equity)
+    inventory = pd.DataFrame(
+        {"model": model.equity["inventory"].to_numpy(), "as": free.equity["inventory"].to_numpy()},
+        index=equity.index,
+    )
+    return WindowReport(metrics=metrics, equity=equity, inventory=inventory)
 
 
 def score_for_objective(result: BacktestResult) -> float:
     """The tuning objective's per-fold value: annualised Sharpe net of fees; a flat equity
     (no trade, no variance) scores 0, i.e. no edge."""
     return result.metrics.sharpe if result.metrics.sharpe is not None else 0.0
+
+
+def pnl_decomposition_metrics(result: BacktestResult, prefix: str) -> dict[str, float]:
+    """Where the quoter's PnL came from, quote ccy (USDT on BTCUSDT): ``pnl_net``, ``pnl_spread``,
+    ``pnl_adverse_<h>`` per markout horizon (bars), ``pnl_inventory``, ``pnl_fees`` (minus the fees
+    paid) and ``pnl_residual``; ``pnl_spread + pnl_adverse_<shortest h> + pnl_inventory + pnl_fees
+    + pnl_residual == pnl_net`` (see :mod:`trading.pnl`)."""
+    parts = result.metrics.decomposition
+    return parts.flat(prefix) if parts is not None else {}
+
+
+def markout_horizons(metrics: Mapping[str, float], prefix: str = "") -> list[int]:
+    """The markout horizons (bars) of the ``<prefix>pnl_adverse_<h>`` keys, ascending."""
+    pattern = re.compile(rf"^{re.escape(prefix)}pnl_adverse_(\d+)$")
+    return sorted(int(m.group(1)) for k in metrics if (m := pattern.match(k)))
+
+
+def pnl_decomposition_table(metrics: Mapping[str, float], *, windows: Sequence[str]) -> list[str]:
+    """A markdown table of the logged decomposition (``<window>_pnl_*``, ``<window>_as_pnl_*``):
+    one row per window and quoter, the parts in quote ccy, for the gate report."""
+    quoters = (("", "model"), ("as_", "A-S"))
+    horizons = sorted({h for w in windows for p, _ in quoters for h in markout_horizons(metrics, f"{w}_{p}")})
+    parts = ["spread", *(f"adverse_{h}" for h in horizons), "inventory", "fees", "residual", "net"]
+    lines = [
+        f"| window | quoter | {' | '.join(parts)} |",
+        "|" + "---|" * (len(parts) + 2),
+    ]
+    for window in windows:
+        for prefix, quoter in quoters:
+            values = [metrics.get(f"{window}_{prefix}pnl_{p}", math.nan) for p in parts]
+            cells = " | ".join(f"{v:,.2f}" if math.isfinite(v) else "–" for v in values)
+            lines.append(f"| {window} | {quoter} | {cells} |")
+    return lines
 
 
 def _quoter(result: BacktestResult, prefix: str) -> dict[str, float]:

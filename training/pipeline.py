@@ -28,6 +28,7 @@ from training import plots, tracking
 from training.config import EvaluateConfig, ModelsConfig, SplitConfig, Task, TuneConfig, registered_name
 from training.dataset import Dataset, build_dataset, predict_rows
 from training.evaluate import WindowReport, evaluate_window, statistical_metrics
+from training.models import model_class
 from training.splits import plan_splits
 from training.tune import TuneJob, best_params, fit_window, open_study, run_trials, study_name, trial_value
 
@@ -152,6 +153,7 @@ def tune_and_log(
             repo=settings.repo, params_doc=settings.params_doc, data_hash=settings.dvc_data_hash
         ),
     }
+    report(f"tune {job.family} device", detail=model_class(job.family).compute_device())
     with tracking.parent_run(experiment, run_name=name, tags=tags) as parent_id:
         finished = 0
 
@@ -312,7 +314,8 @@ def _write_reports(
     folder: Path,
     config: EvaluateConfig,
 ) -> list[tuple[str, Path]]:
-    """Equity curves, the trial/fold table, the split plan, permutation importance, Optuna plots."""
+    """Equity curves, the trial/fold table, the split plan, permutation importance, Optuna plots,
+    the tear sheets."""
     ds = job.dataset
     out = [
         (
@@ -357,7 +360,27 @@ def _write_reports(
         ("importance", plots.importance_plot(table, folder / "permutation_importance.png")),
     ]
     out += [("optuna", path) for path in plots.optuna_plots(study, folder)]
+    out += _tear_sheets(job, reports, folder)
     return out
+
+
+def _tear_sheets(job: TuneJob, reports: Mapping[str, WindowReport], folder: Path) -> list[tuple[str, Path]]:
+    """One tear sheet per hold-out window (``plots/tear_sheet_<window>.png``): equity, the PnL
+    decomposition of both quoters, inventory and the markout curve."""
+    ds = job.dataset
+    return [
+        (
+            "plots",
+            plots.tear_sheet(
+                metrics=r.metrics,
+                equity=r.equity,
+                inventory=r.inventory,
+                path=folder / f"tear_sheet_{window}.png",
+                title=f"{ds.symbol} {job.family} {job.task}: {window} window",
+            ),
+        )
+        for window, r in reports.items()
+    ]
 
 
 def series_dataset(

@@ -29,7 +29,7 @@ from mlflow.tracking import MlflowClient
 
 from training.audit import AuditLog
 from training.gate import GateConfig, GateVerdict, GovernanceError, judge
-from training.gate_report import render_markdown
+from training.gate_report import GATE_LINE_PREFIXES, render_markdown, verdict_line
 from training.registry_state import (
     APPROVAL,
     APPROVAL_AT,
@@ -209,7 +209,7 @@ class Registry:
             champion_version=versus,
         )
         at = self.clock().isoformat()
-        report = self._write_report(name, candidate, verdict, metrics=metrics, at=at)
+        report = self._write_report(name, candidate, verdict, metrics=metrics, at=at, window=config.window)
         report_uri = report.as_uri()
         if candidate.run_id:
             self.client.log_artifacts(
@@ -225,6 +225,8 @@ class Registry:
         }
         for key, value in tags.items():
             self.client.set_model_version_tag(name, candidate.version, key, value)
+        # where reviewers look first (the MLflow UI's version page): the verdict and its failing checks
+        self.client.update_model_version(name, candidate.version, description=verdict_line(verdict)[:MAX_TAG])
         changes: list[AliasChange] = []
         current = state.aliases.get(CHALLENGER)
         context = {"action": "gate", "by": "gate", "reason": verdict.summary()[:500]}
@@ -244,20 +246,34 @@ class Registry:
         return GateOutcome(version=candidate.version, verdict=verdict, report=report, changes=tuple(changes))
 
     def _write_report(
-        self, name: str, version: VersionState, verdict: GateVerdict, *, metrics: Mapping[str, float], at: str
+        self,
+        name: str,
+        version: VersionState,
+        verdict: GateVerdict,
+        *,
+        metrics: Mapping[str, float],
+        at: str,
+        window: str,
     ) -> Path:
         folder = self.reports / "gate" / name / f"v{version.version}"
         folder.mkdir(parents=True, exist_ok=True)
         plots = self._copy_equity_plots(version, folder)
         path = folder / "gate_report.md"
         text = render_markdown(
-            verdict, name=name, version=version.version, metrics=metrics, gated_at=at, plots=plots
+            verdict,
+            name=name,
+            version=version.version,
+            metrics=metrics,
+            gated_at=at,
+            plots=plots,
+            window=window,
         )
         path.write_text(text, encoding="utf-8")
         return path
 
     def _copy_equity_plots(self, version: VersionState, folder: Path) -> list[str]:
-        """Equity plots the training run logged (``*equity*.png``, two folder levels deep)."""
+        """Equity plots and tear sheets the training run logged (``*equity*.png``, ``*tear*.png``,
+        two folder levels deep)."""
         if not version.run_id:
             return []
         found: list[str] = []
@@ -267,7 +283,7 @@ class Registry:
             for item in self.client.list_artifacts(version.run_id, path):
                 if item.is_dir and depth < 2 and not item.path.startswith("gate"):
                     pending.append((item.path, depth + 1))
-                elif item.path.endswith(".png") and "equity" in item.path.rsplit("/", 1)[-1]:
+                elif item.path.endswith(".png") and _is_report_plot(item.path.rsplit("/", 1)[-1]):
                     local = self.client.download_artifacts(version.run_id, item.path, str(folder))
                     found.append(Path(local).name)
         return sorted(found)
@@ -408,7 +424,8 @@ class Registry:
     ) -> None:
         """Record facts on a version (tags, each cut to MLflow's limit, and the description).
 
-        Moves no alias and writes no audit entry: what a retrain did, not a decision.
+        Moves no alias and writes no audit entry: what a retrain did, not a decision. A description
+        keeps the gate's verdict line on top where the gate wrote one.
 
         Raises:
             GovernanceError: no such version.
@@ -417,6 +434,10 @@ class Registry:
         for key, value in tags.items():
             self.client.set_model_version_tag(name, str(version), key, value[:MAX_TAG])
         if description is not None:
+            current = self.client.get_model_version(name, str(version)).description or ""
+            first = current.split("\n", 1)[0]
+            if first.startswith(GATE_LINE_PREFIXES):
+                description = f"{first}\n\n{description}"
             self.client.update_model_version(name, str(version), description=description[:MAX_TAG])
 
     def _move(
@@ -464,6 +485,10 @@ class Registry:
                 "reason": reason,
             }
         )
+
+
+def _is_report_plot(file_name: str) -> bool:
+    return "equity" in file_name or "tear" in file_name
 
 
 def _require_person(by: str, reason: str) -> None:

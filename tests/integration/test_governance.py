@@ -14,6 +14,7 @@ from model_seed import PASSING, fit_tiny, register
 from typer.testing import CliRunner
 
 from training.gate import AutoApproveConfig, GateConfig, GovernanceError
+from training.gate_report import verdict_line
 from training.registry import Registry
 
 FAILING = {**PASSING, "forward_sharpe": -1.0}
@@ -155,11 +156,19 @@ def test_the_verdict_and_the_report_are_stored_on_the_version(world: dict) -> No
     text = Path(
         reg.client.download_artifacts(run_id, "gate/v2/gate_report.md", str(world["home"]))
     ).read_text()
-    assert (
-        "**Verdict: PASSED**" in text
-        and "| head-to-head sharpe (candidate - champion) | 1 | >= 0.5 | pass |" in text
+    head = next(c for c in outcome.verdict.checks if c.name.startswith("head-to-head"))
+    assert "**Verdict: PASSED.**" in text and f"| {head.label} | 1 | >= 0.5 | pass |" in text
+    assert "| sharpe | — | 2 |" in text  # the forward_sharpe logged by training, in the appendix
+    # the MLflow UI's version page shows the verdict in one line, and a later note keeps it on top
+    version = reg.client.get_model_version(name, "2")
+    assert version.description == verdict_line(outcome.verdict) and version.description.startswith(
+        "Gate passed"
     )
-    assert "| sharpe | — | 2 |" in text  # the forward_sharpe logged by training
+    reg.annotate(name, "2", tags={}, description="**canary retrain**: drift")
+    assert (
+        reg.client.get_model_version(name, "2").description
+        == f"{version.description}\n\n**canary retrain**: drift"
+    )
 
 
 def test_auto_approve_policy_promotes_only_with_the_margin(world: dict) -> None:

@@ -27,6 +27,7 @@ from model_seed import FEATURES, fit_tiny, register
 
 from serving.client import RejectedRequest, SignalClient
 from serving.logic import canary_share, encode_raw_batch, encode_windows
+from training.artifact import select_providers
 from training.gate import GateConfig
 from training.registry import Registry
 
@@ -157,6 +158,11 @@ def test_champion_answers_predict_and_info_reports_lineage(server: dict) -> None
         )
         assert info.champion.lineage["lineage.git_commit"] == "test" and info.feature_names == FEATURES
         assert "CPUExecutionProvider" in info.providers
+        # serve.device auto: what this machine opens (the CPU without a GPU), said with its reason
+        expected = select_providers("auto")
+        assert (info.device, info.champion.device) == (expected.device, expected.device)
+        assert info.champion.provider == expected.providers[0]
+        assert info.device_reason == expected.reason
         out = c.predict(
             windows(["BTCUSDT", "ETHUSDT"], info.window_rows), feature_names=FEATURES, request_id="first"
         )

@@ -15,7 +15,6 @@ import pytest
 
 from training.audit import AuditLog
 from training.gate import AutoApproveConfig, GateConfig, judge
-from training.gate_report import render_markdown
 
 GOOD = {
     "forward_sharpe": 2.0,
@@ -104,23 +103,6 @@ def test_auto_approve_needs_the_policy_and_the_margin() -> None:
     assert not verdict(
         {**GOOD, "forward_n_trades": 1.0}, **on
     ).auto_approve  # a failed gate never auto-approves
-
-
-def test_report_has_the_verdict_checks_and_metrics_tables() -> None:
-    v = verdict(champion={"sharpe": 2.5, "pnl_pct": 0.1}, candidate={"sharpe": 2.0, "pnl_pct": 0.2})
-    text = render_markdown(
-        v,
-        name="mmops-BTCUSDT-1m",
-        version="3",
-        metrics=GOOD,
-        gated_at="2026-11-21T00:00:00+00:00",
-        plots=["equity_forward.png"],
-    )
-    assert "**Verdict: FAILED**" in text and "Champion compared against: 1" in text
-    assert "| head-to-head sharpe (candidate - champion) | -0.5 | >= 0 | **FAIL** |" in text
-    assert "| pnl_pct | 0.2 | 0.1 |" in text
-    assert "| sharpe | 1.5 | 2 |" in text  # backtest and forward columns of the logged metrics
-    assert "![equity_forward.png](equity_forward.png)" in text
 
 
 def test_audit_log_numbers_entries_in_order_and_only_appends(tmp_path: Path) -> None:
