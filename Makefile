@@ -73,6 +73,8 @@ bench: install
 	$(BIN)/python bench/backtest.py --json
 	$(BIN)/python bench/inference.py --json
 
-repro: install  ## the DVC pipeline (ingest -> validate -> features) from data/raw
+# The DVC pipeline from data/raw: ingest -> validate, features -> tune (reads the features file,
+# registers one version per family, declared in reports/tune/<family>/registered.json); `dvc dag` draws it.
+repro: install
 	@test -d data/raw || $(BIN)/dvc pull data.dvc || MMOPS_HOME=. $(BIN)/mmops data seed
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro

@@ -45,6 +45,13 @@ OutOpt = Annotated[Path | None, typer.Option("--out", help="write metrics.json a
 TimeoutOpt = Annotated[
     float | None, typer.Option("--timeout", help="seconds per family (default: tune.timeout_s)")
 ]
+FeaturesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--features",
+        help="the series' feature file from `mmops features` (the DVC features stage); default: computed from the bars",
+    ),
+]
 
 
 def _result(candidate: Candidate, registered: str, others: list[Candidate]) -> dict[str, Any]:
@@ -100,11 +107,14 @@ def tune(
             help="--model as: a mmops calibrate calibration.json; its kappa is a starting point",
         ),
     ] = None,
+    features: FeaturesOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Tune one family (Optuna TPE, walk-forward on the fill engine), refit, evaluate, register;
-    ``--model as`` tunes the model-free quoter's settings (tune.quote_space) instead, registers nothing."""
-    from training.pipeline import write_outputs
+    ``--model as`` tunes the model-free quoter's settings (tune.quote_space) instead, registers nothing.
+
+    With ``--out``, the registered version is also written there (``registered.json``)."""
+    from training.pipeline import write_outputs, write_registration
 
     where, params = context()
     if model not in ("rf", "sgd", "lstm", "as"):
@@ -127,16 +137,23 @@ def tune(
         return
     with progress_shown(as_json=as_json):
         candidate = run_family(
-            where, params, bars, family=model, task=resolve_task(params, task), trials=trials, timeout=timeout
+            where,
+            params,
+            bars,
+            family=model,
+            task=resolve_task(params, task),
+            trials=trials,
+            timeout=timeout,
+            features_file=features,
         )
     from training.config import registered_name
 
+    name = registered_name(str(bars["symbol"].iloc[0]), str(bars["interval"].iloc[0]))
     register_candidate(candidate, bars)
     if out is not None:
         write_outputs(candidate, out)
-    result = _result(
-        candidate, registered_name(str(bars["symbol"].iloc[0]), str(bars["interval"].iloc[0])), []
-    )
+        write_registration(candidate, out, registered_model=name)
+    result = _result(candidate, name, [])
     emit(result, as_json=as_json, human=_human(result))
 
 

@@ -129,6 +129,7 @@ def run_family(
     task: Any,
     trials: int | None = None,
     timeout: float | None = None,
+    features_file: Path | None = None,
 ) -> Candidate:
     from training.pipeline import prepare_job, tune_and_log
 
@@ -145,6 +146,7 @@ def run_family(
             risk=params.risk,
             backtest=params.backtest,
             evaluate=params.evaluate,
+            features_file=features_file,
         )
         return tune_and_log(
             job,

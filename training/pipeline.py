@@ -21,6 +21,7 @@ import pandas as pd
 
 from features.config import FeaturesConfig
 from features.errors import DataError
+from features.feature_files import read_features
 from features.progress import report
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig
 from training import plots, tracking
@@ -316,6 +317,28 @@ def register(candidate: Candidate, *, symbol: str, interval: str) -> str:
     return candidate.version
 
 
+def write_registration(candidate: Candidate, out_dir: Path, *, registered_model: str) -> Path:
+    """``registered.json``: the registry version a tuning stage created (DVC shows it as an out)."""
+    if candidate.version is None:
+        raise ValueError(f"{candidate.study}: not registered yet; call register() first")
+    path = out_dir / "registered.json"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {
+                "registered_model": registered_model,
+                "version": candidate.version,
+                "run_id": candidate.run_id,
+                "family": candidate.family,
+                "task": candidate.task,
+                "study": candidate.study,
+            },
+            indent=1,
+        )
+    )
+    return path
+
+
 def choose(candidates: list[Candidate], objective: str) -> Candidate:
     """The best candidate on the backtest window (the forward window stays untouched for review)."""
     if not candidates:
@@ -440,11 +463,29 @@ def _tear_sheets(job: TuneJob, reports: Mapping[str, WindowReport], folder: Path
     ]
 
 
-def series_dataset(bars: pd.DataFrame, *, features: FeaturesConfig, split: SplitConfig) -> Dataset:
+def series_dataset(
+    bars: pd.DataFrame,
+    *,
+    features: FeaturesConfig,
+    split: SplitConfig,
+    features_file: Path | None = None,
+) -> Dataset:
     """Features and labels of one series, the label horizon taken from its split profile
-    (else ``features.label_horizon``): the one place training and evaluation build a dataset."""
+    (else ``features.label_horizon``): the one place training and evaluation build a dataset.
+
+    ``features_file``: the series' file from ``mmops features`` (the DVC features stage), read
+    instead of recomputed; refused when it was made from other bars or params. Labels always
+    come from ``bars``: their horizon is the split profile's (1 bar for daily data), which the
+    features stage's labels file (``features.label_horizon``) need not match.
+    """
     profile = split.for_interval(str(bars["interval"].iloc[0]))
-    return build_dataset(bars, features, label_horizon=profile.label_horizon or features.label_horizon)
+    frame = None
+    if features_file is not None:
+        series = ":".join(str(bars[c].iloc[0]) for c in ("venue", "symbol", "interval"))
+        frame = read_features(features_file, config=features, series=series)
+    return build_dataset(
+        bars, features, label_horizon=profile.label_horizon or features.label_horizon, features=frame
+    )
 
 
 def prepare_job(
@@ -461,16 +502,18 @@ def prepare_job(
     backtest: BacktestConfig,
     evaluate: EvaluateConfig,
     quote_starts: tuple[Mapping[str, float], ...] = (),
+    features_file: Path | None = None,
 ) -> TuneJob:
-    """Dataset, split plan and settings of one study, from the bars of one series; ``family`` may
-    be ``as``, the model-free quoter (no hyper-parameters, only ``tune.quote_space``).
+    """Dataset, split plan and settings of one study, from the bars of one series (and its
+    features file, when given: see :func:`series_dataset`); ``family`` may be ``as``, the
+    model-free quoter (no hyper-parameters, only ``tune.quote_space``).
 
     Raises:
-        DataError: too few bars for the features.
+        DataError: too few bars for the features, or a features file that does not fit them.
         ValueError: the data cannot hold the split profile (the message names the window).
     """
     profile = split.for_interval(str(bars["interval"].iloc[0]))
-    dataset = series_dataset(bars, features=features, split=split)
+    dataset = series_dataset(bars, features=features, split=split, features_file=features_file)
     plan = plan_splits(dataset.index, profile, label_horizon=dataset.label_horizon)
     return TuneJob(
         dataset=dataset,
