@@ -84,8 +84,8 @@ def _tuned_line(m: Mapping[str, Any]) -> str:
         return ""
     return (
         f"\nforward vs tuned A-S: pnl {m['forward_pnl_pct']:.3f}% vs {m['forward_tas_pnl_pct']:.3f}%, "
-        f"sharpe diff {m.get('forward_tas_sharpe_diff', float('nan')):.2f} "
-        f"[{m.get('forward_tas_sharpe_diff_lo', float('nan')):.2f}, {m.get('forward_tas_sharpe_diff_hi', float('nan')):.2f}]"
+        f"PnL over it {m.get('forward_tas_pnl_diff', float('nan')):.2f} bp/day "
+        f"[{m.get('forward_tas_pnl_diff_lo', float('nan')):.2f}, {m.get('forward_tas_pnl_diff_hi', float('nan')):.2f}]"
     )
 
 

@@ -27,14 +27,16 @@ from flows.settings import Locations
 if TYPE_CHECKING:
     from trading.worker.run import TradeReport
 
-# (column title, metric suffix): the model's quoter, the model-free A-S quoter, buy-and-hold.
+# (column title, metric suffix): the objective (utility of daily PnL, bps of capital/day) and PnL of
+# the model's quoter and the model-free A-S quoter, buy-and-hold, and the forecast's skill (> 0 beats
+# the no-information forecast).
 COLUMNS = (
+    ("utility bp/d", "utility"),
     ("model PnL %", "pnl_pct"),
-    ("Sharpe", "sharpe"),
+    ("A-S utility bp/d", "as_utility"),
     ("A-S PnL %", "as_pnl_pct"),
-    ("A-S Sharpe", "as_sharpe"),
     ("B&H PnL %", "bh_pnl_pct"),
-    ("B&H Sharpe", "bh_sharpe"),
+    ("skill", "skill"),
     ("fills", "n_trades"),
 )
 

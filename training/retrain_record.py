@@ -100,8 +100,8 @@ class RetrainRecord:
             f"- trigger: {'drift on ' + str(self.drift.get('series')) if self.drift else 'no drift event'}"
             + (f" (flow run {self.flow_run})" if self.flow_run else ""),
             f"- tune: {len(self.candidates)} famil{'y' if len(self.candidates) == 1 else 'ies'}, "
-            f"chose {chosen.get('family')} after {chosen.get('trials')} trial(s); backtest Sharpe "
-            f"{_num(metrics.get('backtest_sharpe'))}, forward Sharpe {_num(metrics.get('forward_sharpe'))} (365 d)",
+            f"chose {chosen.get('family')} after {chosen.get('trials')} trial(s); utility (bps of capital/day) "
+            f"backtest {_num(metrics.get('backtest_utility'))}, forward {_num(metrics.get('forward_utility'))}",
             f"- gate: {'passed' if self.gate_passed else 'failed'}",
             *[f"  - {c}" for c in self.gate_checks],
             f"- alias: {self.alias}",
@@ -123,6 +123,8 @@ def _line(summary: Mapping[str, Any]) -> dict[str, Any]:
         "family": summary.get("family"),
         "trials": summary.get("trials"),
         "best_value": summary.get("best_value"),
+        "backtest_utility": metrics.get("backtest_utility"),
+        "forward_utility": metrics.get("forward_utility"),
         "backtest_sharpe": metrics.get("backtest_sharpe"),
         "forward_sharpe": metrics.get("forward_sharpe"),
     }

@@ -16,23 +16,23 @@ from flows.progress_view import show_progress
 from flows.settings import Locations
 
 
-def _candidate(family: str, sharpe: float) -> dict[str, Any]:
+def _candidate(family: str, utility: float) -> dict[str, Any]:
     metrics = {}
     for window in ("backtest", "forward"):
         metrics |= {
             f"{window}_pnl_pct": -0.5,
-            f"{window}_sharpe": sharpe,
+            f"{window}_utility": utility,
             f"{window}_as_pnl_pct": -0.9,
-            f"{window}_as_sharpe": -83.0,
+            f"{window}_as_utility": -12.5,
             f"{window}_bh_pnl_pct": 4.2,
-            f"{window}_bh_sharpe": 5.4,
+            f"{window}_skill": -0.01,
             f"{window}_n_trades": 3013.0,
         }
     return {"family": family, "task": "regressor", "trials": 8, "metrics": metrics}
 
 
 def _trained(*, passed: bool) -> dict[str, Any]:
-    candidates = [_candidate("rf", -30.9), _candidate("sgd", -19.4), _candidate("lstm", -16.0)]
+    candidates = [_candidate("rf", -11.0), _candidate("sgd", -7.4), _candidate("lstm", -6.4)]
     return {
         "version": "1",
         "chosen": candidates[1],
@@ -67,7 +67,7 @@ def test_summary_fits_one_screen_and_says_why_the_gate_refused(
     )
     rows = [line.split() for line in lines if line.strip().startswith(("rf", "sgd", "lstm"))]
     assert [r[0] for r in rows] == ["rf", "sgd", "lstm"] and rows[1][1] == "*"  # the chosen family
-    assert "-19.40" in next(line for line in lines if line.startswith(" sgd"))
+    assert "-7.40" in next(line for line in lines if line.startswith(" sgd"))
     text = "\n".join(lines)
     assert "Gate: refused version 1:" in text
     assert "  - forward Sharpe (365 d) of the model's quoter -19.41 is below the minimum 0" in text

@@ -15,7 +15,12 @@ CHOSEN = {
     "trials": 1,
     "best_value": 0.4,
     "best_params": {"alpha": 1e-4},
-    "metrics": {"backtest_sharpe": 1.25, "forward_sharpe": -0.5},
+    "metrics": {
+        "backtest_sharpe": 1.25,
+        "forward_sharpe": -0.5,
+        "backtest_utility": 2.5,
+        "forward_utility": -1.5,
+    },
 }
 DRIFT = {"series": "binance:BTCUSDT:1m", "share_drifted": 0.62, "drifted": ["rv_60"]}
 PASSED = ("forward_sharpe: -0.5 >= -1e+06 -> pass", "forward_n_trades: 120 >= 0 -> pass")
@@ -52,7 +57,7 @@ def test_a_passed_canary_retrain_records_every_step_and_ends_at_challenger() -> 
     assert tags["mmops.gate.checks"].splitlines() == list(PASSED)
     text = record().description()
     assert text.startswith("**canary retrain**: sustained drift")
-    assert "chose sgd after 1 trial(s); backtest Sharpe 1.25, forward Sharpe -0.5" in text
+    assert "chose sgd after 1 trial(s); utility (bps of capital/day) backtest 2.5, forward -1.5" in text
     assert "  - forward_n_trades: 120 >= 0 -> pass" in text and "- alias: challenger" in text
 
 
