@@ -221,7 +221,7 @@ def train(
     bars = series_bars(where, params, symbol=symbol, interval=interval, venue=venue)
     chosen_task = resolve_task(params, task)
     with progress_shown(as_json=as_json):
-        if params.tune.quote_joint:  # equal terms: the quoter a joint model must beat is tuned too
+        if params.tune.tunes_quoter:  # equal terms: the quoter every model must beat is tuned too
             run_quoter(where, params, bars, task=chosen_task, trials=trials, timeout=timeout)
         candidates = [
             run_family(

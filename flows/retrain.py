@@ -123,7 +123,7 @@ def retrain_flow(
     chosen_task = resolve_task(params, task_name)
     why = retrain_reason(mode, reason, drift)
     key = series or (str(drift["series"]) if drift and drift.get("series") else None)
-    if params.tune.quote_joint:  # equal terms: the quoter a joint model must beat is tuned too
+    if params.tune.tunes_quoter:  # equal terms: the quoter every model must beat is tuned too
         tune_quoter(where, params, chosen_task, trials, key)
     candidates = [
         tune_family(where, params, f, chosen_task, trials, key) for f in families or params.tune.families

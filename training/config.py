@@ -154,7 +154,7 @@ class TuneConfig(_Section):
     quote_joint: bool = Field(
         False,
         description="tune quote_space jointly with each family's hyper-parameters (study <name>-quote), "
-        "and tune the model-free quoter first in mmops train, so both are tuned on equal terms",
+        "the model-free quoter is tuned first whenever quote_space is set (tunes_quoter)",
     )
     quote_starts: tuple[dict[str, float], ...] = Field(
         (), description="starting points enqueued after today's quote values, e.g. a calibrated kappa"
@@ -171,6 +171,13 @@ class TuneConfig(_Section):
         if self.quote_joint and self.objective == "loss":
             raise ValueError("quote_joint needs a fill-engine objective: the forecast loss ignores quotes")
         return self
+
+    @property
+    def tunes_quoter(self) -> bool:
+        """Whether the model-free quoter gets its own study before the families (mmops train, the
+        retrain flows, mmops protocol): a quote_space to search and an objective that reads the
+        fill engine (the forecast loss makes no quotes). Every model then meets the tuned quoter."""
+        return bool(self.quote_space) and self.objective != "loss"
 
 
 class EvaluateConfig(_Section):

@@ -250,24 +250,35 @@ _OVER_QUOTER: tuple[tuple[str, str, str], ...] = (
 
 
 def _over_quoter_checks(get: Any, config: GateConfig) -> list[GateCheck]:
-    """Each difference that has a threshold, and with ``ci_over_quoter`` its lower 95% bound."""
+    """Each difference that has a threshold, and with ``ci_over_quoter`` its lower 95% bound: against
+    the A-S quoter at params.yaml's settings, and against the A-S quoter at the settings its own
+    study tuned (``tas_``, logged when tune.quote_space is set) with the same thresholds: the model
+    must beat the quoter tuned on equal terms, not only the default one."""
     w = config.window
     checks: list[GateCheck] = []
-    for key, field, label in _OVER_QUOTER:
-        limit = getattr(config, field)
-        if limit is None:
-            continue
-        checks.append(_check(f"{w}_{key} (model - A-S quoter)", get(key), limit, ">=", label=f"{w} {label}"))
-        if config.ci_over_quoter:
-            checks.append(
-                _check(
-                    f"{w}_{key}_lo (95% CI)",
-                    get(f"{key}_lo"),
-                    limit,
-                    ">=",
-                    label=f"{w} lower 95% bound of the {label}",
+    tuned_logged = get("tas_utility_diff") is not None
+    for prefix, versus in (("", "A-S quoter"), ("tas_", "tuned A-S quoter")):
+        for key, field, label in _OVER_QUOTER:
+            limit = getattr(config, field)
+            if limit is None:
+                continue
+            name, label = f"{w}_{prefix}{key} (model - {versus})", f"{w} {label}"
+            if prefix:
+                label = label.replace("the model-free A-S quoter", "the tuned model-free A-S quoter")
+                if not tuned_logged:
+                    checks.append(_skip(name, limit, ">=", "no tuned A-S quoter logged", label=label))
+                    continue
+            checks.append(_check(name, get(f"{prefix}{key}"), limit, ">=", label=label))
+            if config.ci_over_quoter:
+                checks.append(
+                    _check(
+                        f"{w}_{prefix}{key}_lo (95% CI)",
+                        get(f"{prefix}{key}_lo"),
+                        limit,
+                        ">=",
+                        label=f"{w} lower 95% bound of the {label.removeprefix(f'{w} ')}",
+                    )
                 )
-            )
     return checks
 
 

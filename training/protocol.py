@@ -141,7 +141,7 @@ def protocol_jobs(
 def quoter_job(base: TuneJob) -> TuneJob | None:
     """The model-free quoter's study on ``base``'s dataset and plan, or None where it cannot run:
     no ``tune.quote_space``, or the forecast-loss objective (a quoter makes no forecast)."""
-    if not base.tune.quote_space or base.tune.objective == "loss":
+    if not base.tune.tunes_quoter:
         return None
     return dataclasses.replace(base, family=QUOTER, family_config=FamilyConfig())
 

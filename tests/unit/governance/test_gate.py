@@ -48,9 +48,26 @@ def verdict(metrics=GOOD, *, task="regressor", champion=None, candidate=None, **
 def test_good_candidate_passes_without_a_champion() -> None:
     v = verdict()
     assert v.passed
-    assert [c.name for c in v.checks if c.skipped] == ["head-to-head utility (candidate - champion)"]
+    assert [c.name for c in v.checks if c.skipped] == [
+        "forward_tas_utility_diff (model - tuned A-S quoter)",  # no tuned quoter logged in GOOD
+        "forward_tas_pnl_diff (model - tuned A-S quoter)",
+        "head-to-head utility (candidate - champion)",
+    ]
     assert not v.auto_approve  # the policy is off by default
     assert not any("sharpe" in c.name or "skill" in c.name for c in v.checks)  # off by default
+
+
+def test_the_model_must_beat_the_tuned_quoter_too_when_one_was_logged() -> None:
+    # beats the default A-S quoter by 2 bp/day, loses 3 bp/day to the tuned one: refused, with the numbers
+    tuned = {**GOOD, "forward_tas_utility_diff": -3.0, "forward_tas_pnl_diff": -3.0}
+    v = verdict(tuned)
+    assert not v.passed
+    assert [c.name for c in v.failed] == [
+        "forward_tas_utility_diff (model - tuned A-S quoter)",
+        "forward_tas_pnl_diff (model - tuned A-S quoter)",
+    ]
+    assert "tuned model-free A-S quoter, bps/day -3 is below the minimum 0" in v.failed[1].sentence()
+    assert verdict({**tuned, "forward_tas_utility_diff": 0.5, "forward_tas_pnl_diff": 0.4}).passed
 
 
 @pytest.mark.parametrize(
