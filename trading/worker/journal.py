@@ -108,6 +108,10 @@ class Journal(JournalControls):
                 raise ConfigError(
                     f"{path}: an SQLite file that is not an mmops worker journal; give another --journal"
                 )
+            # what the module docstring promises; SQLite's default is a rollback journal, whose
+            # commit syncs the journal and the database file (several fsyncs; WAL's is one)
+            self._db.execute("pragma journal_mode=wal")
+            self._db.execute("pragma synchronous=full")
             self._db.executescript(SCHEMA)
             self._db.execute("insert or ignore into meta values ('schema', ?)", (SCHEMA_VERSION,))
         except sqlite3.DatabaseError as exc:
