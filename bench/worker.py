@@ -14,10 +14,13 @@ What runs, in order:
    ``params.yaml``, :class:`serving.worker_source.HttpSignalSource` with
    ``trade.signal_budget_ms`` as its budget). Per tick the worker's own
    :attr:`trading.worker.loop.Worker.timings` (features, model call, decide = compiled step +
-   risk events, journal, venue); the first ``--warmup-ticks`` are dropped. The bench also
+   risk events, journal, venue; the worker does the venue's work that does not need this tick's
+   signals while the request is out, reported as ``venue_hidden_in_model_call``: the total is
+   the wall time, the parts less that); the first ``--warmup-ticks`` are dropped. The bench also
    times every call into the paper venue (matching the bar, its SQLite state, place/cancel,
    fills and order queries): that is the simulated exchange's work, which a live venue does on
-   its own machine, so the report gives the total with and without it. Ticks with a missing or
+   its own machine, so the report gives the total with and without it (without: less its time
+   on the critical path, not what it did while the request was out). Ticks with a missing or
    late signal: the live book's model-free symbols after each tick (the worker's ``fallback``)
    and the journal's ``alert`` events.
 4. Baselines in the same run, right after each run on the same connection: the service's floor
@@ -310,16 +313,26 @@ def pct(values: np.ndarray) -> dict[str, float]:
 
 
 async def floors(source: Any, symbols: list[str], windows: np.ndarray, n: int) -> dict[str, Any]:
-    """The service's ``/info`` floor and the worker's request alone, interleaved, ms."""
+    """The service's ``/info`` floor and the worker's request alone, interleaved, ms. A request
+    past the source's timeout (the worker's budget) counts at the time it took and is counted,
+    so one stall of the service does not lose the run's figures."""
+    from serving.client import ServiceUnavailable
+
     info_ms, alone_ms = [], []
+    late = 0
     for _ in range(n):
-        t = time.perf_counter()
-        await source.info()
-        info_ms.append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter()
-        await source.signals(symbols, windows)
-        alone_ms.append((time.perf_counter() - t) * 1000)
-    return {"info_ms": pct(np.array(info_ms)), "predict_batch_alone_ms": pct(np.array(alone_ms))}
+        for call, into in ((source.info, info_ms), (lambda: source.signals(symbols, windows), alone_ms)):
+            t = time.perf_counter()
+            try:
+                await call()
+            except ServiceUnavailable:
+                late += 1
+            into.append((time.perf_counter() - t) * 1000)
+    return {
+        "info_ms": pct(np.array(info_ms)),
+        "predict_batch_alone_ms": pct(np.array(alone_ms)),
+        "timed_out": late,
+    }
 
 
 async def run_worker(
@@ -335,6 +348,7 @@ async def run_worker(
     server_pid: int,
     floor_requests: int,
     tmp: Path,
+    refresh_tolerance_pct: float | None = None,
 ) -> dict[str, Any]:
     """``ticks`` ticks of the worker at 1 Hz; timings, fallbacks, memory and floors."""
     from flows.params import load_params
@@ -343,13 +357,18 @@ async def run_worker(
     from trading.worker.run import PaperRun, build_worker
 
     params = load_params(REPO / "params.yaml")
+    backtest = (
+        params.backtest
+        if refresh_tolerance_pct is None
+        else params.backtest.model_copy(update={"refresh_tolerance_pct": refresh_tolerance_pct})
+    )
     trade = (
         params.trade if budget_ms is None else params.trade.model_copy(update={"signal_budget_ms": budget_ms})
     )
     settings = WorkerSettings(
         quote=params.quote,
         risk=params.risk,
-        backtest=params.backtest,
+        backtest=backtest,
         trade=trade,
         features=params.features.for_interval("1m"),
         speed=60.0,
@@ -360,19 +379,30 @@ async def run_worker(
     worker, journal, venues = build_worker(run, source, shadow=False)
     timer = VenueTimer(venues[0])
     paper_ns: list[int] = []
+    paper_early_ns: list[int] = []  # inside the venue work the worker does while the request is out
     cpu_ns: list[int] = []
     model_free: list[int] = []
     original_tick = worker.tick
+    original_venue_work = worker._venue_work
 
     async def tick() -> None:
         timer.ns = 0
+        paper_early_ns.append(0)
         c = time.thread_time_ns()
         await original_tick()
         cpu_ns.append(time.thread_time_ns() - c)
         paper_ns.append(timer.ns)
         model_free.append(len(worker.books[0].fallback))
 
+    async def venue_work(j: int) -> Any:
+        before = timer.ns
+        try:
+            return await original_venue_work(j)
+        finally:
+            paper_early_ns[-1] = timer.ns - before
+
     worker.tick = tick  # type: ignore[method-assign]
+    worker._venue_work = venue_work  # type: ignore[method-assign]
     memory: dict[str, list[tuple[float, float]]] = {"worker": [], "service": []}
     service_procs: list[int] = []
     began = time.monotonic()
@@ -415,8 +445,12 @@ async def run_worker(
     if not kept:
         raise ValueError(f"{done} ticks ran; none left after {warmup_ticks} warm-up ticks")
     parts = {p: np.array([getattr(t, p) for t in kept]) / 1e6 for p in PARTS}
+    hidden = np.array([t.hidden for t in kept]) / 1e6
     total = np.array([t.total for t in kept]) / 1e6
     paper = np.array(paper_ns[warmup_ticks:]) / 1e6
+    # the paper exchange's time on the tick's critical path: not what it did while the request was out
+    early = np.array(paper_early_ns[warmup_ticks:]) / 1e6
+    paper_on_path = paper - np.where(hidden > 0, early, 0.0)
     free = np.array(model_free[warmup_ticks:])
     budget = trade.signal_budget_ms
     return {
@@ -424,6 +458,7 @@ async def run_worker(
         "ticks": done,
         "ticks_measured": len(kept),
         "signal_budget_ms": budget,
+        "refresh_tolerance_pct": backtest.refresh_tolerance_pct,
         "start_s": start_s,
         "wall_s": wall,
         "cpu_s": cpu,
@@ -432,9 +467,11 @@ async def run_worker(
         "tick_ms": {
             "total": pct(total),
             **{p: pct(v) for p, v in parts.items()},
+            "venue_hidden_in_model_call": pct(hidden),
             "paper_exchange": pct(paper),
+            "paper_exchange_on_critical_path": pct(paper_on_path),
             "venue_worker_side": pct(parts["venue"] - paper),
-            "total_without_paper_exchange": pct(total - paper),
+            "total_without_paper_exchange": pct(total - paper_on_path),
             "mean_total": float(total.mean()),
             "cpu": pct(np.array(cpu_ns[warmup_ticks:]) / 1e6),
         },
@@ -481,6 +518,12 @@ def main() -> None:
     parser.add_argument("--sample-s", type=float, default=10.0, help="RSS sampling period, s")
     parser.add_argument("--floor-requests", type=int, default=200)
     parser.add_argument("--train-rows", type=int, default=6000)
+    parser.add_argument(
+        "--refresh-tolerance-pct",
+        type=float,
+        default=None,
+        help="backtest.refresh_tolerance_pct for the runs (default: params.yaml's)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -517,6 +560,7 @@ def main() -> None:
                         server_pid=proc.pid,
                         floor_requests=args.floor_requests,
                         tmp=tmp,
+                        refresh_tolerance_pct=args.refresh_tolerance_pct,
                     )
                 )
                 del frames, history

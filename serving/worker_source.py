@@ -9,7 +9,8 @@ holds the latency budget, so the HTTP source makes a single attempt with that ti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -46,6 +47,16 @@ def _batch(doc: BatchPredictResponse) -> SignalBatch:
     )
 
 
+def _on_sent(sent: asyncio.Event) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """An httpcore trace hook that sets ``sent`` once the request body has left (HTTP/1.1)."""
+
+    async def trace(event: str, _info: dict[str, Any]) -> None:
+        if event == "http11.send_request_body.complete":
+            sent.set()
+
+    return trace
+
+
 class HttpSignalSource:
     """A running ``mmops serve``, one raw ``/predict_batch`` request per tick.
 
@@ -70,10 +81,17 @@ class HttpSignalSource:
         )
         self._rid = 0
 
-    async def _post(self, path: str, body: bytes | dict[str, Any]) -> Any:
+    async def _post(
+        self, path: str, body: bytes | dict[str, Any], *, sent: asyncio.Event | None = None
+    ) -> Any:
         try:
             if isinstance(body, bytes):
-                response = await self._http.post(path, content=body, headers={"Content-Type": RAW_MEDIA_TYPE})
+                response = await self._http.post(
+                    path,
+                    content=body,
+                    headers={"Content-Type": RAW_MEDIA_TYPE},
+                    extensions={} if sent is None else {"trace": _on_sent(sent)},
+                )
             else:
                 response = await self._http.post(path, json=body)
         except httpx.TransportError as exc:
@@ -93,11 +111,13 @@ class HttpSignalSource:
     async def info(self) -> SourceInfo:
         return _info(InfoResponse.model_validate(await self._post("/info", {})))
 
-    async def signals(self, symbols: Sequence[str], windows: np.ndarray) -> SignalBatch:
+    async def signals(
+        self, symbols: Sequence[str], windows: np.ndarray, *, sent: asyncio.Event | None = None
+    ) -> SignalBatch:
         self._rid += 1
         meta = {"symbols": list(symbols), "rows": int(windows.shape[1]), "request_id": f"worker-{self._rid}"}
         doc = await self._post(
-            "/predict_batch", encode_raw_batch(meta, np.asarray(windows, dtype=np.float32))
+            "/predict_batch", encode_raw_batch(meta, np.asarray(windows, dtype=np.float32)), sent=sent
         )
         return _batch(BatchPredictResponse.model_validate(doc))
 
@@ -114,7 +134,9 @@ class EngineSignalSource:
     async def info(self) -> SourceInfo:
         return _info(self.engine.info())
 
-    async def signals(self, symbols: Sequence[str], windows: np.ndarray) -> SignalBatch:
+    async def signals(
+        self, symbols: Sequence[str], windows: np.ndarray, *, sent: asyncio.Event | None = None
+    ) -> SignalBatch:
         doc = await self.engine.predict_columns(
             list(symbols), np.asarray(windows, dtype=np.float32), feature_names=None, request_id=None
         )

@@ -185,6 +185,7 @@ def engine_params(
         latency_bars=int(backtest.latency_ms * 1_000_000 // bar_ns),
         refresh_bars=backtest.refresh_bars,
         requote_on_fill=backtest.requote_on_fill,
+        refresh_tol=backtest.refresh_tolerance_pct / 100,
         haircut_ticks=backtest.queue_haircut_ticks,
         participation=backtest.max_participation,
         initial_cash=backtest.initial_cash,

@@ -122,6 +122,15 @@ class BacktestConfig(BaseModel):
     )
     refresh_bars: int = Field(1, ge=1, description="requote cadence, bars")
     requote_on_fill: bool = Field(True, description="requote at the close of a bar that had a fill")
+    refresh_tolerance_pct: float = Field(
+        0.0,
+        ge=0,
+        lt=100,
+        description="keep a working quote of the new size whose price is within this % of the new "
+        "quote's instead of replacing it (Hummingbot's order_refresh_tolerance_pct; fewer order "
+        "actions, a staler quote); 0 = keep only an identical one; bar engine and worker, with "
+        "latency under one bar",
+    )
     queue_haircut_ticks: int = Field(
         1, ge=0, description="market must trade this far through the quote to fill, ticks (0 = on touch)"
     )

@@ -53,6 +53,7 @@ class EngineParams(NamedTuple):
     latency_bars: int
     refresh_bars: int
     requote_on_fill: bool
+    refresh_tol: float  # keep_quote's tolerance, fraction of the working quote's price
     haircut_ticks: int
     participation: float  # 0 = no partial-fill cap
     initial_cash: float
@@ -313,6 +314,16 @@ def must_requote(status: int, prev_status: int, refresh: int, filled: bool, requ
 
 
 @njit(cache=True, error_model="numpy", inline="always")
+def keep_quote(live_price: int, live_lots: int, price: int, lots: int, tol: float) -> bool:
+    """A new quote leaves the working one in place (no cancel, no re-send) when it has the same
+    size and its price is within ``tol`` (a fraction) of the working one's; ``tol`` 0 keeps only
+    an identical quote, which replacing would not change. The kernel and the worker both keep
+    with this, and only with latency under one bar (where the working order's remaining size
+    at the decision is the one the replacement would meet)."""
+    return lots > 0 and live_lots == lots and abs(price - live_price) <= tol * live_price
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def first_variance(high: int, low: int) -> float:
     """The variance estimates' seed from the first bar's range (Parkinson), ticks^2 per bar."""
     return 0.36 * float(high - low) ** 2 + 1.0
@@ -423,6 +434,9 @@ def run_kernel(
             k += 1
         if must_requote(status, prev_status, refresh, k > k0, ep.requote_on_fill):
             nb, na, nbl, nal = bar_quotes(i, inv, status, var_q, bars, qp, ep)
+            if ep.latency_bars == 0:
+                nb = bid if keep_quote(bid, bl, nb, nbl, ep.refresh_tol) else nb
+                na = ask if keep_quote(ask, al, na, nal, ep.refresh_tol) else na
             placed += (nbl > 0) + (nal > 0)
             lots_quoted += nbl + nal
             ring[t, 0], ring[t, 1], ring[t, 2] = i + 1 + ep.latency_bars, nb, na

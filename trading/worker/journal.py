@@ -108,6 +108,10 @@ class Journal(JournalControls):
                 raise ConfigError(
                     f"{path}: an SQLite file that is not an mmops worker journal; give another --journal"
                 )
+            # what the module docstring promises; SQLite's default is a rollback journal, whose
+            # commit syncs the journal and the database file (several fsyncs; WAL's is one)
+            self._db.execute("pragma journal_mode=wal")
+            self._db.execute("pragma synchronous=full")
             self._db.executescript(SCHEMA)
             self._db.execute("insert or ignore into meta values ('schema', ?)", (SCHEMA_VERSION,))
         except sqlite3.DatabaseError as exc:
@@ -199,24 +203,31 @@ class Journal(JournalControls):
 
     # ---- orders ----------------------------------------------------------------------------------
     def add_order(self, o: JournalOrder) -> None:
-        self._db.execute(
+        self.add_orders([o])
+
+    def add_orders(self, orders: Sequence[JournalOrder]) -> None:
+        """:meth:`add_order` for many, in order, as one statement (a tick's intents)."""
+        self._db.executemany(
             "insert or ignore into orders values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,'')",
-            (
-                o.client_id,
-                o.book,
-                o.symbol,
-                o.side,
-                o.kind,
-                o.price_ticks,
-                o.lots,
-                o.tick,
-                o.version,
-                o.alias,
-                o.ref_mid_ticks,
-                o.status,
-                o.filled_lots,
-                int(o.cancel_requested),
-            ),
+            [
+                (
+                    o.client_id,
+                    o.book,
+                    o.symbol,
+                    o.side,
+                    o.kind,
+                    o.price_ticks,
+                    o.lots,
+                    o.tick,
+                    o.version,
+                    o.alias,
+                    o.ref_mid_ticks,
+                    o.status,
+                    o.filled_lots,
+                    int(o.cancel_requested),
+                )
+                for o in orders
+            ],
         )
 
     def set_status(self, client_id: str, status: str, note: str = "") -> None:
@@ -231,7 +242,13 @@ class Journal(JournalControls):
         )
 
     def request_cancel(self, client_id: str) -> None:
-        self._db.execute("update orders set cancel_requested = 1 where client_id = ?", (client_id,))
+        self.request_cancels([client_id])
+
+    def request_cancels(self, client_ids: Sequence[str]) -> None:
+        """:meth:`request_cancel` for many, as one statement."""
+        self._db.executemany(
+            "update orders set cancel_requested = 1 where client_id = ?", [(c,) for c in client_ids]
+        )
 
     def open_orders(self, book: str | None = None) -> list[JournalOrder]:
         """Orders not known to be finished (``intent``, ``in_flight``, ``pending``, ``open``)."""

@@ -1,9 +1,11 @@
 """The quoting worker's loop (asyncio): per tick, for all symbols at once.
 
-1. the venue matches the tick (a replay moves its clock; a live venue just lives);
-2. new fills are fetched and booked; online features take the new bars;
-3. one signal request for every symbol with a complete window, within the budget; a symbol
+1. online features take the new bars;
+2. one signal request for every symbol with a complete window, within the budget; a symbol
    whose signal is missing, late or invalid is quoted model-free (an alert says so);
+3. while it is on its way, the venue matches the tick (a replay moves its clock; a live venue
+   just lives), new fills are fetched and ambiguous orders settled (none of it needs the
+   signals; the fills are booked in step 5's transaction);
 4. :func:`trading.worker.strategy.step_books` decides risk, flatten and quotes for every book
    (the live one, and the challenger's shadow book in shadow mode);
 5. one journal transaction holds the tick's fills, the books' state and the new orders, then
@@ -77,17 +79,23 @@ class WorkerSettings:
 
 @dataclass(frozen=True)
 class TickTimings:
-    """Where one tick's time went, ns."""
+    """Where one tick's time went, ns.
+
+    ``model`` is the signal call from the request to the answer in hand; ``venue`` all the venue
+    work, of which ``hidden`` ran while the request was in flight (inside ``model``'s span), so
+    the tick's wall time is the parts less ``hidden``.
+    """
 
     features: int
     model: int
     decide: int
     journal: int
     venue: int
+    hidden: int = 0
 
     @property
     def total(self) -> int:
-        return self.features + self.model + self.decide + self.journal + self.venue
+        return self.features + self.model + self.decide + self.journal + self.venue - self.hidden
 
 
 class Worker(SignalIntake, OrderFlow, SymbolControls):
@@ -347,22 +355,30 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
                 book.venue.extend(replay)
 
     async def tick(self) -> None:
-        """One tick (see the module docstring)."""
+        """One tick (see the module docstring).
+
+        The venue's part that does not depend on this tick's signals (matching the bar, reading
+        the fills, settling ambiguous orders) runs while the signal request is on its way, so
+        it is off the tick's critical path when the service is the slower of the two.
+        """
         j = self.next_tick
         bars = self.replay.tick(j)
         t0 = time.perf_counter_ns()
-        for book in self.books:
-            venue = book.venue
-            if isinstance(venue, PaperVenue) and venue.clock <= j:
-                venue.advance()
-        crash_point("after_advance", j)
-        fills = {book.name: await self._poll_fills(book) for book in self.books}
-        await self._settle()
-        t1 = time.perf_counter_ns()
         self._update_features(j, bars)
+        t1 = time.perf_counter_ns()
+        sent = asyncio.Event()
+        request = asyncio.ensure_future(self._signals(bars, sent))
+        await sent.wait()  # the request has left (or the answer is in: nothing in flight)
         t2 = time.perf_counter_ns()
-        batch, why_none = await self._signals(bars)
+        in_flight = not request.done()
+        try:
+            fills = await self._venue_work(j)
+        except BaseException:
+            request.cancel()
+            raise
         t3 = time.perf_counter_ns()
+        batch, why_none = await request
+        t4 = time.perf_counter_ns()
         planned: list[tuple[Book, list[Any]]] = []
         decide = 0
         with self.journal.transaction():
@@ -393,21 +409,34 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
             now = int(self.replay.timeline[j])
             self.journal.add_mark(j, now, np.where(bars.has_bar, bars.close, 0).tobytes())
             self.journal.add_quotes(j, now, self._live_quotes())
-        t4 = time.perf_counter_ns()
+        t5 = time.perf_counter_ns()
         self.next_tick = j + 1
         crash_point("after_journal", j)
         for book, actions in planned:
             await self._send(book, actions, j)
-        t5 = time.perf_counter_ns()
+        t6 = time.perf_counter_ns()
         self.timings.append(
             TickTimings(
-                features=t2 - t1,
-                model=t3 - t2,
+                features=t1 - t0,
+                model=t4 - t1 if in_flight else (t2 - t1) + (t4 - t3),
                 decide=decide,
-                journal=t4 - t3 - decide,
-                venue=(t1 - t0) + (t5 - t4),
+                journal=t5 - t4 - decide,
+                venue=(t3 - t2) + (t6 - t5),
+                hidden=t3 - t2 if in_flight else 0,
             )
         )
+
+    async def _venue_work(self, j: int) -> dict[str, list[Any]]:
+        """Match the tick on the paper venues, read every book's new fills, settle ambiguous
+        orders; returns the fills by book (booked in the tick's transaction)."""
+        for book in self.books:
+            venue = book.venue
+            if isinstance(venue, PaperVenue) and venue.clock <= j:
+                venue.advance()
+        crash_point("after_advance", j)
+        fills = {book.name: await self._poll_fills(book) for book in self.books}
+        await self._settle()
+        return fills
 
     def _update_features(self, j: int, bars: st.TickBars) -> None:
         assert self.features is not None

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 
 from features.errors import OperationalError
+from trading.fill_engine import keep_quote
 from trading.risk import HALTED
 from trading.worker import strategy as st
 from trading.worker.crash import crash_point
@@ -276,20 +277,24 @@ class OrderFlow:
     ) -> list[Any]:
         """Journal this tick's orders (intents) and return what to send, in order."""
         actions: list[Any] = []
-        # An order whose price and remaining size equal the new quote's is left working (no cancel
-        # and re-send). That is the kernel's replacement only when a quote is live within the next
-        # bar (latency under one bar): with longer latency the kernel's new quote arrives later,
-        # full size, after the old one may have filled more, so then every decision replaces.
+        # An order the new quote would not move (same remaining size, price within
+        # backtest.refresh_tolerance_pct: keep_quote, as the kernel keeps it) is left working (no
+        # cancel and re-send). Only when a quote is live within the next bar (latency under one
+        # bar): with longer latency the kernel's new quote arrives later, full size, after the old
+        # one may have filled more, so then every decision replaces.
         keep_unchanged = self.ep.latency_bars == 0
+        intents: list[JournalOrder] = []
+        cancels: list[str] = []
         for s in np.flatnonzero(bars.has_bar):
             s = int(s)
             version, alias = self._tag(book, s, batch)
             mid = float(bars.close[s])
             if out[s, st.D_FLATTEN_LOTS] > 0:
                 side = int(out[s, st.D_FLATTEN_SIDE])
-                o = self._intent(
+                o = self._order_of(
                     book, s, j, "f", side, int(out[s, st.D_FLATTEN_LOTS]), 0, "market", version, alias, mid
                 )
+                intents.append(o)
                 actions.append(("place", o))
             if not out[s, st.D_REQUOTE]:
                 continue
@@ -302,24 +307,31 @@ class OrderFlow:
                 if (
                     cur is not None
                     and keep_unchanged
-                    and lots > 0
-                    and cur.price_ticks == price
-                    and cur.remaining == lots
+                    and keep_quote(cur.price_ticks, cur.remaining, int(price), int(lots), self.ep.refresh_tol)
                 ):
                     continue
                 if cur is not None:
-                    self.journal.request_cancel(cur.client_id)
+                    cancels.append(cur.client_id)
                     actions.append(("cancel", cur.client_id, self.symbols[s]))
                     del book.live[(s, side)]
                 if lots > 0:
-                    o = self._intent(
+                    o = self._order_of(
                         book, s, j, letter, side, int(lots), int(price), "limit", version, alias, mid
                     )
+                    intents.append(o)
                     book.live[(s, side)] = LiveOrder(o.client_id, o.price_ticks, o.lots, 0, j)
                     actions.append(("place", o))
+        self.journal.request_cancels(cancels)
+        self.journal.add_orders(intents)  # every one journaled before any is sent
         return actions
 
-    def _intent(
+    def _intent(self, book: Book, s: int, j: int, *args: Any) -> JournalOrder:
+        """:meth:`_order_of`, journaled now (an intent, before it is sent)."""
+        o = self._order_of(book, s, j, *args)
+        self.journal.add_order(o)
+        return o
+
+    def _order_of(
         self,
         book: Book,
         s: int,
@@ -333,7 +345,8 @@ class OrderFlow:
         alias: str,
         mid: float,
     ) -> JournalOrder:
-        o = JournalOrder(
+        """The order a decision makes, as an intent (not journaled yet)."""
+        return JournalOrder(
             client_id=self._cid(book, j, letter, s),
             book=book.name,
             symbol=self.symbols[s],
@@ -349,8 +362,6 @@ class OrderFlow:
             filled_lots=0,
             cancel_requested=False,
         )
-        self.journal.add_order(o)
-        return o
 
     async def _send(self, book: Book, actions: list[Any], j: int) -> None:
         results: list[tuple[str, str, str]] = []

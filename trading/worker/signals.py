@@ -40,8 +40,23 @@ class SignalIntake:
     replay: Replay
     kind: str
 
-    async def _signals(self, bars: st.TickBars) -> tuple[SignalBatch | None, dict[int, str]]:
-        """One request for every symbol with a bar and a complete window, within the budget."""
+    async def _signals(
+        self, bars: st.TickBars, sent: asyncio.Event | None = None
+    ) -> tuple[SignalBatch | None, dict[int, str]]:
+        """One request for every symbol with a bar and a complete window, within the budget.
+
+        ``sent`` is set once the request has left (the source says so), or at the latest when
+        this returns: the worker does the venue's work of the tick in between.
+        """
+        try:
+            return await self._ask(bars, sent)
+        finally:
+            if sent is not None:
+                sent.set()
+
+    async def _ask(
+        self, bars: st.TickBars, sent: asyncio.Event | None
+    ) -> tuple[SignalBatch | None, dict[int, str]]:
         if self.source is None or self.features is None:
             return None, {}
         ready = self.features.ready() & bars.has_bar
@@ -56,7 +71,7 @@ class SignalIntake:
         try:
             batch = await asyncio.wait_for(
                 self.source.signals(
-                    [self.symbols[s] for s in rows], self.features.window[rows].astype(np.float32)
+                    [self.symbols[s] for s in rows], self.features.window[rows].astype(np.float32), sent=sent
                 ),
                 timeout=budget,
             )

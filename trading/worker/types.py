@@ -10,6 +10,7 @@ until a status query by client id resolves it (NautilusTrader's rule), never "fa
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -131,6 +132,12 @@ class SignalSource(Protocol):
 
     async def info(self) -> SourceInfo: ...
 
-    async def signals(self, symbols: Sequence[str], windows: np.ndarray) -> SignalBatch: ...
+    async def signals(
+        self, symbols: Sequence[str], windows: np.ndarray, *, sent: asyncio.Event | None = None
+    ) -> SignalBatch:
+        """One answer for all ``symbols``. A source that sends a request sets ``sent`` once it
+        has left (the worker does its venue work while the answer is on its way); one that
+        does not may ignore it (the worker then waits for the answer before that work)."""
+        ...
 
     async def close(self) -> None: ...

@@ -4,6 +4,7 @@ fill, the interval, and bad input refused in one sentence."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,8 +38,10 @@ class CanarySource(FakeSource):
         base = await super().info()
         return dataclasses.replace(base, challenger="8", mode="canary")
 
-    async def signals(self, symbols: Sequence[str], windows: np.ndarray) -> SignalBatch:
-        batch = await super().signals(symbols, windows)
+    async def signals(
+        self, symbols: Sequence[str], windows: np.ndarray, *, sent: asyncio.Event | None = None
+    ) -> SignalBatch:
+        batch = await super().signals(symbols, windows, sent=sent)
         mine = [s in self.canary for s in symbols]
         return dataclasses.replace(
             batch,

@@ -66,8 +66,15 @@ def test_a_model_free_week_gives_the_backtests_fills_and_equity(week: pd.DataFra
             RiskConfig(max_position_lots=40, max_notional=2_000.0),
         ),
         (QuoteConfig(), BacktestConfig(), RiskConfig(max_drawdown_pct=0.05)),
+        (QuoteConfig(), BacktestConfig(refresh_tolerance_pct=0.05), RiskConfig()),
     ],
-    ids=["pressure-depth-partial", "latency-cadence", "position-exposure", "drawdown-kill"],
+    ids=[
+        "pressure-depth-partial",
+        "latency-cadence",
+        "position-exposure",
+        "drawdown-kill",
+        "refresh-tolerance",
+    ],
 )
 def test_parity_holds_under_every_fill_and_risk_setting(
     btc_march: pd.DataFrame, tmp_path: Path, quote: QuoteConfig, backtest: BacktestConfig, risk: RiskConfig
@@ -78,6 +85,24 @@ def test_parity_holds_under_every_fill_and_risk_setting(
     report, _ = paper({"BTCUSDT": day}, tmp_path / "j.db", s)
     same_fills(journal_fills(tmp_path / "j.db"), ref.trades)
     assert report.final_equity["live"] == ref.metrics.final_equity
+
+
+def test_a_refresh_tolerance_keeps_quotes_that_barely_moved(btc_march: pd.DataFrame, tmp_path: Path) -> None:
+    """backtest.refresh_tolerance_pct: a working quote within the tolerance of the new one stays
+    (no cancel, no re-send); the worker sends fewer orders and still fills as the backtest."""
+    day = btc_march.iloc[2 * DAY : 2 * DAY + 240].reset_index(drop=True)
+    placed = {}
+    for tol in (0.0, 0.05):
+        s = settings(backtest=BacktestConfig(refresh_tolerance_pct=tol))
+        ref = run_backtest(day, quote=s.quote, risk=s.risk, backtest=s.backtest)
+        paper({"BTCUSDT": day}, tmp_path / f"{tol}.db", s)
+        same_fills(journal_fills(tmp_path / f"{tol}.db"), ref.trades)
+        journal = Journal(tmp_path / f"{tol}.db")
+        placed[tol] = len(journal.orders())
+        journal.close()
+    # 0.05% of ~$70k is ~$35: many minutes move a quote less than that (these 4 hours: 480 orders
+    # at 0, 339 at 0.05%); a fifth fewer is the least a working tolerance must show here
+    assert placed[0.05] < 0.8 * placed[0.0], placed
 
 
 def test_risk_limits_hold_and_every_decision_says_why_with_its_numbers(
@@ -125,7 +150,11 @@ def test_model_signals_give_the_fills_of_a_model_backtest_on_the_same_prediction
     source = FakeSource(names=names, rows=3)
     # "reduce": a tick without a signal is quoted reduce-only, as a model backtest does
     s = settings(trade=TradeConfig(on_missing_signal="reduce"))
-    report, _ = paper({"BTCUSDT": traded}, tmp_path / "j.db", s, source=source, history={"BTCUSDT": history})
+    report, worker = paper(
+        {"BTCUSDT": traded}, tmp_path / "j.db", s, source=source, history={"BTCUSDT": history}
+    )
+    # the venue's work ran while the requests were out (and the fills below are still the backtest's)
+    assert sum(t.hidden > 0 for t in worker.timings) > 0.9 * len(traded)
     signals = signals_frame(tmp_path / "j.db")
     assert len(signals) == len(traded) and signals["pred_return"].abs().max() > 0
     ref = run_backtest(

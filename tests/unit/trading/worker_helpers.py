@@ -124,8 +124,13 @@ class FakeSource:
         x = window[:, -1, 0].astype(np.float64)
         return 2e-4 * np.tanh(x / (np.abs(x).mean() + 1e-12))
 
-    async def signals(self, symbols: Sequence[str], windows: np.ndarray) -> SignalBatch:
+    async def signals(
+        self, symbols: Sequence[str], windows: np.ndarray, *, sent: asyncio.Event | None = None
+    ) -> SignalBatch:
         self.calls += 1
+        if sent is not None:  # as a request on its way: the worker does its venue work meanwhile
+            sent.set()
+            await asyncio.sleep(0)
         if self.down(self.calls):
             raise ConnectionError("connection refused (scripted)")
         if self.slow(self.calls):

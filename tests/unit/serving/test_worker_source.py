@@ -1,0 +1,65 @@
+"""The HTTP signal source tells the worker when its request has left (before the answer)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+
+from serving.worker_source import HttpSignalSource
+
+
+def test_sent_is_set_once_the_request_is_out_and_before_the_answer() -> None:
+    async def scenario() -> tuple[bool, bool, int, list[float]]:
+        release = asyncio.Event()
+        received: list[int] = []
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            received.append(len(await reader.readexactly(length)))
+            await release.wait()  # the service is "computing": no answer until the test says so
+            doc = {
+                "request_id": "r",
+                "model": "m",
+                "symbols": ["A", "B"],
+                "values": [0.001, -0.002],
+                "versions": ["3", "3"],
+                "aliases": ["champion", "champion"],
+                "kinds": ["forward_log_return", "forward_log_return"],
+            }
+            body = json.dumps(doc).encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                + f"content-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        source = HttpSignalSource(f"http://127.0.0.1:{port}", timeout_s=5.0)
+        sent = asyncio.Event()
+        windows = np.zeros((2, 32, 67), dtype=np.float32)  # a 17 KB body: more than one small write
+        request = asyncio.ensure_future(source.signals(["A", "B"], windows, sent=sent))
+        await asyncio.wait_for(sent.wait(), timeout=5.0)
+        answered_before_sent = request.done()
+        await asyncio.sleep(0.05)
+        answered_while_held = request.done()
+        release.set()
+        batch = await request
+        await source.close()
+        server.close()
+        await server.wait_closed()
+        return answered_before_sent, answered_while_held, received[0], list(batch.values)
+
+    before, held, size, values = asyncio.run(scenario())
+    assert not before and not held  # sent came while the answer was still being held back
+    assert size > 2 * 32 * 67 * 4  # the server got the whole body (the windows and the meta)
+    assert values == [0.001, -0.002]
