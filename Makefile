@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 MMOPS_HOME ?= $(CURDIR)
 export MMOPS_HOME
 
-.PHONY: install browser demo test lint flakes bench repro
+.PHONY: install browser postgres demo test lint flakes bench repro
 
 $(BIN)/mmops: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -41,7 +41,22 @@ browser:
 	  echo "  install them (sudo apt-get install chromium chromium-driver); without them the browser test skips, and fails under CI=true"; \
 	fi
 
-test: install browser
+# The scale-out tests start a throwaway PostgreSQL of their own (initdb + pg_ctl from Debian's
+# postgresql, run as the postgres user when the tests run as root; docs/scale-out.md). Installed here
+# when missing and root; otherwise those tests skip (fail under CI=true).
+postgres:
+	@if command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing postgresql for the scale-out tests (apt-get, a minute)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  { apt-get update -qq && apt-get install -y -qq postgresql; } >/tmp/mmops-apt-postgresql.log 2>&1 \
+	    || echo "make postgres: apt-get could not install postgresql (see /tmp/mmops-apt-postgresql.log)"; \
+	else \
+	  echo "make postgres: PostgreSQL (initdb, pg_ctl) is missing and this is not root with apt-get:"; \
+	  echo "  install it (sudo apt-get install postgresql); without it the scale-out tests skip, and fail under CI=true"; \
+	fi
+
+test: install browser postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

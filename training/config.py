@@ -142,6 +142,24 @@ class TuneConfig(_Section):
     seed: int = 0
     n_startup_trials: int = Field(5, ge=0, description="random trials before TPE models the space")
     prune: bool = True
+    heartbeat_s: int = Field(
+        60, ge=1, description="a running trial records a heartbeat this often (RDB storage), seconds"
+    )
+    grace_s: int = Field(
+        180,
+        ge=1,
+        description="a running trial silent this long is a crashed process's: failed and retried, seconds",
+    )
+    max_retry: int = Field(2, ge=0, description="times a crashed trial is retried with its parameters")
+
+    @model_validator(mode="after")
+    def _grace_after_beats(self) -> TuneConfig:
+        if self.grace_s <= self.heartbeat_s:
+            raise ValueError(
+                f"grace_s ({self.grace_s}) must exceed heartbeat_s ({self.heartbeat_s}): "
+                "a live trial would be failed between two of its own heartbeats"
+            )
+        return self
 
 
 class EvaluateConfig(_Section):
