@@ -73,13 +73,13 @@ def backend_failure(exc: BaseException) -> str | None:
     if "optuna" in sys.modules:
         from training.tune import storage_failure
 
-        if reason := storage_failure(exc):
-            return f"study storage: {reason}"
+        if failure := storage_failure(exc):
+            return f"study storage: {failure}"
     if "mlflow" in sys.modules:
         from training.tracking import tracking_failure
 
-        if reason := tracking_failure(exc):
-            return f"MLflow: {reason}"
+        if failure := tracking_failure(exc):
+            return f"MLflow: {failure}"
     return None
 
 

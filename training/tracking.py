@@ -27,6 +27,8 @@ from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
 
+from features.errors import OperationalError, TemporaryError
+
 logger = logging.getLogger(__name__)
 
 MODEL_ARTIFACT = "model_dir"  # key of the artifact directory inside the pyfunc model
@@ -57,32 +59,33 @@ def use_tracking(tracking_uri: str) -> None:
     """
     from mlflow.exceptions import MlflowException
 
-    from features.errors import OperationalError
-
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     try:
         with sqlite_init_lock(tracking_uri):
             MlflowClient().search_experiments(max_results=1)
     except MlflowException as exc:
-        reason = tracking_failure(exc) or str(exc.message).strip().splitlines()[0]
-        raise OperationalError(f"MLflow tracking at {tracking_uri}: {reason}") from exc
+        failure = tracking_failure(exc) or OperationalError(str(exc.message).strip().splitlines()[0])
+        raise type(failure)(f"MLflow tracking at {tracking_uri}: {failure}") from exc
 
 
-def tracking_failure(exc: BaseException) -> str | None:
-    """A tracking server or database that is down, went away or holds an older schema, in one
-    line; None for any other error."""
+def tracking_failure(exc: BaseException) -> TemporaryError | OperationalError | None:
+    """A tracking server that is down or does not answer (temporary: worth a retry later), or a
+    store with an older schema (operational: a person upgrades it), as a one-line error; None for
+    any other error."""
     from mlflow.exceptions import MlflowException
 
     if not isinstance(exc, MlflowException):
         return None
     message = str(exc.message)
     if "out-of-date database schema" in message:
-        return message.split(". Take a backup")[0] + "; back it up, then run `mlflow db upgrade <uri>`"
+        return OperationalError(
+            message.split(". Take a backup")[0] + "; back it up, then run `mlflow db upgrade <uri>`"
+        )
     if message.startswith("API request to ") and ("Max retries exceeded" in message or "timeout" in message):
         url = message.removeprefix("API request to ").split(" ", 1)[0]
         cause = "connection refused" if "Connection refused" in message else "no answer"
-        return (
+        return TemporaryError(
             f"tracking server unreachable at {url} ({cause}, after MLflow's retries); "
             "check MLFLOW_TRACKING_URI and that `mlflow server` is up"
         )

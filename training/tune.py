@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from features.errors import OperationalError
+from features.errors import OperationalError, TemporaryError
 from trading.backtest import run_backtest
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig
 from training.config import FamilyConfig, SearchParam, SplitProfile, Task, TuneConfig
@@ -159,14 +159,15 @@ def open_study(storage_url: str, name: str, *, maximize: bool, config: TuneConfi
                 load_if_exists=True,
             )
     except Exception as exc:
-        reason = storage_failure(exc)
-        if reason is None:
+        failure = storage_failure(exc)
+        if failure is None:
             raise
-        raise OperationalError(f"study storage {_safe_url(storage_url)}: {reason}") from exc
+        raise type(failure)(f"study storage {_safe_url(storage_url)}: {failure}") from exc
 
 
-def storage_failure(exc: BaseException) -> str | None:
-    """A study storage that is down, went away or holds another version's schema, in one line;
+def storage_failure(exc: BaseException) -> TemporaryError | OperationalError | None:
+    """A study storage that is down or went away (temporary: worth a retry later), or that holds
+    another Optuna version's schema (operational: a person upgrades it), as a one-line error;
     None for any other error. Looks through the exception's causes (Optuna and SQLAlchemy wrap)."""
     import sqlalchemy.exc
 
@@ -174,13 +175,13 @@ def storage_failure(exc: BaseException) -> str | None:
     while seen is not None:
         if isinstance(seen, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
             first = str(seen.orig or seen).strip().splitlines()[0]
-            return (
-                f"database unreachable or lost ({first}); check that the server behind "
+            return TemporaryError(
+                f"database unreachable, lost or locked ({first}); check that the database behind "
                 "MMOPS_OPTUNA_STORAGE is up: a trial this crash left running is retried by the next "
                 "tuner after tune.grace_s"
             )
         if isinstance(seen, RuntimeError) and "optuna storage upgrade" in str(seen):
-            return f"{str(seen).strip().splitlines()[0]} (back the database up first)"
+            return OperationalError(f"{str(seen).strip().splitlines()[0]} (back the database up first)")
         seen = seen.__cause__ or seen.__context__
     return None
 

@@ -29,15 +29,10 @@ import pytest
 
 USER = "mmops"  # the cluster's superuser (``initdb -U``), not a system account
 START_S = 120  # pg_ctl -w waits this long: a first start on a loaded 2-core machine is slow, not broken
-# A test cluster: durability off (fsync, full-page writes) for speed; connections for 3 tuners,
-# 4 MLflow server workers (a pool of 5 + 10 each) and the test process.
-SERVER_SETTINGS = {
-    "listen_addresses": "127.0.0.1",
-    "fsync": "off",
-    "synchronous_commit": "off",
-    "full_page_writes": "off",
-    "max_connections": "200",
-}
+# Connections for 3 tuners, 4 MLflow server workers (a pool of 5 + 10 each) and the test process.
+SERVER_SETTINGS = {"listen_addresses": "127.0.0.1", "max_connections": "200"}
+# A test cluster needs no durability: without fsync and full-page writes a commit costs no disk flush.
+NOT_DURABLE = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
 @dataclass(frozen=True)
@@ -103,8 +98,13 @@ def _chown_for(prefix: list[str], path: Path) -> None:
 
 
 @contextmanager
-def postgres_server() -> Iterator[Postgres]:
-    """Start a throwaway cluster; yields it; stops it and removes its folder afterwards."""
+def postgres_server(*, durable: bool = False) -> Iterator[Postgres]:
+    """Start a throwaway cluster; yields it; stops it and removes its folder afterwards.
+
+    Args:
+        durable: keep PostgreSQL's default durability (every commit flushed to disk), as a real
+            server runs; off by default, for speed (benchmarks comparing it with SQLite want it on).
+    """
     bin_dir = find_bin_dir()
     if bin_dir is None:
         message = "PostgreSQL is not installed (initdb, pg_ctl): `make test` installs Debian's postgresql"
@@ -134,7 +134,10 @@ def postgres_server() -> Iterator[Postgres]:
             what="initdb",
         )
         port = free_port()
-        options = " ".join(f"-c {k}={v}" for k, v in {**SERVER_SETTINGS, "port": port}.items())
+        options = " ".join(
+            f"-c {k}={v}"
+            for k, v in {**SERVER_SETTINGS, **({} if durable else NOT_DURABLE), "port": port}.items()
+        )
         options += f" -k {root}"  # the unix socket beside the data, not in /var/run/postgresql
         pg_ctl = [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data)]
         _check(

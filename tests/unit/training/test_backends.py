@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from features.errors import OperationalError
+from features.errors import OperationalError, TemporaryError
 from training.config import TuneConfig
 from training.tune import open_study, storage_failure
 
@@ -49,11 +49,11 @@ def test_grace_must_outlast_a_heartbeat() -> None:
 def test_an_unreachable_study_server_is_one_line_with_the_password_masked() -> None:
     port = dead_port()
     url = f"postgresql+psycopg2://mmops:secret@127.0.0.1:{port}/optuna"
-    with pytest.raises(OperationalError) as caught:
+    with pytest.raises(TemporaryError) as caught:  # Prefect's tasks retry it; the CLI says it once
         open_study(url, "s", maximize=True, config=TuneConfig())
     message = str(caught.value)
     assert message.startswith(f"study storage postgresql+psycopg2://mmops:***@127.0.0.1:{port}/optuna: ")
-    assert "database unreachable or lost" in message and "Connection refused" in message
+    assert "database unreachable, lost or locked" in message and "Connection refused" in message
     assert "secret" not in message and "\n" not in message
 
 
@@ -79,8 +79,9 @@ def test_storage_failure_looks_through_causes_and_ignores_other_errors() -> None
     try:
         raise RuntimeError("optuna gave up") from lost
     except RuntimeError as wrapped:
-        reason = storage_failure(wrapped)
-    assert reason is not None and reason.startswith("database unreachable or lost (connection to server at")
+        failure = storage_failure(wrapped)
+    assert isinstance(failure, TemporaryError)
+    assert str(failure).startswith("database unreachable, lost or locked (connection to server at")
     assert storage_failure(ValueError("bad params")) is None
 
 
@@ -95,7 +96,8 @@ def test_tracking_failures_name_the_server_or_the_upgrade() -> None:
         "experiments/search (Caused by NewConnectionError(': Failed to establish a new connection: "
         "[Errno 111] Connection refused'))"
     )
-    assert tracking_failure(refused) == (
+    assert isinstance(tracking_failure(refused), TemporaryError)
+    assert str(tracking_failure(refused)) == (
         "tracking server unreachable at http://127.0.0.1:9/api/2.0/mlflow/experiments/search "
         "(connection refused, after MLflow's retries); check MLFLOW_TRACKING_URI and that `mlflow server` is up"
     )
@@ -103,7 +105,8 @@ def test_tracking_failures_name_the_server_or_the_upgrade() -> None:
         "Detected out-of-date database schema (found version abc, but expected def). Take a backup of "
         "your database, then run 'mlflow db upgrade <database_uri>' to migrate"
     )
-    assert tracking_failure(old) == (
+    assert isinstance(tracking_failure(old), OperationalError)
+    assert str(tracking_failure(old)) == (
         "Detected out-of-date database schema (found version abc, but expected def); "
         "back it up, then run `mlflow db upgrade <uri>`"
     )
