@@ -97,8 +97,8 @@ def finished(proc: subprocess.Popen[str], log: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def tuned(world: dict[str, Any]) -> dict[str, Any]:
-    """Three tuners on one study. The first is frozen (SIGSTOP) in its first trial, so that trial's
-    heartbeat stops at a known point; once it is stale the other two start, and while they tune the
+    """Three tuners on one study. The first is frozen (SIGSTOP) between two folds of a trial, so that
+    trial's heartbeat stops at a known point; once it is stale the other two start, and while they tune the
     frozen one is killed with SIGKILL. Yields the study, the killed trial and the survivors' results."""
     import optuna
 
@@ -115,8 +115,12 @@ def tuned(world: dict[str, Any]) -> dict[str, Any]:
     victim = tuner(env, home / "tuner-0.log")
     others: list[subprocess.Popen[str]] = []
     try:
+        # mid-trial: its parameters drawn and its first fold reported, the second fold still to run
         running = poll(
-            lambda: trials(optuna.trial.TrialState.RUNNING), timeout=TUNE_S, every=0.1, what="a first trial"
+            lambda: [t for t in trials(optuna.trial.TrialState.RUNNING) if t.intermediate_values],
+            timeout=TUNE_S,
+            every=0.05,
+            what="a trial that has reported its first fold",
         )
         os.kill(victim.pid, signal.SIGSTOP)
         frozen_at = time.monotonic()
@@ -162,7 +166,8 @@ def test_three_tuners_share_one_postgres_study_and_the_killed_ones_trial_is_retr
     assert by_number[killed.number].state == state.FAIL  # failed by a survivor once its heartbeat was stale
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
     assert len(retries) == 1, [t.system_attrs for t in study.trials]
-    assert retries[0].params == killed.params  # run again with the same point of the search space
+    assert set(by_number[killed.number].intermediate_values) == {0}  # killed between its two folds
+    assert retries[0].params == by_number[killed.number].params  # run again at the same point
     assert retries[0].state in (state.COMPLETE, state.PRUNED)
     others = [t for t in study.trials if t.number != killed.number]
     assert all(t.state in (state.COMPLETE, state.PRUNED) for t in others)  # none RUNNING or WAITING
