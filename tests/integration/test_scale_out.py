@@ -97,9 +97,10 @@ def finished(proc: subprocess.Popen[str], log: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def tuned(world: dict[str, Any]) -> dict[str, Any]:
-    """Three tuners on one study. The first is frozen (SIGSTOP) between two folds of a trial, so that
-    trial's heartbeat stops at a known point; once it is stale the other two start, and while they tune the
-    frozen one is killed with SIGKILL. Yields the study, the killed trial and the survivors' results."""
+    """Three tuners on one study. The first is frozen (SIGSTOP) between two folds of a trial, so
+    that trial's heartbeat stops at a known point; once it is stale the other two start, and while
+    they tune the frozen one is killed with SIGKILL. Returns the study, the killed trial (as first
+    seen) and the two others' results."""
     import optuna
 
     env, home = world["env"], world["home"]
