@@ -125,3 +125,35 @@ def test_use_tracking_on_an_out_of_date_sqlite_store_says_upgrade(tmp_path: Path
     shutil.copy(db, old)
     with pytest.raises(OperationalError, match=r"out-of-date database schema.*mlflow db upgrade"):
         use_tracking(f"sqlite:///{old}")
+
+
+def test_the_cli_reports_a_storage_lost_mid_command_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import sqlalchemy
+    import sqlalchemy.exc
+    import typer
+
+    from flows.cli_common import reported
+
+    engine = sqlalchemy.create_engine(f"postgresql+psycopg2://mmops@127.0.0.1:{dead_port()}/x")
+
+    @reported
+    def command() -> None:
+        try:
+            with engine.connect():
+                pass
+        except sqlalchemy.exc.OperationalError as exc:
+            raise RuntimeError("a trial's report failed") from exc  # as Optuna re-raises it
+
+    with pytest.raises(typer.Exit):
+        command()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: study storage: database unreachable, lost or locked"
+    )
+
+    @reported
+    def broken() -> None:
+        raise KeyError("not a server's failure")
+
+    with pytest.raises(KeyError):  # anything else is still a bug with its traceback
+        broken()
