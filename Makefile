@@ -13,12 +13,21 @@ BIN := $(VENV)/bin
 MMOPS_HOME ?= $(CURDIR)
 export MMOPS_HOME
 
-.PHONY: install browser postgres demo test lint flakes bench repro
+.PHONY: install browser postgres demo test lint flakes bench repro variant-changed
 
-$(BIN)/mmops: pyproject.toml uv.lock
+# GPU=1 (on any target that installs: make install GPU=1, make test GPU=1): the GPU variant, the `gpu`
+# dependency group in place of `cpu`: onnxruntime-gpu (CUDA 13, NVIDIA driver 580+) for the service
+# and TensorFlow's CUDA libraries for LSTM training, ~4 GB more. Without it, the CPU variant; the
+# variant installed is kept in $(VENV)/.mmops-variant, so switching re-syncs.
+VARIANT := $(if $(filter 1,$(GPU)),gpu,cpu)
+SYNC_GROUPS := $(if $(filter gpu,$(VARIANT)),--no-group cpu --group gpu,)
+INSTALLED_VARIANT := $(or $(shell cat $(VENV)/.mmops-variant 2>/dev/null),cpu)
+
+$(BIN)/mmops: pyproject.toml uv.lock $(if $(filter $(VARIANT),$(INSTALLED_VARIANT)),,variant-changed)
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	@echo "Installing $(VENV) from uv.lock and byte-compiling it (about a minute the first time)"
-	@$(UV) sync --frozen --quiet --python $(PY_VERSION)
+	@echo "Installing $(VENV) ($(VARIANT) variant) from uv.lock and byte-compiling it (about a minute the first time)"
+	@$(UV) sync --frozen --quiet --python $(PY_VERSION) $(SYNC_GROUPS)
+	@echo $(VARIANT) > $(VENV)/.mmops-variant
 	@touch $@
 
 install: $(BIN)/mmops
@@ -79,6 +88,8 @@ bench: install
 	$(BIN)/python bench/backtest.py --json
 	$(BIN)/python bench/inference.py --json
 
-repro: install  ## the DVC pipeline (ingest -> validate -> features) from data/raw
+# The DVC pipeline from data/raw: ingest -> validate, features -> tune (reads the features file,
+# registers one version per family, declared in reports/tune/<family>/registered.json); `dvc dag` draws it.
+repro: install
 	@test -d data/raw || $(BIN)/dvc pull data.dvc || MMOPS_HOME=. $(BIN)/mmops data seed
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro

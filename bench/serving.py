@@ -79,6 +79,9 @@ def build_registry(home: Path, n_features: int, rows: int) -> tuple[str, dict[st
                 registered_name=NAME,
                 tags={"mmops.family": family, "mmops.task": "regressor"},
                 metrics={
+                    "forward_utility": 1.0,
+                    "forward_pnl_diff": 0.1,
+                    "forward_utility_diff": 0.1,
                     "forward_sharpe": 1.0,
                     "forward_max_drawdown_pct": 1.0,
                     "forward_sharpe_diff": 0.1,
@@ -94,7 +97,10 @@ def promote(home: Path, uri: str, version: str) -> None:
 
     reg = Registry(uri, audit_log=home / "logs" / "audit.jsonl", reports=home / "reports")
     reg.gate(
-        NAME, version, config=GateConfig(min_sharpe_over_champion=-1e9), evaluate=lambda _: {"sharpe": 0.0}
+        NAME,
+        version,
+        config=GateConfig(min_utility_over_champion=-1e9),
+        evaluate=lambda _: {"utility": 0.0, "sharpe": 0.0},
     )
     reg.approve(NAME, version, by="bench", reason="benchmark")
 
@@ -287,15 +293,15 @@ def throughput(
     }
 
 
-def open_version(home: Path, uri: str, version: str) -> Any:
-    """The registered version's artifact, downloaded and opened the way the service opens it."""
-    from serving.source import providers_for
-    from training.artifact import load_predictor
+def open_version(home: Path, uri: str, version: str, device: str) -> Any:
+    """The registered version's artifact, downloaded and opened the way the service opens it (on the
+    providers ``serve.device`` picks, so the baseline runs on the service's device)."""
+    from training.artifact import load_predictor, select_providers
     from training.registry import Registry
 
     reg = Registry(uri, audit_log=home / "logs" / "audit.jsonl", reports=home / "reports")
     folder = reg.download(reg.ref(NAME, version), home / "baseline")
-    return load_predictor(folder, providers=providers_for("cpu"))
+    return load_predictor(folder, providers=select_providers(device).providers)
 
 
 def onnx_throughput(predictor: Any, windows: np.ndarray, seconds: float) -> dict[str, float]:
@@ -340,6 +346,12 @@ def main() -> None:
         action="store_true",
         help="serve with log_predictions off (to see what the log costs; production logs)",
     )
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "auto", "cuda"],
+        default="cpu",
+        help="serve.device for the service and the in-process baseline (cuda: bench/gpu.sh)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -355,7 +367,11 @@ def main() -> None:
         # 8 MiB serve.max_body_bytes default; the cap is raised here so the forms stay comparable
         # with the earlier rounds (the cap is checked per request, it does not cost throughput).
         proc, base = start_server(
-            home, uri, max_body_bytes=256 * 1024 * 1024, log_predictions=not args.no_prediction_log
+            home,
+            uri,
+            max_body_bytes=256 * 1024 * 1024,
+            log_predictions=not args.no_prediction_log,
+            device=args.device,
         )
         results: dict[str, Any] = {}
         try:
@@ -392,7 +408,7 @@ def main() -> None:
                         RAW,
                     ),
                 }
-                predictor = open_version(home, uri, version)
+                predictor = open_version(home, uri, version, args.device)
                 same = batch_windows(n, rows, args.features, 1)  # the bulk bodies' windows
                 before = onnx_throughput(predictor, same, secs / 2)
                 sweep = {}
@@ -432,6 +448,8 @@ def main() -> None:
                 results[family] = {
                     "version": version,
                     "window_rows": rows,
+                    "service_provider": info["champion"]["provider"],
+                    "onnx_in_process_provider": predictor.provider,
                     **single,
                     "batched": batched,
                     "onnx_in_process": onnx,
@@ -452,6 +470,7 @@ def main() -> None:
             "load_avg_1m": os.getloadavg()[0],
             "onnx_providers": onnxruntime.get_available_providers(),
         },
+        "device": args.device,
         "features": args.features,
         "prediction_log": not args.no_prediction_log,
         "setup_s": setup_s,

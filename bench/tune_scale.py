@@ -86,6 +86,7 @@ def worker(storage: str, study: str, trials: int, barrier: Path, n: int) -> None
         quote=params.quote,
         risk=params.risk,
         backtest=params.backtest,
+        evaluate=params.evaluate,
     )
     handle = open_study(storage, study, maximize=job.maximize, config=params.tune)
     (barrier / f"ready-{os.getpid()}").touch()

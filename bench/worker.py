@@ -155,6 +155,9 @@ def build_registry(home: str, train_rows: int) -> tuple[str, str, int]:
             registered_name=NAME,
             tags={"mmops.family": "lstm", "mmops.task": "regressor", "mmops.interval": "1m"},
             metrics={
+                "forward_utility": 1.0,
+                "forward_pnl_diff": 0.1,
+                "forward_utility_diff": 0.1,
                 "forward_sharpe": 1.0,
                 "forward_max_drawdown_pct": 1.0,
                 "forward_sharpe_diff": 0.1,
@@ -163,7 +166,10 @@ def build_registry(home: str, train_rows: int) -> tuple[str, str, int]:
         )
     reg = Registry(uri, audit_log=root / "logs" / "audit.jsonl", reports=root / "reports")
     reg.gate(
-        NAME, version, config=GateConfig(min_sharpe_over_champion=-1e9), evaluate=lambda _: {"sharpe": 0.0}
+        NAME,
+        version,
+        config=GateConfig(min_utility_over_champion=-1e9),
+        evaluate=lambda _: {"utility": 0.0, "sharpe": 0.0},
     )
     reg.approve(NAME, version, by="bench", reason="worker benchmark")
     return uri, version, x.shape[1]

@@ -15,6 +15,7 @@ import pandas as pd
 from features.build import compute_features, make_labels
 from features.config import FeaturesConfig, ValidationConfig
 from features.errors import DataError, SourceError, ValidationFailed
+from features.feature_files import labels_path, write_features, write_labels
 from features.ingest import Source, ingest_bars, quarantine, raw_files_of, read_file_source, read_source
 from features.schema import interval_ns, normalize_interval, normalize_symbol
 from features.sources import binance
@@ -211,7 +212,8 @@ def build_features(
     end: str | None = None,
     out: Path | None = None,
 ) -> dict[str, Any]:
-    """Compute and write the feature frame (and the label frame beside it) for one series."""
+    """Compute and write the feature frame (and the label frame beside it) for one series
+    (:mod:`features.feature_files`: float32 features with their config, float64 labels)."""
     store = BarStore(store_root)
     interval = normalize_interval(interval)
     symbol = normalize_symbol(symbol)
@@ -221,18 +223,18 @@ def build_features(
     frame = compute_features(bars, config, start=_utc(start) if start else None, end=end_ts)
     labels = make_labels(bars, horizon=config.label_horizon).loc[frame.index]
     target = out or features_root / f"{venue}-{symbol}-{interval}.parquet"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(target)
-    labels_path = target.with_name(target.stem + ".labels.parquet")
-    labels.to_parquet(labels_path)
+    series = f"{venue}:{symbol}:{interval}"
+    write_features(frame, target, config=config, series=series)
+    labels_file = labels_path(target)
+    write_labels(labels, labels_file)
     return {
-        "series": f"{venue}:{symbol}:{interval}",
+        "series": series,
         "rows": len(frame),
         "columns": frame.shape[1],
         "start": frame.index[0].isoformat() if len(frame) else None,
         "end": frame.index[-1].isoformat() if len(frame) else None,
         "features": str(target),
-        "labels": str(labels_path),
+        "labels": str(labels_file),
     }
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from features.errors import ConfigError
-from flows.cli_common import JsonOpt, app, context, emit, reported
+from flows.cli_common import JsonOpt, app, context, emit, err, reported
 from flows.params import Params
 from flows.settings import REPO_ROOT, Locations
 from flows.training_steps import model_name, open_registry
@@ -211,10 +211,14 @@ def serve(
     model: ModelOpt = None,
 ) -> None:
     """Serve the champion with BentoML (until interrupted); the token comes from MMOPS_SERVE_TOKEN."""
+    from training.artifact import select_providers
+
     where, params = context()
     settings = serve_settings(where, params, model=model, canary=canary, shadow=shadow)
-    path = settings.write(where.home / "serving" / "settings.json")
     config = settings.config
+    # said before BentoML starts: serve.device cuda without a working GPU is one line and exit 1 here
+    err.print(select_providers(config.device).reason, highlight=False, markup=False, soft_wrap=True)
+    path = settings.write(where.home / "serving" / "settings.json")
     cmd = [
         sys.executable,
         "-m",

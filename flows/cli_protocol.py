@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 
 from features.errors import ConfigError, DataError
 from flows.cli_common import IntervalOpt, JsonOpt, SymbolOpt, VenueOpt, app, context, emit, reported
 from flows.training_steps import series_bars, tracking_settings
+from training.config import Objective
 
 TrialsOpt = Annotated[
     int | None, typer.Option("--trials", help="new trials per study (default: tune.trials)")
@@ -18,7 +19,7 @@ TrialsOpt = Annotated[
 FamiliesOpt = Annotated[str | None, typer.Option("--families", help="comma list (default: tune.families)")]
 TasksOpt = Annotated[str, typer.Option("--tasks", help="comma list of classifier, regressor")]
 ObjectiveOpt = Annotated[
-    str | None, typer.Option("--objective", help="sharpe | loss (default: tune.objective)")
+    str | None, typer.Option("--objective", help="utility | sharpe | loss (default: tune.objective)")
 ]
 MarkdownOpt = Annotated[Path | None, typer.Option("--markdown", help="also write the table here (markdown)")]
 
@@ -38,15 +39,15 @@ def protocol(
 ) -> None:
     """Tune, refit and score every family x task (nothing registered); print the protocol table."""
     from training.pipeline import prepare_job
-    from training.protocol import protocol_jobs, run_protocol, to_markdown
+    from training.protocol import protocol_jobs, quoter_job, run_protocol, to_markdown
 
     where, params = context()
     names = [f.strip() for f in families.split(",")] if families else list(params.tune.families)
     task_names = [t.strip() for t in tasks.split(",")]
     if bad := [t for t in task_names if t not in ("classifier", "regressor")]:
         raise ConfigError(f"--tasks: {bad} are not classifier or regressor")
-    if objective not in (None, "sharpe", "loss"):
-        raise ConfigError(f"--objective must be sharpe or loss, not {objective!r}")
+    if objective not in (None, *get_args(Objective)):
+        raise ConfigError(f"--objective must be one of {', '.join(get_args(Objective))}, not {objective!r}")
     tune = params.tune.model_copy(update={"objective": objective or params.tune.objective})
     bars = series_bars(where, params, symbol=symbol, interval=interval, venue=venue)
     try:
@@ -61,6 +62,7 @@ def protocol(
             quote=params.quote,
             risk=params.risk,
             backtest=params.backtest,
+            evaluate=params.evaluate,
         )
         jobs = protocol_jobs(base, params.models, families=names, tasks=task_names)  # type: ignore[arg-type]
         table = run_protocol(
@@ -69,6 +71,7 @@ def protocol(
             trials=trials or params.tune.trials,
             timeout_s=params.tune.timeout_s,
             evaluate=params.evaluate,
+            quoter=quoter_job(base),
         )
     except ValueError as exc:
         if isinstance(exc, DataError):

@@ -27,6 +27,7 @@ from flows.training_steps import (
     resolve_task,
     retrain_reason,
     run_family,
+    run_quoter,
     series_bars,
 )
 from training.config import registered_name
@@ -41,6 +42,15 @@ def tune_family(
     """Walk-forward tuning, refit, evaluation on the hold-outs, logged to MLflow (not registered)."""
     bars = series_bars(where, params, series=series)
     return run_family(where, params, bars, family=family, task=task_name, trials=trials)
+
+
+@task
+def tune_quoter(
+    where: Locations, params: Params, task_name: str, trials: int | None, series: str | None
+) -> dict[str, Any]:
+    """The model-free quoter's study (tune.quote_space), so joint models meet a tuned quoter."""
+    bars = series_bars(where, params, series=series)
+    return run_quoter(where, params, bars, task=task_name, trials=trials).summary()
 
 
 @task(
@@ -113,6 +123,8 @@ def retrain_flow(
     chosen_task = resolve_task(params, task_name)
     why = retrain_reason(mode, reason, drift)
     key = series or (str(drift["series"]) if drift and drift.get("series") else None)
+    if params.tune.quote_joint:  # equal terms: the quoter a joint model must beat is tuned too
+        tune_quoter(where, params, chosen_task, trials, key)
     candidates = [
         tune_family(where, params, f, chosen_task, trials, key) for f in families or params.tune.families
     ]

@@ -18,6 +18,7 @@ from flows.settings import REPO_ROOT, Locations
 
 if TYPE_CHECKING:
     from training.pipeline import Candidate, TrackingSettings
+    from training.quoter import QuoterResult
     from training.registry import GateOutcome, Registry
     from training.retrain_record import Mode, RetrainRecord
 
@@ -128,6 +129,7 @@ def run_family(
     task: Any,
     trials: int | None = None,
     timeout: float | None = None,
+    features_file: Path | None = None,
 ) -> Candidate:
     from training.pipeline import prepare_job, tune_and_log
 
@@ -143,6 +145,8 @@ def run_family(
             quote=params.quote,
             risk=params.risk,
             backtest=params.backtest,
+            evaluate=params.evaluate,
+            features_file=features_file,
         )
         return tune_and_log(
             job,
@@ -157,11 +161,56 @@ def run_family(
         raise DataError(f"{family}: {exc}") from exc
 
 
+def run_quoter(
+    where: Locations,
+    params: Params,
+    bars: pd.DataFrame,
+    *,
+    task: Any,
+    trials: int | None = None,
+    timeout: float | None = None,
+    calibration: Path | None = None,
+) -> QuoterResult:
+    """Tune the model-free A-S quoter of the series (``tune.quote_space``), same folds and budget."""
+    from training.pipeline import prepare_job
+    from training.quote_tuning import QUOTER, calibrated_start
+    from training.quoter import tune_quoter_and_log
+
+    starts = (calibrated_start(calibration, tick_size=params.backtest.tick_size),) if calibration else ()
+    try:
+        job = prepare_job(
+            bars,
+            family=QUOTER,
+            task=task,
+            features=params.features,
+            split=params.split,
+            tune=params.tune,
+            models=params.models,
+            quote=params.quote,
+            risk=params.risk,
+            backtest=params.backtest,
+            evaluate=params.evaluate,
+            quote_starts=starts,
+        )
+        return tune_quoter_and_log(
+            job,
+            tracking_settings(where, params),
+            trials=trials or params.tune.trials,
+            timeout_s=timeout or params.tune.timeout_s,
+            evaluate=params.evaluate,
+        )
+    except ValueError as exc:
+        if isinstance(exc, DataError | ConfigError):
+            raise
+        raise DataError(f"as-quoter: {exc}") from exc
+
+
 def evaluate_uri(
     where: Locations, params: Params, model_uri: str, *, window: str | None, data: Path | None = None
 ) -> dict[str, float]:
     """Metrics of a logged model on a hold-out window of its series, or on a raw file."""
     from training.pipeline import evaluate_artifact
+    from training.quote_tuning import from_version
     from training.tracking import download_model, use_tracking
 
     use_tracking(where.tracking_uri)
@@ -179,6 +228,7 @@ def evaluate_uri(
                 interval=tags.get("mmops.interval"),
                 venue=tags.get("mmops.venue"),
             )
+        own, tuned = from_version(tags, params.quote, params.backtest)
         return evaluate_artifact(
             model_dir,
             bars,
@@ -189,6 +239,8 @@ def evaluate_uri(
             risk=params.risk,
             backtest=params.backtest,
             evaluate=params.evaluate,
+            model_quoting=own,
+            tuned_quoter=tuned,
         )
 
 

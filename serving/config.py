@@ -43,7 +43,10 @@ class ServeConfig(BaseModel):
     )
     canary_salt: str = Field("mmops", description="changes which symbols fall in the canary share")
     poll_interval_s: float = Field(5.0, gt=0, description="how often the aliases are re-read, seconds")
-    max_batch_windows: int = Field(4096, ge=1, description="windows per model call under load")
+    max_batch_windows: int = Field(4096, ge=1, description="windows per model call under load (CPU)")
+    gpu_max_batch_windows: int = Field(
+        16384, ge=1, description="windows per model call under load when the models run on CUDA"
+    )
     inline_max_windows: int = Field(
         64, ge=0, description="batches up to this size run on the event loop (no thread hop)"
     )
@@ -60,10 +63,16 @@ class ServeConfig(BaseModel):
         "exceeds it is not loaded",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="auto: onnxruntime's CUDA provider when present, else CPU"
+        "auto",
+        description="auto: onnxruntime's CUDA provider when present, else CPU (said at start); cuda: "
+        "refuse to start without it",
     )
     log_predictions: bool = True
     log_flush_s: float = Field(0.5, gt=0, description="prediction log buffer flush interval, seconds")
+
+    def batch_windows(self, device: Literal["cpu", "cuda"]) -> int:
+        """The micro-batcher's windows per model call on ``device``."""
+        return self.gpu_max_batch_windows if device == "cuda" else self.max_batch_windows
 
 
 class ServeSettings(BaseModel):

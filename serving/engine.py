@@ -42,6 +42,7 @@ from serving.schemas import (
     Signal,
     SymbolWindow,
 )
+from training.artifact import ProviderChoice
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ class SignalEngine:
         batcher: batches model calls across requests.
         log: the prediction log, or None to not log.
         providers: onnxruntime execution providers available (reported by ``info``).
+        choice: the providers the versions open on and why (:func:`training.artifact.select_providers`),
+            reported by ``info`` and logged at start; None: the CPU, unsaid (unit tests).
         observe: called per model call with (model, role, n_symbols) for metrics.
     """
 
@@ -94,6 +97,7 @@ class SignalEngine:
         batcher: MicroBatcher,
         log: PredictionLog | None = None,
         providers: Sequence[str] = (),
+        choice: ProviderChoice | None = None,
         observe: PredictionObserver | None = None,
     ) -> None:
         self.name = name
@@ -102,6 +106,7 @@ class SignalEngine:
         self.batcher = batcher
         self.log = log
         self.providers = list(providers)
+        self.choice = choice
         self.observe = observe
         self._models: ModelSet | None = None
         self._info: InfoResponse | None = None
@@ -164,7 +169,11 @@ class SignalEngine:
                 )
             self._info = self._describe(models)
             self._models = models  # the swap: one reference assignment
-            logger.info("%s: serving %s", self.name, models.versions)
+            logger.info(
+                "%s: serving %s",
+                self.name,
+                ", ".join(f"v{m.version} ({m.alias}) on {m.predictor.provider}" for m in models.active),
+            )
             return True
 
     def _obtain(self, current: ModelSet | None, version: str, alias: str) -> LoadedModel:
@@ -178,6 +187,8 @@ class SignalEngine:
 
     def start(self) -> None:
         """Load the current versions, then poll the aliases in a daemon thread."""
+        if self.choice is not None:
+            logger.info("%s: %s", self.name, self.choice.reason)
         self.refresh()
         if self.log is not None:
             self.log.start()
@@ -217,6 +228,8 @@ class SignalEngine:
             challenger=None if d["challenger"] is None else ModelInfo(**d["challenger"]),
             loaded_at=dt.datetime.now(dt.UTC).isoformat(),
             providers=self.providers,
+            device=models.champion.device,
+            device_reason="" if self.choice is None else self.choice.reason,
         )
 
     async def predict(
@@ -400,8 +413,10 @@ def engine_from_settings(
     import onnxruntime
 
     from serving.source import RegistrySource
+    from training.artifact import select_providers
 
     config = settings.config
+    choice = select_providers(config.device)  # serve.device cuda without a working GPU: refused here
     log = (
         PredictionLog(settings.log_dir / "predictions.jsonl", flush_s=config.log_flush_s)
         if config.log_predictions
@@ -410,11 +425,14 @@ def engine_from_settings(
     return SignalEngine(
         name=settings.model_name,
         config=config,
-        source=RegistrySource(settings),
+        source=RegistrySource(settings, choice),
         batcher=MicroBatcher(
-            max_windows=config.max_batch_windows, inline_max=config.inline_max_windows, observe=observe_batch
+            max_windows=config.batch_windows(choice.device),
+            inline_max=config.inline_max_windows,
+            observe=observe_batch,
         ),
         log=log,
         providers=onnxruntime.get_available_providers(),
+        choice=choice,
         observe=observe,
     )

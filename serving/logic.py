@@ -50,6 +50,15 @@ class PredictorLike(Protocol):
 
     @property
     def info(self) -> ArtifactInfoLike: ...
+    @property
+    def provider(self) -> str:
+        """The execution provider the session runs on (its first)."""
+        ...
+
+    @property
+    def device(self) -> str:
+        """``cuda`` or ``cpu``: where the model runs."""
+        ...
 
     def predict(self, windows: np.ndarray) -> np.ndarray: ...
 
@@ -76,6 +85,10 @@ class LoadedModel:
     def kind(self) -> SignalKind:
         return "prob_up" if self.predictor.info.task == "classifier" else "forward_log_return"
 
+    @property
+    def device(self) -> str:
+        return self.predictor.device
+
     def describe(self) -> dict[str, Any]:
         info = self.predictor.info
         return {
@@ -88,6 +101,8 @@ class LoadedModel:
             "lookback": self.lookback,
             "feature_names": list(self.feature_names),
             "lineage": dict(self.lineage),
+            "provider": self.predictor.provider,
+            "device": self.predictor.device,
         }
 
 

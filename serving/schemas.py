@@ -80,6 +80,8 @@ class ModelInfo(BaseModel):
     lookback: int
     feature_names: list[str]
     lineage: dict[str, str]
+    provider: str = Field(description="the ONNX Runtime execution provider this version runs on")
+    device: str = Field(description="cuda or cpu")
 
 
 class InfoResponse(BaseModel):
@@ -93,7 +95,9 @@ class InfoResponse(BaseModel):
     champion: ModelInfo
     challenger: ModelInfo | None
     loaded_at: str
-    providers: list[str]
+    providers: list[str] = Field(description="the execution providers this onnxruntime build offers")
+    device: str = Field(description="cuda or cpu: where the champion runs")
+    device_reason: str = Field("", description="why (serve.device and what this machine offers)")
 
 
 def validation_error(exc: InvalidInput) -> ValidationError:

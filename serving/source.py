@@ -2,35 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from features.errors import OperationalError
 from serving.config import ServeSettings
 from serving.logic import LoadedModel
+from training.artifact import ProviderChoice
 
-
-def providers_for(device: str) -> list[str] | None:
-    """onnxruntime providers for ``serve.device`` (None: the artifact loader's default, CUDA first).
-
-    Raises:
-        OperationalError: ``cuda`` was asked for and this onnxruntime has no CUDA provider.
-    """
-    import onnxruntime
-
-    available = onnxruntime.get_available_providers()
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
-    if device == "cuda":
-        if "CUDAExecutionProvider" not in available:
-            raise OperationalError(f"serve.device is cuda but onnxruntime offers only {available}")
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return None
+logger = logging.getLogger(__name__)
 
 
 class RegistrySource:
-    """Resolves aliases and downloads versions of ``settings.model_name`` (cached per version)."""
+    """Resolves aliases and downloads versions of ``settings.model_name`` (cached per version).
 
-    def __init__(self, settings: ServeSettings) -> None:
+    Each version opens on ``choice``'s providers (:func:`training.artifact.select_providers`).
+    """
+
+    def __init__(self, settings: ServeSettings, choice: ProviderChoice) -> None:
         from training.registry import Registry
 
         self.settings = settings
@@ -39,7 +28,7 @@ class RegistrySource:
             audit_log=settings.log_dir / "registry_audit.jsonl",  # read-only here: serving never writes it
             reports=settings.cache_dir / "reports",
         )
-        self.providers = providers_for(settings.config.device)
+        self.choice = choice
 
     def aliases(self) -> Mapping[str, str]:
         return self.registry.aliases(self.settings.model_name)
@@ -49,7 +38,13 @@ class RegistrySource:
 
         ref = self.registry.ref(self.settings.model_name, version, alias)
         folder = self.registry.download(ref, self.settings.cache_dir)
-        predictor = load_predictor(folder, providers=self.providers)
+        predictor = load_predictor(folder, providers=self.choice.providers)
+        if self.choice.device == "cuda" and predictor.device != "cuda":
+            # the probe opened CUDA, this model did not (a node CUDA cannot place, or device memory)
+            why = f"v{ref.version} ({alias}) opened on {predictor.provider}, not on CUDA"
+            if self.settings.config.device == "cuda":
+                raise OperationalError(f"serve.device is cuda but {why}; set serve.device to auto or cpu")
+            logger.warning("%s: %s", self.settings.model_name, why)
         return LoadedModel(
             name=ref.name, version=ref.version, alias=alias, predictor=predictor, lineage=ref.lineage
         )

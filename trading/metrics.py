@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from trading.pnl import PnlDecomposition, decompose_pnl
 from trading.risk import ACTIVE, HALTED, REDUCING
 
 NS_PER_YEAR = 365 * 86_400 * 1_000_000_000
@@ -31,7 +32,9 @@ class BacktestMetrics:
     ``fill_ratio`` is filled lots / quoted lots; ``spread_capture_bps`` is the lot-weighted mean of
     ``side * (decision mid - fill price) / fill price`` over maker fills; ``markouts_bps[h]`` is the
     lot-weighted mean of ``side * (close h bars after the fill - price) / price`` (negative means
-    adverse selection); ``turnover`` is traded notional / initial cash.
+    adverse selection); ``turnover`` is traded notional / initial cash; ``decomposition`` splits
+    ``pnl`` into spread capture, adverse selection at each markout horizon, inventory and fees
+    (quote ccy, see :mod:`trading.pnl`).
     """
 
     bars: int
@@ -59,6 +62,7 @@ class BacktestMetrics:
     time_halted: float
     markouts_bps: dict[str, float | None] = field(default_factory=dict)
     annualisation: str = ANNUALISATION_BASIS
+    decomposition: PnlDecomposition | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (None for undefined ratios)."""
@@ -184,4 +188,17 @@ def compute_metrics(
         time_reducing=float(np.mean(status == REDUCING)),
         time_halted=float(np.mean(status == HALTED)),
         markouts_bps=markouts_bps(fills, close_ticks, markout_bars),
+        decomposition=decompose_pnl(
+            step=fills.bar,
+            side=fills.side,
+            price_ticks=fills.price_ticks,
+            lots=fills.lots,
+            fee=fills.fee,
+            ref_mid_ticks=fills.ref_mid_ticks,
+            marks_ticks=close_ticks,
+            tick=tick,
+            lot=lot,
+            horizons=markout_bars,
+            net=float(equity[-1] - initial_cash),
+        ),
     )

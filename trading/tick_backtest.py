@@ -237,7 +237,14 @@ def run_tick_backtest(
         markout_bars=tuple(horizons.values()),
     )
     by_step = metrics.markouts_bps
-    metrics = replace(metrics, markouts_bps={h: by_step[str(s)] for h, s in horizons.items()})
+    parts = (
+        metrics.decomposition.relabel({str(s): h for h, s in horizons.items()})
+        if metrics.decomposition
+        else None
+    )
+    metrics = replace(
+        metrics, markouts_bps={h: by_step[str(s)] for h, s in horizons.items()}, decomposition=parts
+    )
     logger.info("tick backtest %s: %d steps, %d fills, pnl %.2f", data.symbol, n, k, metrics.pnl)
     grid = start + step_ns * np.arange(n, dtype=np.int64)
     return BacktestResult(

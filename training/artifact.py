@@ -17,8 +17,10 @@ for TensorFlow or scikit-learn; :func:`load_model` imports the family lazily.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import numpy as np
 import numpy.typing as npt
 
-from features.errors import DataError
+from features.errors import DataError, OperationalError
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -148,14 +150,119 @@ def iter_chunks(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, n))
 
 
-def default_providers() -> list[str]:
-    """CUDA first where this onnxruntime build has it, else CPU."""
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+Device = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class ProviderChoice:
+    """The ONNX Runtime execution providers a session asks for, the device they mean, and why.
+
+    ``providers`` is what is asked for; the session may still end up on the CPU (a CUDA build on a
+    machine without a usable GPU falls back), so what runs is :attr:`Predictor.provider`.
+    """
+
+    providers: tuple[str, ...]
+    device: Literal["cpu", "cuda"]
+    reason: str
+
+
+def choose_providers(device: Device, available: Sequence[str], *, cuda_starts: bool) -> ProviderChoice:
+    """The providers for ``device``, given what this onnxruntime build offers and whether CUDA starts.
+
+    Args:
+        device: ``serve.device``: ``auto`` (CUDA when it starts, else CPU), ``cpu`` or ``cuda``.
+        available: ``onnxruntime.get_available_providers()`` (what the build has, not what works).
+        cuda_starts: a session on the CUDA provider opened on this machine (see :func:`cuda_starts`);
+            the GPU build lists CUDA on a machine without a GPU too.
+
+    Raises:
+        OperationalError: ``cuda`` was asked for and this build has no CUDA provider, or it does
+            not start here.
+    """
+    offered = ", ".join(available) or "none"
+    if device == "cpu":
+        return ProviderChoice((CPU_PROVIDER,), "cpu", "serve.device is cpu: models run on the CPU")
+    if CUDA_PROVIDER not in available:
+        why = f"this onnxruntime offers no {CUDA_PROVIDER} (it offers {offered})"
+        fix = "on a machine with an NVIDIA GPU install the GPU variant (make install GPU=1)"
+    elif not cuda_starts:
+        why = f"this onnxruntime has {CUDA_PROVIDER} but it does not start here"
+        fix = "it needs an NVIDIA GPU, its driver (CUDA 13: driver 580 or later) and the GPU variant's libraries"
+    else:
+        return ProviderChoice(
+            (CUDA_PROVIDER, CPU_PROVIDER),
+            "cuda",
+            f"serve.device is {device}: models run on {CUDA_PROVIDER} (nodes it lacks on the CPU)",
+        )
+    if device == "cuda":
+        raise OperationalError(
+            f"serve.device is cuda but {why}; {fix}, or set serve.device to auto or cpu in params.yaml"
+        )
+    return ProviderChoice((CPU_PROVIDER,), "cpu", f"serve.device is auto and {why}: models run on the CPU")
+
+
+@functools.cache
+def _load_cuda_libraries() -> None:
+    """Load the CUDA and cuDNN libraries of the nvidia-* wheels (the GPU variant) before the CUDA
+    provider needs them: without it onnxruntime looks only on the system's library path."""
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime-gpu 1.21+
+    if preload is not None:
+        preload()
+
+
+def cuda_starts() -> bool:
+    """Whether an ONNX Runtime session on the CUDA provider opens on this machine (a one-node probe).
+
+    The GPU build falls back to the CPU, with an error on stderr, when there is no GPU or driver;
+    the probe is quiet and says only whether the session kept CUDA.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    if CUDA_PROVIDER not in ort.get_available_providers():
+        return False
+    _load_cuda_libraries()
+    value = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1]) for name in ("x", "y")]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", value[:1], value[1:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # the fallback's error lines: the caller says it in one line
+    ort.set_default_logger_severity(4)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a build without CUDA warns that it was asked for
+            session = ort.InferenceSession(
+                model.SerializeToString(), options, providers=[CUDA_PROVIDER, CPU_PROVIDER]
+            )
+    except Exception:  # onnxruntime's own untyped errors: CUDA does not start
+        return False
+    finally:
+        ort.set_default_logger_severity(2)
+    return CUDA_PROVIDER in session.get_providers()
+
+
+def select_providers(device: Device) -> ProviderChoice:
+    """:func:`choose_providers` on this machine: the installed build, and the CUDA probe when it counts.
+
+    Raises:
+        OperationalError: ``cuda`` was asked for and does not start here.
+    """
     import onnxruntime as ort
 
     available = ort.get_available_providers()
-    if "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+    probe = device != "cpu" and CUDA_PROVIDER in available
+    return choose_providers(device, available, cuda_starts=cuda_starts() if probe else False)
+
+
+def default_providers() -> list[str]:
+    """CUDA first where it starts on this machine, else CPU (``serve.device: auto``)."""
+    return list(select_providers("auto").providers)
 
 
 class Predictor:
@@ -170,6 +277,12 @@ class Predictor:
         self.info = info
         self.path = path
         self._input = session.get_inputs()[0].name
+        # what the session runs on: a CUDA build that could not start its provider falls back to CPU
+        self.provider: str = session.get_providers()[0]
+        self.device: Literal["cpu", "cuda"] = "cuda" if self.provider == CUDA_PROVIDER else "cpu"
+        # CALL_BYTES is a CPU cache bound; on the GPU the whole batch goes in one call (the
+        # micro-batcher's serve.gpu_max_batch_windows bounds it)
+        self._split = self.device == "cpu"
 
     def predict(self, windows: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         """Predict one value per window.
@@ -193,7 +306,7 @@ class Predictor:
             )
         if windows.shape[1] != lookback:
             windows = windows[:, -lookback:, :]
-        step = max(1, CALL_BYTES // (4 * lookback * n_features))
+        step = max(1, CALL_BYTES // (4 * lookback * n_features)) if self._split else len(windows)
         if len(windows) <= step:
             return self._run(windows)
         out = np.empty(len(windows), dtype=np.float32)
@@ -249,15 +362,16 @@ def load_predictor(
     onnx_path = path / ONNX_FILE
     if not onnx_path.is_file():
         raise DataError(f"model artifact {path} has no {ONNX_FILE} (the fast path); re-save the model")
+    chosen = list(providers or default_providers())
+    if CUDA_PROVIDER in chosen:
+        _load_cuda_libraries()
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
-        session = ort.InferenceSession(
-            str(onnx_path), options, providers=list(providers or default_providers())
-        )
+        session = ort.InferenceSession(str(onnx_path), options, providers=chosen)
     except Exception as exc:  # onnxruntime raises its own untyped errors for a bad file
         raise DataError(f"model artifact {onnx_path} could not be loaded by onnxruntime: {exc}") from exc
     shape = session.get_inputs()[0].shape

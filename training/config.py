@@ -8,9 +8,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.schema import interval_ns
+from training.quote_tuning import tunable
 
 Family = Literal["rf", "sgd", "lstm"]
 Task = Literal["classifier", "regressor"]
+Objective = Literal["utility", "sharpe", "loss"]
 
 
 def registered_name(symbol: str, interval: str) -> str:
@@ -132,10 +134,12 @@ class ModelsConfig(_Section):
 class TuneConfig(_Section):
     task: Task = "regressor"
     families: tuple[Family, ...] = ("rf", "sgd", "lstm")
-    objective: Literal["sharpe", "loss"] = Field(
-        "sharpe",
-        description="sharpe: annualised Sharpe (365 d) of the model-skewed quoter on the fill engine, "
-        "net of fees, mean over folds; loss: MAE (regressor) or log-loss (classifier), minimised",
+    objective: Objective = Field(
+        "utility",
+        description="utility: mean-variance utility of the model-skewed quoter's daily PnL on the fill "
+        "engine, net of fees, bps of capital per day (training.evaluate.objective_score), mean over "
+        "folds; sharpe: its annualised Sharpe (365 d), which rewards variance when the mean is "
+        "negative; loss: MAE (regressor) or log-loss (classifier), minimised",
     )
     trials: int = Field(20, ge=1)
     timeout_s: float | None = Field(None, gt=0)
@@ -151,6 +155,19 @@ class TuneConfig(_Section):
         description="a running trial silent this long is a crashed process's: failed and retried, seconds",
     )
     max_retry: int = Field(2, ge=0, description="times a crashed trial is retried with its parameters")
+    quote_space: dict[str, SearchParam] = Field(
+        default_factory=dict,
+        description="quote settings Optuna may tune (numeric quote fields, refresh_bars): the model-free "
+        "quoter's own study (mmops tune --model as) and, with quote_joint, every family's study",
+    )
+    quote_joint: bool = Field(
+        False,
+        description="tune quote_space jointly with each family's hyper-parameters (study <name>-quote), "
+        "and tune the model-free quoter first in mmops train, so both are tuned on equal terms",
+    )
+    quote_starts: tuple[dict[str, float], ...] = Field(
+        (), description="starting points enqueued after today's quote values, e.g. a calibrated kappa"
+    )
 
     @model_validator(mode="after")
     def _grace_after_beats(self) -> TuneConfig:
@@ -161,8 +178,27 @@ class TuneConfig(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _quote_space(self) -> TuneConfig:
+        bad = sorted(k for k in self.quote_space if not tunable(k))
+        if bad:
+            raise ValueError(f"quote_space: {bad} are not numeric quote settings or refresh_bars")
+        stray = sorted({k for start in self.quote_starts for k in start} - set(self.quote_space))
+        if stray:
+            raise ValueError(f"quote_starts names {stray}, which quote_space does not tune")
+        if self.quote_joint and self.objective == "loss":
+            raise ValueError("quote_joint needs a fill-engine objective: the forecast loss ignores quotes")
+        return self
+
 
 class EvaluateConfig(_Section):
+    risk_aversion: float = Field(
+        10.0,
+        ge=0,
+        description="relative risk aversion A of the utility (dimensionless): utility = m - A/2 x s^2 "
+        "with m, s the mean and std of daily PnL as fractions of initial capital, reported in bps "
+        "per day (0 = net PnL per day only)",
+    )
     bootstrap_samples: int = Field(1000, ge=100)
     block_bars: int | None = Field(None, ge=1, description="moving-block length; null = n^(1/3)")
     seed: int = 0

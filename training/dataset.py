@@ -68,13 +68,28 @@ class Dataset:
         return hashlib.sha256(digest.tobytes()).hexdigest()[:16]
 
 
-def build_dataset(bars: pd.DataFrame, config: FeaturesConfig, *, label_horizon: int) -> Dataset:
+def build_dataset(
+    bars: pd.DataFrame,
+    config: FeaturesConfig,
+    *,
+    label_horizon: int,
+    features: pd.DataFrame | None = None,
+) -> Dataset:
     """Features and labels of one series of canonical bars.
 
+    Args:
+        features: the series' feature frame as the features stage wrote it
+            (:func:`features.feature_files.read_features`, one row per bar); None computes it
+            from ``bars``. Either way ``X`` is the same float32 matrix, bit for bit.
+
     Raises:
-        DataError: no bars, several series, or no row with every feature defined.
+        DataError: no bars, several series, no row with every feature defined, or a feature
+            frame whose rows are not the bars' (the message says how to rebuild it).
     """
-    features = compute_features(bars, config)
+    if features is None:
+        features = compute_features(bars, config)
+    else:
+        _check_rows(features, bars)
     if bars["taker_buy_volume"].isna().all():
         # the source has no taker-buy volume (e.g. Kraken's OHLCVT files), so the order-flow
         # imbalance is undefined on every bar: drop those columns rather than every row
@@ -101,6 +116,19 @@ def build_dataset(bars: pd.DataFrame, config: FeaturesConfig, *, label_horizon: 
         fwd_return=labels["fwd_return"].to_numpy(np.float64)[first:],
         feature_names=tuple(features.columns),
     )
+
+
+def _check_rows(features: pd.DataFrame, bars: pd.DataFrame) -> None:
+    stamps = pd.DatetimeIndex(bars["timestamp"])
+    if len(features) != len(stamps) or not features.index.equals(stamps):
+        have = (
+            f"{len(features)} rows {features.index[0]} .. {features.index[-1]}" if len(features) else "0 rows"
+        )
+        want = f"{len(stamps)} bars {stamps[0]} .. {stamps[-1]}" if len(stamps) else "0 bars"
+        raise DataError(
+            f"the feature file has {have} but the stored series has {want}: it was built from other "
+            "bars (or with --start/--end); rerun `mmops features` for this series"
+        )
 
 
 def predict_rows(model: RowPredictor, X: np.ndarray, rows: slice) -> np.ndarray:

@@ -1,21 +1,32 @@
 """The promotion gate: pure checks of a candidate's metrics against thresholds and the champion.
 
-No MLflow here: :mod:`training.registry` reads the metrics and stores the verdict. Sharpe ratios
-are annualised on 365 days (crypto trades every day), drawdowns in percent of peak equity, MAE and
-RMSE in the units of the target (forward log return for regressors).
+No MLflow here: :mod:`training.registry` reads the metrics and stores the verdict. By default a
+candidate is judged on the measure it was tuned on (:func:`training.evaluate.objective_score`):
+the model quoter's utility and net PnL per day, in bps of capital per day, against the model-free
+Avellaneda-Stoikov quoter and the champion. Sharpe checks (annualised on 365 days) stay
+available but are off: with a negative mean, a noisier quoter has the better Sharpe. Drawdowns
+in percent of peak equity, MAE and RMSE in the units of the target (forward log return for
+regressors), skill as the MSE skill score against the no-information forecast.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.errors import MmopsError
 
 Comparator = Literal[">=", "<="]
+
+# Keys of earlier params files whose meaning changed: a clear error rather than a silent switch.
+RENAMED_KEYS: dict[str, str] = {
+    "require_ci_over_quoter": "gate.require_ci_over_quoter (the Sharpe difference's CI) is now "
+    "gate.ci_over_quoter, which asks the lower 95% bound of every over-quoter difference that is "
+    "checked (utility, PnL, and Sharpe when min_sharpe_over_quoter is set) to clear its threshold",
+}
 
 
 class GovernanceError(MmopsError):
@@ -28,34 +39,66 @@ class AutoApproveConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     enabled: bool = Field(False, description="off by default: champion moves only on a recorded approval")
+    min_utility_margin: float = Field(
+        0.5, ge=0, description="every utility and PnL check must clear its threshold by this much, bps/day"
+    )
     min_sharpe_margin: float = Field(
-        0.5, ge=0, description="every Sharpe check must clear its threshold by this much (annualised)"
+        0.5, ge=0, description="every Sharpe check that is on must clear its threshold by this much"
     )
 
 
 class GateConfig(BaseModel):
-    """Thresholds a version must meet to become ``challenger`` (the ``gate`` section of params.yaml)."""
+    """Thresholds a version must meet to become ``challenger`` (the ``gate`` section of params.yaml).
+
+    A threshold of ``None`` turns its check off. Utility and PnL are in bps of capital per day.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     window: Literal["backtest", "forward"] = Field(
         "forward", description="which held-out window's logged metrics the thresholds read"
     )
-    min_sharpe: float = Field(0.0, description="annualised (365 d) Sharpe of the model's quoter")
-    max_drawdown_pct: float = Field(5.0, gt=0, description="maximum drawdown, % of peak equity")
-    min_sharpe_over_quoter: float = Field(
-        0.0, description="model Sharpe minus the model-free Avellaneda-Stoikov quoter's, same window"
+    min_utility: float | None = Field(
+        0.0, description="the model quoter's utility (certainty-equivalent PnL), bps of capital per day"
     )
-    require_ci_over_quoter: bool = Field(
-        False, description="also require the bootstrap 95% CI of that difference to lie above 0"
+    max_drawdown_pct: float = Field(5.0, gt=0, description="maximum drawdown, % of peak equity")
+    min_utility_over_quoter: float | None = Field(
+        0.0, description="model minus model-free A-S quoter utility, same window, bps/day"
+    )
+    min_pnl_over_quoter: float | None = Field(
+        0.0, description="model minus A-S quoter net PnL per day, same window, bps of capital per day"
+    )
+    ci_over_quoter: bool = Field(
+        False,
+        description="also require the paired bootstrap 95% CI of each checked over-quoter difference "
+        "to lie above its threshold",
+    )
+    min_sharpe: float | None = Field(None, description="annualised (365 d) Sharpe of the model's quoter")
+    min_sharpe_over_quoter: float | None = Field(
+        None, description="model Sharpe minus the A-S quoter's (rewards noise when both lose; off)"
     )
     max_mae: float | None = Field(None, gt=0, description="regressors: MAE of the forward log return")
     max_rmse: float | None = Field(None, gt=0, description="regressors: RMSE of the forward log return")
+    min_skill: float | None = Field(
+        None,
+        description="MSE skill score against the no-information forecast (zero return, P(up) = 0.5); "
+        "> 0 beats it",
+    )
     min_trades: int = Field(10, ge=0, description="fills in the window; fewer says nothing")
-    min_sharpe_over_champion: float = Field(
-        0.0, description="head-to-head on identical windows: candidate minus champion Sharpe"
+    min_utility_over_champion: float | None = Field(
+        0.0, description="head-to-head on identical windows: candidate minus champion utility, bps/day"
+    )
+    min_sharpe_over_champion: float | None = Field(
+        None, description="head-to-head on identical windows: candidate minus champion Sharpe"
     )
     auto_approve: AutoApproveConfig = AutoApproveConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and (old := [k for k in RENAMED_KEYS if k in data]):
+            raise ValueError("; ".join(RENAMED_KEYS[k] for k in old))
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,40 +193,40 @@ def threshold_checks(metrics: Mapping[str, float], *, task: str, config: GateCon
         value = metrics.get(f"{w}_{key}")
         return None if value is None else float(value)
 
-    checks = [
-        _check(
-            f"{w}_sharpe",
-            get("sharpe"),
-            config.min_sharpe,
-            ">=",
-            label=f"{w} Sharpe (365 d) of the model's quoter",
-        ),
+    checks: list[GateCheck] = []
+    if config.min_utility is not None:
+        checks.append(
+            _check(
+                f"{w}_utility",
+                get("utility"),
+                config.min_utility,
+                ">=",
+                label=f"{w} utility of the model's quoter, bps of capital per day",
+            )
+        )
+    if config.min_sharpe is not None:
+        checks.append(
+            _check(
+                f"{w}_sharpe",
+                get("sharpe"),
+                config.min_sharpe,
+                ">=",
+                label=f"{w} Sharpe (365 d) of the model's quoter",
+            )
+        )
+    checks.append(
         _check(
             f"{w}_max_drawdown_pct",
             get("max_drawdown_pct"),
             config.max_drawdown_pct,
             "<=",
             label=f"{w} max drawdown, % of peak",
-        ),
-        _check(
-            f"{w}_sharpe_diff (model - A-S quoter)",
-            get("sharpe_diff"),
-            config.min_sharpe_over_quoter,
-            ">=",
-            label=f"{w} Sharpe over the model-free A-S quoter",
-        ),
-        _check(f"{w}_n_trades", get("n_trades"), float(config.min_trades), ">=", label=f"{w} fills"),
-    ]
-    if config.require_ci_over_quoter:
-        checks.append(
-            _check(
-                f"{w}_sharpe_diff_lo (95% CI)",
-                get("sharpe_diff_lo"),
-                0.0,
-                ">=",
-                label=f"{w} lower 95% bound of the Sharpe over the A-S quoter",
-            )
         )
+    )
+    checks += _over_quoter_checks(get, config)
+    checks.append(
+        _check(f"{w}_n_trades", get("n_trades"), float(config.min_trades), ">=", label=f"{w} fills")
+    )
     for key, limit in (("mae", config.max_mae), ("rmse", config.max_rmse)):
         if limit is None:
             continue
@@ -192,22 +235,67 @@ def threshold_checks(metrics: Mapping[str, float], *, task: str, config: GateCon
             checks.append(_skip(f"{w}_{key}", limit, "<=", f"not checked for a {task}", label=label))
         else:
             checks.append(_check(f"{w}_{key}", get(key), limit, "<=", label=label))
+    if config.min_skill is not None:
+        label = f"{w} MSE skill against the no-information forecast"
+        checks.append(_check(f"{w}_skill", get("skill"), config.min_skill, ">=", label=label))
     return checks
 
 
-def head_to_head_check(
+# (logged difference, threshold field, label): model quoter minus the model-free A-S quoter
+_OVER_QUOTER: tuple[tuple[str, str, str], ...] = (
+    ("utility_diff", "min_utility_over_quoter", "utility over the model-free A-S quoter, bps/day"),
+    ("pnl_diff", "min_pnl_over_quoter", "net PnL per day over the model-free A-S quoter, bps/day"),
+    ("sharpe_diff", "min_sharpe_over_quoter", "Sharpe over the model-free A-S quoter"),
+)
+
+
+def _over_quoter_checks(get: Any, config: GateConfig) -> list[GateCheck]:
+    """Each difference that has a threshold, and with ``ci_over_quoter`` its lower 95% bound."""
+    w = config.window
+    checks: list[GateCheck] = []
+    for key, field, label in _OVER_QUOTER:
+        limit = getattr(config, field)
+        if limit is None:
+            continue
+        checks.append(_check(f"{w}_{key} (model - A-S quoter)", get(key), limit, ">=", label=f"{w} {label}"))
+        if config.ci_over_quoter:
+            checks.append(
+                _check(
+                    f"{w}_{key}_lo (95% CI)",
+                    get(f"{key}_lo"),
+                    limit,
+                    ">=",
+                    label=f"{w} lower 95% bound of the {label}",
+                )
+            )
+    return checks
+
+
+def head_to_head_checks(
     candidate: Mapping[str, float], champion: Mapping[str, float] | None, *, config: GateConfig
-) -> GateCheck:
-    """Candidate vs champion Sharpe, both evaluated on the same windows by the same evaluator."""
-    name = "head-to-head sharpe (candidate - champion)"
-    label = "Sharpe over the champion on the same window"
-    limit = config.min_sharpe_over_champion
-    if champion is None:
-        return _skip(name, limit, ">=", "no champion yet", label=label)
-    if "sharpe" not in candidate or "sharpe" not in champion:
-        return _check(name, None, limit, ">=", note="evaluator returned no sharpe", label=label)
-    diff = float(candidate["sharpe"]) - float(champion["sharpe"])
-    return _check(name, diff, limit, ">=", label=label)
+) -> list[GateCheck]:
+    """Candidate vs champion (utility, and Sharpe where set), both evaluated on the same windows."""
+    checks = []
+    for key, limit, label in (
+        (
+            "utility",
+            config.min_utility_over_champion,
+            "utility over the champion on the same window, bps/day",
+        ),
+        ("sharpe", config.min_sharpe_over_champion, "Sharpe over the champion on the same window"),
+    ):
+        if limit is None:
+            continue
+        name = f"head-to-head {key} (candidate - champion)"
+        if champion is None:
+            checks.append(_skip(name, limit, ">=", "no champion yet", label=label))
+        elif key not in candidate or key not in champion:
+            checks.append(_check(name, None, limit, ">=", note=f"evaluator returned no {key}", label=label))
+        else:
+            checks.append(
+                _check(name, float(candidate[key]) - float(champion[key]), limit, ">=", label=label)
+            )
+    return checks
 
 
 def judge(
@@ -231,18 +319,14 @@ def judge(
 
     Returns:
         The verdict; ``auto_approve`` is True only when the policy is enabled, the gate passed and
-        every Sharpe check cleared its threshold by ``auto_approve.min_sharpe_margin``.
+        every utility/PnL check cleared its threshold by ``auto_approve.min_utility_margin`` and
+        every Sharpe check by ``auto_approve.min_sharpe_margin``.
     """
     checks = [*threshold_checks(metrics, task=task, config=config)]
-    checks.append(head_to_head_check(candidate_eval, champion_eval, config=config))
+    checks += head_to_head_checks(candidate_eval, champion_eval, config=config)
     passed = all(c.passed for c in checks)
     policy = config.auto_approve
-    sharpe_margins = [c.margin for c in checks if "sharpe" in c.name and not c.skipped]
-    auto = (
-        policy.enabled
-        and passed
-        and all(m is not None and m >= policy.min_sharpe_margin for m in sharpe_margins)
-    )
+    auto = policy.enabled and passed and all(_clears_margin(c, policy) for c in checks if not c.skipped)
     return GateVerdict(
         passed=passed,
         checks=tuple(checks),
@@ -251,3 +335,14 @@ def judge(
         champion_version=champion_version,
         auto_approve=auto,
     )
+
+
+def _clears_margin(check: GateCheck, policy: AutoApproveConfig) -> bool:
+    """Comparisons of money (utility, PnL) and of Sharpe need their margin; other checks none."""
+    if "sharpe" in check.name:
+        need = policy.min_sharpe_margin
+    elif "utility" in check.name or "pnl" in check.name:
+        need = policy.min_utility_margin
+    else:
+        return True
+    return check.margin is not None and check.margin >= need

@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from training.evaluate import pnl_decomposition_table
 from training.gate import GateVerdict
 
 WINDOWS = ("forward", "backtest")
@@ -39,8 +40,9 @@ class Column:
 
 
 HEADLINE: tuple[Row, ...] = (
-    Row("net PnL, % of equity", "pnl_pct", ".3f", diff="pnl_diff_pct"),
-    Row("objective (tune.objective)", "objective", ".4g", diff="objective_diff"),
+    Row("utility, bps of capital/day (the objective)", "utility", ".2f", diff="utility_diff"),
+    Row("net PnL, bps of capital/day", "pnl_bps_day", ".2f", diff="pnl_diff"),
+    Row("net PnL, % of equity over the window", "pnl_pct", ".3f"),
     Row("Sharpe (365 d)", "sharpe", ".2f", diff="sharpe_diff"),
     Row("max drawdown, % of peak", "max_drawdown_pct", ".3f"),
     Row("fills", "n_trades", ",.0f"),
@@ -51,20 +53,19 @@ COLUMNS: tuple[Column, ...] = (
     Column("A-S tuned", "tas_"),
     Column("buy & hold", "bh_"),
 )
-# The model's forecast against the trivial one (model only): < 1 beats a zero forecast; accuracy
-# against the majority class with its 95% interval.
-SKILL: tuple[Row, ...] = (
-    Row("MAE / zero forecast", "mae_skill", ".4f"),
-    Row("RMSE / zero forecast", "rmse_skill", ".4f"),
-    Row("accuracy", "accuracy", ".3f", ci="accuracy_ci"),
-    Row("majority-class accuracy", "majority_accuracy", ".3f"),
+# the paired moving-block bootstrap differences: model minus each model-free quoter
+DIFFERENCES: tuple[Column, ...] = (
+    Column("model − A-S default [95% CI]", ""),
+    Column("model − A-S tuned [95% CI]", "tas_"),
 )
-DECOMPOSITION: tuple[Row, ...] = (
-    Row("spread capture", "pnl_spread", ",.2f"),
-    Row("adverse selection", "pnl_adverse", ",.2f"),
-    Row("fees", "pnl_fees", ",.2f"),
-    Row("inventory", "pnl_inventory", ",.2f"),
-    Row("net", "pnl_net", ",.2f"),
+# The model's forecast against the no-information one (model only): ratios < 1 and skill > 0 beat
+# a zero return (regressors) or P(up) = 0.5 (classifiers); accuracy against the majority class.
+SKILL: tuple[Row, ...] = (
+    Row("MAE / no-information forecast", "mae_ratio", ".4f"),
+    Row("RMSE / no-information forecast", "rmse_ratio", ".4f"),
+    Row("skill (1 − RMSE ratio²)", "skill", ".4f"),
+    Row("accuracy [Wilson 95%]", "accuracy", ".3f", ci="accuracy"),
+    Row("majority-class accuracy", "majority_accuracy", ".3f"),
 )
 
 
@@ -93,26 +94,23 @@ def _interval(metrics: Mapping[str, float], key: str, spec: str, *, bounds: str 
 
 def headline_table(metrics: Mapping[str, float], window: str) -> list[str]:
     """The headline measures of one window; columns nobody logged (e.g. no tuned A-S) are left out."""
-    columns = [
-        c
-        for c in COLUMNS
-        if any(_value(metrics, f"{window}_{c.prefix}{r.key}") is not None for r in HEADLINE)
-    ]
-    rows = [
-        r
-        for r in HEADLINE
-        if any(_value(metrics, f"{window}_{c.prefix}{r.key}") is not None for c in columns)
-    ]
+
+    def logged(key: str) -> bool:
+        return _value(metrics, f"{window}_{key}") is not None
+
+    columns = [c for c in COLUMNS if any(logged(f"{c.prefix}{r.key}") for r in HEADLINE)]
+    diffs = [d for d in DIFFERENCES if any(r.diff and logged(f"{d.prefix}{r.diff}") for r in HEADLINE)]
+    rows = [r for r in HEADLINE if any(logged(f"{c.prefix}{r.key}") for c in columns)]
     if not rows:
         return []
     lines = [
-        "| " + " | ".join(["", *(c.title for c in columns), "model − A-S default [95% CI]"]) + " |",
-        "|" + "---|" * (len(columns) + 2),
+        "| " + " | ".join(["", *(c.title for c in columns), *(d.title for d in diffs)]) + " |",
+        "|" + "---|" * (len(columns) + len(diffs) + 1),
     ]
     for r in rows:
         cells = [_fmt(_value(metrics, f"{window}_{c.prefix}{r.key}"), r.spec) for c in columns]
-        diff = _interval(metrics, f"{window}_{r.diff}", r.spec) if r.diff else ""
-        lines.append("| " + " | ".join([r.label, *cells, diff]) + " |")
+        cells += [_interval(metrics, f"{window}_{d.prefix}{r.diff}", r.spec) if r.diff else "" for d in diffs]
+        lines.append("| " + " | ".join([r.label, *cells]) + " |")
     return lines
 
 
@@ -125,21 +123,6 @@ def skill_lines(metrics: Mapping[str, float], window: str) -> list[str]:
         if shown != "—":
             found.append(f"{r.label} {shown}")
     return [f"Forecast skill ({window}): " + "; ".join(found) + "."] if found else []
-
-
-def decomposition_table(metrics: Mapping[str, float], window: str) -> list[str]:
-    """Where the PnL came from (money), model quoter and A-S, from the logged decomposition."""
-    prefixes = [c for c in COLUMNS[:3] if _value(metrics, f"{window}_{c.prefix}pnl_net") is not None]
-    if not prefixes:
-        return []
-    lines = [
-        "| " + " | ".join([window, *(c.title for c in prefixes)]) + " |",
-        "|" + "---|" * (len(prefixes) + 1),
-    ]
-    for r in DECOMPOSITION:
-        cells = [_fmt(_value(metrics, f"{window}_{c.prefix}{r.key}"), r.spec) for c in prefixes]
-        lines.append("| " + " | ".join([r.label, *cells]) + " |")
-    return lines
 
 
 def verdict_line(verdict: GateVerdict) -> str:
@@ -198,7 +181,8 @@ def render_markdown(
         f"{verdict.champion_version or 'none (no champion yet)'}."
         + (" Auto-approval policy: eligible." if verdict.auto_approve else ""),
     ]
-    for w in sorted(WINDOWS, key=lambda x: x != window):
+    ordered = sorted(WINDOWS, key=lambda x: x != window)
+    for w in ordered:
         table = headline_table(metrics, w)
         if table:
             lines += ["", f"## Headline: {w} window", "", *table]
@@ -211,12 +195,11 @@ def render_markdown(
         lines.append(
             f"| {c.label or c.name} | {_fmt(c.value)} | {c.comparator} {c.threshold:.6g} | {result}{note} |"
         )
-    decomposition = [row for w in WINDOWS for row in (decomposition_table(metrics, w) or [])]
-    if decomposition:
+    logged = [w for w in ordered if _value(metrics, f"{w}_pnl_net") is not None]
+    if logged:
         lines += ["", "## Where the PnL comes from (quote currency)", ""]
-        for w in sorted(WINDOWS, key=lambda x: x != window):
-            table = decomposition_table(metrics, w)
-            lines += [*table, ""] if table else []
+        lines += pnl_decomposition_table(metrics, windows=logged)
+        lines += ["", "Spread capture + adverse selection at the first markout + inventory + fees = net."]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     lines += ["", "## Head-to-head with the champion on identical windows", ""]

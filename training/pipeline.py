@@ -21,17 +21,38 @@ import pandas as pd
 
 from features.config import FeaturesConfig
 from features.errors import DataError
+from features.feature_files import read_features
 from features.progress import report
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig
 from training import plots, tracking
-from training.config import EvaluateConfig, ModelsConfig, SplitConfig, Task, TuneConfig, registered_name
+from training.config import (
+    EvaluateConfig,
+    FamilyConfig,
+    ModelsConfig,
+    SplitConfig,
+    Task,
+    TuneConfig,
+    registered_name,
+)
 from training.dataset import Dataset, build_dataset, predict_rows
 from training.evaluate import WindowReport, evaluate_window, statistical_metrics
+from training.models import model_class
+from training.quote_tuning import QUOTER, TAG_MODEL, TAG_TUNED_AS, Quoting
 from training.splits import plan_splits
-from training.tune import TuneJob, best_params, fit_window, open_study, run_trials, study_name, trial_value
+from training.tune import (
+    TuneJob,
+    best_params,
+    fit_window,
+    open_study,
+    run_trials,
+    study_name,
+    trial_value,
+    tuned_quoter,
+)
 
 logger = logging.getLogger(__name__)
 WINDOWS = ("backtest", "forward")
+TAG_TUNED_AS_STUDY = "mmops.tas_study"  # the model-free quoter's study the version was compared with
 # What a candidate's summary (the flow's result, the demo's table, DVC metrics) carries per window:
 # forecast errors, the model quoter, the model-free A-S quoter (as_) and buy-and-hold (bh_).
 SUMMARY_METRICS = (
@@ -50,6 +71,39 @@ SUMMARY_METRICS = (
     "sharpe_diff_hi",
     "n_trades",
     "as_n_trades",
+    # the objective (bps of capital per day) and the baselines a forecast must beat
+    "utility",
+    "pnl_bps_day",
+    "as_utility",
+    "as_pnl_bps_day",
+    "bh_utility",
+    "utility_diff",
+    "utility_diff_lo",
+    "utility_diff_hi",
+    "pnl_diff",
+    "pnl_diff_lo",
+    "pnl_diff_hi",
+    "mae_ratio",
+    "rmse_ratio",
+    "skill",
+    "accuracy_lo",
+    "accuracy_hi",
+    "majority_accuracy",
+    # the model-free quoter at its tuned settings (training.quoter), and the model against it
+    "tas_utility",
+    "tas_sharpe",
+    "tas_pnl_pct",
+    "tas_n_trades",
+    "tas_sharpe_diff",
+    "tas_sharpe_diff_lo",
+    "tas_sharpe_diff_hi",
+    "tas_pnl_diff_pct",
+    "tas_utility_diff",
+    "tas_utility_diff_lo",
+    "tas_utility_diff_hi",
+    "tas_pnl_diff",
+    "tas_pnl_diff_lo",
+    "tas_pnl_diff_hi",
 )
 
 
@@ -87,8 +141,8 @@ class Candidate:
 
     def score(self, objective: str) -> float:
         """Selection score on the backtest window (higher is better); NaN sorts last."""
-        if objective == "sharpe":
-            return self.metrics.get("backtest_sharpe", math.nan)
+        if objective in ("utility", "sharpe"):
+            return self.metrics.get(f"backtest_{objective}", math.nan)
         key = "backtest_mae" if self.task == "regressor" else "backtest_log_loss"
         return -self.metrics.get(key, math.nan)
 
@@ -135,7 +189,7 @@ def tune_and_log(
     """
     ds = job.dataset
     registered = registered_name(ds.symbol, ds.interval)
-    name = study_name(registered, job.family, job.task)
+    name = study_name(registered, job.family, job.task, joint=job.tune.quote_joint)
     study = open_study(settings.optuna_storage, name, maximize=job.maximize, config=job.tune)
     tracking.use_tracking(settings.tracking_uri)
     experiment = tracking.ensure_experiment(f"{registered}-{job.task}", artifact_root=settings.artifact_root)
@@ -151,6 +205,7 @@ def tune_and_log(
             repo=settings.repo, params_doc=settings.params_doc, data_hash=settings.dvc_data_hash
         ),
     }
+    report(f"tune {job.family} device", detail=model_class(job.family).compute_device())
     with tracking.parent_run(experiment, run_name=name, tags=tags) as parent_id:
         finished = 0
 
@@ -170,6 +225,8 @@ def tune_and_log(
 
         run_trials(study, job, trials=trials, timeout_s=timeout_s, on_trial=on_trial)
         params = best_params(study)
+        own = job.quoting(params)  # the model's quote settings: tuned with it, or params.yaml's
+        against = tuned_quoter(settings.optuna_storage, registered, job)
         tracking.log_params_flat({**job.family_config.fixed, **params})
         tracking.log_params_flat(
             {
@@ -195,7 +252,10 @@ def tune_and_log(
         model_dir = settings.scratch / f"{name}-{parent_id}"
         model.save(model_dir)
         fast = _FastRows(model_dir)
-        reports = {w: _evaluate(job, fast, getattr(job.plan, w), evaluate) for w in WINDOWS}
+        tracking.set_run_tags({**own.tags(TAG_MODEL), **_tuned_quoter_tags(against)})
+        reports = {
+            w: _evaluate(job, fast, getattr(job.plan, w), evaluate, own=own, against=against) for w in WINDOWS
+        }
         metrics = {f"{w}_{k}": v for w, r in reports.items() for k, v in r.metrics.items()}
         metrics["tune_best_value"] = float(study.best_value)
         tracking.log_metrics(metrics)
@@ -257,6 +317,28 @@ def register(candidate: Candidate, *, symbol: str, interval: str) -> str:
     return candidate.version
 
 
+def write_registration(candidate: Candidate, out_dir: Path, *, registered_model: str) -> Path:
+    """``registered.json``: the registry version a tuning stage created (DVC shows it as an out)."""
+    if candidate.version is None:
+        raise ValueError(f"{candidate.study}: not registered yet; call register() first")
+    path = out_dir / "registered.json"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {
+                "registered_model": registered_model,
+                "version": candidate.version,
+                "run_id": candidate.run_id,
+                "family": candidate.family,
+                "task": candidate.task,
+                "study": candidate.study,
+            },
+            indent=1,
+        )
+    )
+    return path
+
+
 def choose(candidates: list[Candidate], objective: str) -> Candidate:
     """The best candidate on the backtest window (the forward window stays untouched for review)."""
     if not candidates:
@@ -266,7 +348,23 @@ def choose(candidates: list[Candidate], objective: str) -> Candidate:
     return best[1]
 
 
-def _evaluate(job: TuneJob, fast: _FastRows, rows: slice, config: EvaluateConfig) -> WindowReport:
+def _tuned_quoter_tags(against: tuple[str, Quoting] | None) -> dict[str, str]:
+    if against is None:
+        logger.info("no tuned model-free quoter for this series yet (mmops tune --model as): no tas_ metrics")
+        return {}
+    study, quoting = against
+    return {**quoting.tags(TAG_TUNED_AS), TAG_TUNED_AS_STUDY: study}
+
+
+def _evaluate(
+    job: TuneJob,
+    fast: _FastRows,
+    rows: slice,
+    config: EvaluateConfig,
+    *,
+    own: Quoting,
+    against: tuple[str, Quoting] | None,
+) -> WindowReport:
     ds = job.dataset
     preds = predict_rows(fast, ds.X, rows)
     return evaluate_window(
@@ -278,30 +376,15 @@ def _evaluate(job: TuneJob, fast: _FastRows, rows: slice, config: EvaluateConfig
         risk=job.risk,
         backtest=job.backtest,
         config=config,
+        hold_bars=ds.label_horizon,
+        model_quoting=own,
+        tuned_quoter=against[1] if against else None,
     )
 
 
-def _write_reports(
-    job: TuneJob,
-    study: optuna.Study,
-    fast: _FastRows,
-    reports: Mapping[str, WindowReport],
-    folder: Path,
-    config: EvaluateConfig,
-) -> list[tuple[str, Path]]:
-    """Equity curves, the trial/fold table, the split plan, permutation importance, Optuna plots."""
-    ds = job.dataset
-    out = [
-        (
-            "plots",
-            plots.equity_plot(
-                {w: r.equity for w, r in reports.items()},
-                folder / "equity.png",
-                title=f"{ds.symbol} {job.family} {job.task}",
-            ),
-        )
-    ]
-    folds = pd.DataFrame(
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: state, value, parameters and the score of each fold."""
+    return pd.DataFrame(
         [
             {
                 "trial": t.number,
@@ -313,7 +396,30 @@ def _write_reports(
             for t in study.trials
         ]
     )
-    folds.to_csv(folder / "trials_folds.csv", index=False)
+
+
+def _write_reports(
+    job: TuneJob,
+    study: optuna.Study,
+    fast: _FastRows,
+    reports: Mapping[str, WindowReport],
+    folder: Path,
+    config: EvaluateConfig,
+) -> list[tuple[str, Path]]:
+    """Equity curves, the trial/fold table, the split plan, permutation importance, Optuna plots,
+    the tear sheets."""
+    ds = job.dataset
+    out = [
+        (
+            "plots",
+            plots.equity_plot(
+                {w: r.equity for w, r in reports.items()},
+                folder / "equity.png",
+                title=f"{ds.symbol} {job.family} {job.task}",
+            ),
+        )
+    ]
+    trials_frame(study).to_csv(folder / "trials_folds.csv", index=False)
     (folder / "split_plan.json").write_text(json.dumps(job.plan.to_dict(ds.index), indent=1))
     out += [("tables", folder / "trials_folds.csv"), ("tables", folder / "split_plan.json")]
     rows = job.plan.backtest
@@ -334,14 +440,52 @@ def _write_reports(
         ("importance", plots.importance_plot(table, folder / "permutation_importance.png")),
     ]
     out += [("optuna", path) for path in plots.optuna_plots(study, folder)]
+    out += _tear_sheets(job, reports, folder)
     return out
 
 
-def series_dataset(bars: pd.DataFrame, *, features: FeaturesConfig, split: SplitConfig) -> Dataset:
+def _tear_sheets(job: TuneJob, reports: Mapping[str, WindowReport], folder: Path) -> list[tuple[str, Path]]:
+    """One tear sheet per hold-out window (``plots/tear_sheet_<window>.png``): equity, the PnL
+    decomposition of both quoters, inventory and the markout curve."""
+    ds = job.dataset
+    return [
+        (
+            "plots",
+            plots.tear_sheet(
+                metrics=r.metrics,
+                equity=r.equity,
+                inventory=r.inventory,
+                path=folder / f"tear_sheet_{window}.png",
+                title=f"{ds.symbol} {job.family} {job.task}: {window} window",
+            ),
+        )
+        for window, r in reports.items()
+    ]
+
+
+def series_dataset(
+    bars: pd.DataFrame,
+    *,
+    features: FeaturesConfig,
+    split: SplitConfig,
+    features_file: Path | None = None,
+) -> Dataset:
     """Features and labels of one series, the label horizon taken from its split profile
-    (else ``features.label_horizon``): the one place training and evaluation build a dataset."""
+    (else ``features.label_horizon``): the one place training and evaluation build a dataset.
+
+    ``features_file``: the series' file from ``mmops features`` (the DVC features stage), read
+    instead of recomputed; refused when it was made from other bars or params. Labels always
+    come from ``bars``: their horizon is the split profile's (1 bar for daily data), which the
+    features stage's labels file (``features.label_horizon``) need not match.
+    """
     profile = split.for_interval(str(bars["interval"].iloc[0]))
-    return build_dataset(bars, features, label_horizon=profile.label_horizon or features.label_horizon)
+    frame = None
+    if features_file is not None:
+        series = ":".join(str(bars[c].iloc[0]) for c in ("venue", "symbol", "interval"))
+        frame = read_features(features_file, config=features, series=series)
+    return build_dataset(
+        bars, features, label_horizon=profile.label_horizon or features.label_horizon, features=frame
+    )
 
 
 def prepare_job(
@@ -356,27 +500,34 @@ def prepare_job(
     quote: QuoteConfig,
     risk: RiskConfig,
     backtest: BacktestConfig,
+    evaluate: EvaluateConfig,
+    quote_starts: tuple[Mapping[str, float], ...] = (),
+    features_file: Path | None = None,
 ) -> TuneJob:
-    """Dataset, split plan and settings of one study, from the bars of one series.
+    """Dataset, split plan and settings of one study, from the bars of one series (and its
+    features file, when given: see :func:`series_dataset`); ``family`` may be ``as``, the
+    model-free quoter (no hyper-parameters, only ``tune.quote_space``).
 
     Raises:
-        DataError: too few bars for the features.
+        DataError: too few bars for the features, or a features file that does not fit them.
         ValueError: the data cannot hold the split profile (the message names the window).
     """
     profile = split.for_interval(str(bars["interval"].iloc[0]))
-    dataset = series_dataset(bars, features=features, split=split)
+    dataset = series_dataset(bars, features=features, split=split, features_file=features_file)
     plan = plan_splits(dataset.index, profile, label_horizon=dataset.label_horizon)
     return TuneJob(
         dataset=dataset,
         plan=plan,
         family=family,
         task=task,
-        family_config=models.family(family),
+        family_config=FamilyConfig() if family == QUOTER else models.family(family),
         tune=tune,
         split=profile,
         quote=quote,
         risk=risk,
         backtest=backtest,
+        quote_starts=quote_starts,
+        evaluate=evaluate,
     )
 
 
@@ -391,9 +542,13 @@ def evaluate_artifact(
     risk: RiskConfig,
     backtest: BacktestConfig,
     evaluate: EvaluateConfig,
+    model_quoting: Quoting | None = None,
+    tuned_quoter: Quoting | None = None,
 ) -> dict[str, float]:
     """Score a saved model (its ONNX fast path) on a hold-out window of ``bars``, or on all of
     them when ``window`` is None (e.g. a fresh dump). Features come from the same code as training.
+    ``model_quoting``/``tuned_quoter``: as in :func:`training.evaluate.evaluate_window` (read back
+    from the version's ``mmops.quote.*``/``mmops.tas.*`` tags by :func:`quote_tuning.from_version`).
 
     Raises:
         DataError: the model's feature names differ from what the features config produces.
@@ -423,5 +578,8 @@ def evaluate_artifact(
         risk=risk,
         backtest=backtest,
         config=evaluate,
+        hold_bars=dataset.label_horizon,
+        model_quoting=model_quoting,
+        tuned_quoter=tuned_quoter,
     )
     return report.metrics

@@ -1,4 +1,4 @@
-"""Artifacts a reviewer looks at: equity curves, permutation importance, the Optuna history.
+"""Artifacts a reviewer looks at: equity curves, the tear sheet, permutation importance, the Optuna history.
 
 Matplotlib with the Agg backend (no display); every function writes one file and returns its path.
 """
@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
+
+from training.evaluate import markout_horizons
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,88 @@ def equity_plot(curves: Mapping[str, pd.DataFrame], path: Path, *, title: str) -
         ax.set_title(f"{title}: {window} window (relative equity)")
         ax.legend(loc="upper left", fontsize=8)
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+QUOTERS = (("", "model quoter"), ("as_", "A-S quoter"))
+
+
+def tear_sheet(
+    *,
+    metrics: Mapping[str, float],
+    equity: pd.DataFrame,
+    inventory: pd.DataFrame | None,
+    path: Path,
+    title: str,
+) -> Path:
+    """One window on one page: where each quoter's PnL came from.
+
+    Panels: relative equity of the model quoter, the A-S quoter and buy-and-hold; the PnL
+    decomposition of both quoters (spread, adverse selection at the shortest markout horizon,
+    inventory, fees, net; quote ccy); each quoter's inventory (lots) over time; and the markout
+    curve, ``pnl_spread + pnl_adverse_<h>`` against ``h`` (the fills' value h bars later, before
+    fees and inventory, quote ccy).
+
+    Args:
+        metrics: a window's flat metrics (:func:`training.evaluate.evaluate_window`), with the
+            ``pnl_*`` and ``as_pnl_*`` keys.
+        equity: the window's relative equity curves (columns ``model``, ``as``, ``buy_hold``).
+        inventory: the quoters' inventory in lots (columns ``model``, ``as``), or None.
+        path: the PNG to write.
+        title: the figure's title (symbol, family, window).
+
+    Raises:
+        ValueError: ``metrics`` has no ``pnl_adverse_<h>`` key (no decomposition to draw).
+    """
+    horizons = markout_horizons(metrics)
+    if not horizons:
+        raise ValueError(f"tear sheet {path.name}: the metrics hold no pnl_adverse_<h> key to draw")
+    plt = _pyplot()
+    import matplotlib.dates as mdates
+
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8))
+    eq, bars, inv, curve = axes[0, 0], axes[0, 1], axes[1, 0], axes[1, 1]
+    for column, label in (("model", "model quoter"), ("as", "A-S quoter"), ("buy_hold", "buy & hold")):
+        if column in equity.columns:
+            eq.plot(equity.index, equity[column], label=label, linewidth=0.9)
+    eq.set_title("Relative equity")
+    h0 = horizons[0]
+    parts = {"spread": "pnl_spread", f"adverse {h0} bar": f"pnl_adverse_{h0}", "inventory": "pnl_inventory"}
+    parts |= {"fees": "pnl_fees", "net": "pnl_net"}
+    x = np.arange(len(parts))
+    for i, (prefix, label) in enumerate(QUOTERS):
+        heights = [metrics.get(f"{prefix}{key}", np.nan) for key in parts.values()]
+        bars.bar(x + (i - 0.5) * 0.4, heights, width=0.4, label=label)
+        spread = metrics.get(f"{prefix}pnl_spread", np.nan)
+        curve.plot(
+            horizons,
+            [spread + metrics.get(f"{prefix}pnl_adverse_{h}", np.nan) for h in horizons],
+            marker="o",
+            label=label,
+        )
+    bars.set_xticks(x, list(parts))
+    bars.axhline(0.0, color="black", linewidth=0.6)
+    bars.set_title("Where the PnL came from (quote ccy)")
+    if inventory is not None:
+        for column, label in (("model", "model quoter"), ("as", "A-S quoter")):
+            inv.plot(inventory.index, inventory[column], label=label, linewidth=0.7)
+    inv.set_title("Inventory (lots)")
+    for ax in (eq, inv):
+        locator = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    curve.set_xscale("log")
+    curve.set_xticks(horizons, [str(h) for h in horizons])
+    curve.axhline(0.0, color="black", linewidth=0.6)
+    curve.set_title("Markout: spread + adverse h bars after the fills (quote ccy)")
+    curve.set_xlabel("bars after the fill")
+    for ax in (eq, bars, inv, curve):
+        ax.legend(loc="best", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,11 +20,13 @@ import optuna
 from features.errors import OperationalError, TemporaryError
 from trading.backtest import run_backtest
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig
-from training.config import FamilyConfig, SearchParam, SplitProfile, Task, TuneConfig
+from training import quote_tuning
+from training.config import EvaluateConfig, FamilyConfig, SearchParam, SplitProfile, Task, TuneConfig
 from training.dataset import Dataset, predict_rows
-from training.evaluate import score_for_objective, signal_frame, statistical_metrics
+from training.evaluate import objective_score, signal_frame, statistical_metrics
 from training.models import make_model
 from training.models.base import SignalModel
+from training.quote_tuning import QUOTER, Quoting
 from training.splits import Fold, SplitPlan, validation_tail
 
 logger = logging.getLogger(__name__)
@@ -44,14 +46,30 @@ class TuneJob:
     quote: QuoteConfig
     risk: RiskConfig
     backtest: BacktestConfig
+    quote_starts: tuple[Mapping[str, float], ...] = ()  # more starting points (a calibrated kappa)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)  # the utility's risk aversion
 
     @property
     def maximize(self) -> bool:
-        return self.tune.objective == "sharpe"
+        return self.tune.objective != "loss"
+
+    @property
+    def tunes_quotes(self) -> bool:
+        """The model-free quoter's study, or a family tuned jointly with the quote settings."""
+        return self.family == QUOTER or self.tune.quote_joint
+
+    def quoting(self, params: Mapping[str, Any]) -> Quoting:
+        """The quote settings a trial (or the best trial) runs with; params.yaml's when not tuned."""
+        return quote_tuning.apply(self.quote, self.backtest, quote_tuning.from_trial_params(params))
 
 
-def study_name(registered: str, family: str, task: str) -> str:
-    return f"{registered}-{family}-{task}"
+def study_name(registered: str, family: str, task: str, *, joint: bool = False) -> str:
+    """``<registered>-<family>-<task>``; ``-quote`` when tuned jointly with the quote settings (a
+    study's search space must not change under it); the model-free quoter ``<registered>-as-quoter``
+    (it reads no forecast, so one study serves both tasks)."""
+    if family == QUOTER:
+        return f"{registered}-as-quoter"
+    return f"{registered}-{family}-{task}" + ("-quote" if joint else "")
 
 
 def suggest(trial: optuna.Trial, space: Mapping[str, SearchParam]) -> dict[str, Any]:
@@ -68,7 +86,9 @@ def suggest(trial: optuna.Trial, space: Mapping[str, SearchParam]) -> dict[str, 
 
 
 def fit_window(job: TuneJob, params: Mapping[str, Any], train: slice, *, seed: int) -> SignalModel:
-    """Fit the family on ``train`` rows; the purged tail of the window drives early stopping."""
+    """Fit the family on ``train`` rows; the purged tail of the window drives early stopping.
+    Quote settings among ``params`` (``quote.*``) are not the model's and are left out."""
+    params = quote_tuning.model_params(params)
     fit_rows, val_rows = validation_tail(train, job.split.val_fraction, gap=job.plan.gap)
     X, y = job.dataset.training_rows(fit_rows, job.task)
     if len(X) < 10:
@@ -80,28 +100,64 @@ def fit_window(job: TuneJob, params: Mapping[str, Any], train: slice, *, seed: i
     return model.fit(X, y, X_val=X_val, y_val=y_val, feature_names=job.dataset.feature_names)
 
 
-def fold_score(job: TuneJob, model: SignalModel, fold: Fold) -> float:
-    """Out-of-sample score of a fitted model on a fold's test window (higher is better for sharpe)."""
+def fold_score(job: TuneJob, model: SignalModel, fold: Fold, *, quoting: Quoting | None = None) -> float:
+    """Out-of-sample score of a fitted model on a fold's test window: the model quoter's
+    :func:`training.evaluate.objective_score` (higher is better), or its forecast loss (lower),
+    quoting with ``quoting`` (default: the job's params.yaml settings)."""
     ds = job.dataset
     preds = predict_rows(model, ds.X, fold.test)
     if job.tune.objective == "loss":
         stats = statistical_metrics(preds, ds.fwd_return[fold.test], job.task)
         return stats["mae"] if job.task == "regressor" else stats["log_loss"]
+    q = quoting or job.quoting({})
     bars = ds.bars.iloc[fold.test]
     signals = signal_frame(bars["timestamp"], preds, job.task)
     result = run_backtest(
-        bars, quote=job.quote, risk=job.risk, backtest=job.backtest, signals=signals, strategy="model"
+        bars, quote=q.quote, risk=job.risk, backtest=q.backtest, signals=signals, strategy="model"
     )
-    return score_for_objective(result)
+    return objective_score(result, objective=job.tune.objective, risk_aversion=job.evaluate.risk_aversion)
+
+
+def quoter_fold_score(job: TuneJob, fold: Fold, *, quoting: Quoting) -> float:
+    """The model-free A-S quoter's score on a fold's test window: what a family's trial is scored
+    on, with no signal and nothing fitted."""
+    objective = job.tune.objective
+    if objective == "loss":  # check_job refuses it before any trial
+        raise ValueError("the model-free quoter makes no forecast: no loss to score")
+    bars = job.dataset.bars.iloc[fold.test]
+    result = run_backtest(bars, quote=quoting.quote, risk=job.risk, backtest=quoting.backtest, strategy="as")
+    return objective_score(result, objective=objective, risk_aversion=job.evaluate.risk_aversion)
+
+
+def check_job(job: TuneJob) -> None:
+    """Refuse a study that cannot mean anything, before any trial runs.
+
+    Raises:
+        ValueError: the quoter's study with no quote space, or scored on a forecast loss.
+    """
+    if job.family != QUOTER:
+        return
+    if not job.tune.quote_space:
+        raise ValueError("the model-free quoter's study needs tune.quote_space in params.yaml (it is empty)")
+    if job.tune.objective == "loss":
+        raise ValueError(
+            "the model-free quoter makes no forecast: tune it on a fill-engine objective, not loss"
+        )
 
 
 def make_objective(job: TuneJob) -> Callable[[optuna.Trial], float]:
+    quote_space = {f"{quote_tuning.PREFIX}{k}": p for k, p in job.tune.quote_space.items()}
+
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, job.family_config.space)
+        quoting = job.quoting(suggest(trial, quote_space) if job.tunes_quotes else {})
         scores: list[float] = []
         for fold in job.plan.folds:
-            model = fit_window(job, params, fold.train, seed=job.tune.seed)
-            scores.append(fold_score(job, model, fold))
+            if job.family == QUOTER:
+                scores.append(quoter_fold_score(job, fold, quoting=quoting))
+            else:
+                model = fit_window(job, params, fold.train, seed=job.tune.seed)
+                scores.append(fold_score(job, model, fold, quoting=quoting))
             trial.set_user_attr("fold_scores", scores)
             trial.report(float(np.mean(scores)), fold.number)
             if job.tune.prune and trial.should_prune():
@@ -109,6 +165,20 @@ def make_objective(job: TuneJob) -> Callable[[optuna.Trial], float]:
         return float(np.mean(scores))
 
     return objective
+
+
+def enqueue_starts(study: optuna.Study, job: TuneJob) -> int:
+    """Queue the quote settings' starting points (today's params.yaml values, ``tune.quote_starts``,
+    the job's extra ones) so they run first; a point the study already holds is not queued again,
+    so a resumed study does not repeat them. Returns how many starting points there are."""
+    if not job.tunes_quotes:
+        return 0
+    points = quote_tuning.starting_points(
+        job.tune.quote_space, job.quote, job.backtest, [*job.tune.quote_starts, *job.quote_starts]
+    )
+    for point in points:
+        study.enqueue_trial(point, skip_if_exists=True)
+    return len(points)
 
 
 def open_study(storage_url: str, name: str, *, maximize: bool, config: TuneConfig) -> optuna.Study:
@@ -121,7 +191,8 @@ def open_study(storage_url: str, name: str, *, maximize: bool, config: TuneConfi
     use, so a restarted database is reconnected at the next call.
 
     Raises:
-        OperationalError: the storage cannot be reached, or its schema is another Optuna version's.
+        TemporaryError: the storage cannot be reached (down, wrong host, refused).
+        OperationalError: its schema is another Optuna version's (``optuna storage upgrade``).
     """
     import warnings
 
@@ -209,7 +280,13 @@ def run_trials(
 
     Exceptions inside a trial other than pruning fail the trial and propagate: a broken model or
     bad data must stop the run, not be averaged away.
+
+    Raises:
+        ValueError: the study was tuned on another objective (see :func:`pin_objective`).
     """
+    check_job(job)
+    pin_objective(study, job.tune.objective)  # before the starting points are queued: they are trials
+    enqueue_starts(study, job)
     callbacks = [on_trial] if on_trial else None
     study.optimize(
         make_objective(job),
@@ -219,6 +296,33 @@ def run_trials(
         catch=(),
         gc_after_trial=True,
     )
+
+
+OBJECTIVE_ATTR = "mmops.objective"
+
+
+def pin_objective(study: optuna.Study, objective: str) -> None:
+    """Record the objective on a new study; refuse to add trials of another objective to it (the
+    best trial of a study that mixed Sharpe ratios and utilities would mean nothing).
+
+    Raises:
+        ValueError: the study records another objective, or has trials from before objectives
+            were recorded.
+    """
+    recorded = study.user_attrs.get(OBJECTIVE_ATTR)
+    fix = "use a fresh MMOPS_OPTUNA_STORAGE (or MMOPS_HOME), or delete the study"
+    if recorded is None and study.trials:
+        raise ValueError(
+            f"study {study.study_name} has {len(study.trials)} trials from before objectives were "
+            f"recorded (the default was sharpe; tune.objective is now {objective}); {fix}"
+        )
+    if recorded is None:
+        study.set_user_attr(OBJECTIVE_ATTR, objective)
+    elif recorded != objective:
+        raise ValueError(
+            f"study {study.study_name} was tuned on objective {recorded!r}, tune.objective is "
+            f"{objective!r}; {fix}"
+        )
 
 
 def best_params(study: optuna.Study) -> dict[str, Any]:
@@ -235,3 +339,18 @@ def best_params(study: optuna.Study) -> dict[str, Any]:
 
 def trial_value(trial: optuna.trial.FrozenTrial) -> float:
     return float(trial.value) if trial.value is not None else math.nan
+
+
+def tuned_quoter(storage_url: str, registered: str, job: TuneJob) -> tuple[str, Quoting] | None:
+    """The model-free quoter's study of this series and its best settings, or None when it has not
+    been tuned (no such study, or no completed trial): what a model is compared with as ``tas_``."""
+    name = study_name(registered, QUOTER, job.task)
+    storage = optuna.storages.RDBStorage(storage_url)
+    if name not in {s.study_name for s in storage.get_all_studies()}:
+        return None
+    study = optuna.load_study(study_name=name, storage=storage)
+    try:
+        params = best_params(study)
+    except ValueError:
+        return None
+    return name, job.quoting(params)

@@ -20,6 +20,9 @@ TINY = {
     "lstm": {"lookback": LOOKBACK, "units": 8, "epochs": 1, "batch_size": 64, "patience": 1},
 }
 PASSING = {
+    "forward_utility": 2.0,
+    "forward_utility_diff": 0.5,
+    "forward_pnl_diff": 0.5,
     "forward_sharpe": 2.0,
     "forward_max_drawdown_pct": 1.0,
     "forward_sharpe_diff": 0.5,

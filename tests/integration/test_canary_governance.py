@@ -19,7 +19,8 @@ NAME = "mmops-CANARY-1m"
 
 
 def evaluate(uri: str) -> dict[str, float]:  # the gate's head-to-head: v2 beats v1
-    return {"sharpe": float(uri.rsplit("/", 1)[1]), "max_drawdown_pct": 1.0}
+    score = float(uri.rsplit("/", 1)[1])
+    return {"utility": score, "sharpe": score, "max_drawdown_pct": 1.0}
 
 
 @pytest.fixture(scope="module")

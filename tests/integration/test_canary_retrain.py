@@ -52,6 +52,10 @@ PAYLOADS = [
 ]
 # Thresholds a one-trial model clears: the test is about the path, not the model's quality.
 LOWERED_GATE = {
+    "min_utility": -1.0e6,
+    "min_utility_over_quoter": -1.0e6,
+    "min_pnl_over_quoter": -1.0e6,
+    "min_utility_over_champion": -1.0e6,
     "min_sharpe": -1.0e6,
     "max_drawdown_pct": 100.0,
     "min_sharpe_over_quoter": -1.0e6,

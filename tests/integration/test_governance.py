@@ -17,12 +17,13 @@ from training.gate import AutoApproveConfig, GateConfig, GovernanceError
 from training.gate_report import verdict_line
 from training.registry import Registry
 
-FAILING = {**PASSING, "forward_sharpe": -1.0}
+FAILING = {**PASSING, "forward_utility": -1.0}
 SHARPE = {"1": 1.0, "2": 2.0, "3": 3.0, "4": 4.0}
 
 
 def evaluate(uri: str) -> dict[str, float]:
-    return {"sharpe": SHARPE[uri.rsplit("/", 1)[1]], "max_drawdown_pct": 1.0}
+    score = SHARPE[uri.rsplit("/", 1)[1]]
+    return {"utility": score, "sharpe": score, "max_drawdown_pct": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_ungated_gate_failed_rejected_and_stale_versions_are_refused_without_any
     failed = reg.gate(name, "2", config=GateConfig(), evaluate=evaluate)
     assert not failed.verdict.passed and failed.changes == ()
     before = snapshot(reg, name)
-    with pytest.raises(GovernanceError, match=r"version 2 failed the gate .*forward_sharpe: -1"):
+    with pytest.raises(GovernanceError, match=r"version 2 failed the gate .*forward_utility: -1"):
         reg.approve(name, "2", by="alice", reason="override")
     assert snapshot(reg, name) == before
     assert reg.state(name).get("2").gate == "failed" and "challenger" not in reg.state(name).aliases
@@ -156,7 +157,7 @@ def test_the_verdict_and_the_report_are_stored_on_the_version(world: dict) -> No
     text = Path(
         reg.client.download_artifacts(run_id, "gate/v2/gate_report.md", str(world["home"]))
     ).read_text()
-    head = next(c for c in outcome.verdict.checks if c.name.startswith("head-to-head"))
+    head = next(c for c in outcome.verdict.checks if c.name.startswith("head-to-head sharpe"))
     assert "**Verdict: PASSED.**" in text and f"| {head.label} | 1 | >= 0.5 | pass |" in text
     assert "| sharpe | — | 2 |" in text  # the forward_sharpe logged by training, in the appendix
     # the MLflow UI's version page shows the verdict in one line, and a later note keeps it on top
@@ -175,7 +176,7 @@ def test_auto_approve_policy_promotes_only_with_the_margin(world: dict) -> None:
     name = "mmops-AUTO-1m"
     reg = seed(world, name, [PASSING, PASSING])
     policy = GateConfig(auto_approve=AutoApproveConfig(enabled=True, min_sharpe_margin=0.4))
-    first = reg.gate(name, "1", config=policy, evaluate=evaluate)  # forward_sharpe 2.0 vs min 0: margin 2.0
+    first = reg.gate(name, "1", config=policy, evaluate=evaluate)  # utility margins 2.0, 0.5, 0.5 >= 0.5
     assert first.verdict.auto_approve and reg.state(name).aliases == {"champion": "1"}
     assert reg.state(name).get("1").tags["mmops.approval.by"] == "policy:auto_approve"
     second = reg.gate(name, "2", config=policy.model_copy(update={"min_sharpe": 1.8}), evaluate=evaluate)
@@ -248,9 +249,9 @@ def test_a_canary_retrain_that_fails_the_gate_leaves_the_aliases_and_records_why
     tags = reg.state(name).get("2").tags
     assert tags["mmops.gate.verdict"] == "failed" and tags["mmops.retrain.alias"] == "none"
     assert tags["mmops.retrain.outcome"] == record.outcome()
-    assert tags["mmops.retrain.outcome"].startswith("gate failed, aliases untouched: forward Sharpe")
+    assert tags["mmops.retrain.outcome"].startswith("gate failed, aliases untouched: forward utility")
     assert "-1 is below the minimum 0" in tags["mmops.retrain.outcome"]
-    assert "forward_sharpe: -1 >= 0 -> FAIL" in tags["mmops.gate.checks"]
+    assert "forward_utility: -1 >= 0 -> FAIL" in tags["mmops.gate.checks"]
     assert json.loads(tags["mmops.drift.payload"]) == drift
     description = reg.client.get_model_version(name, "2").description
     assert "- gate: failed" in str(description)

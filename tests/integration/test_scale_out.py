@@ -50,7 +50,10 @@ def world(
     doc = yaml.safe_load(params.read_text())
     doc["tune"].update(heartbeat_s=HEARTBEAT_S, grace_s=GRACE_S, max_retry=1)
     # the gate's logic is tested elsewhere; here it must pass a 2-trial model so approval can follow
-    doc["gate"].update(min_sharpe=-1e9, max_drawdown_pct=100.0, min_sharpe_over_quoter=-1e9, min_trades=0)
+    doc["gate"].update(
+        min_utility=-1e9, max_drawdown_pct=100.0, min_utility_over_quoter=-1e9, min_pnl_over_quoter=-1e9
+    )
+    doc["gate"].update(min_trades=0)
     params.write_text(yaml.safe_dump(doc, sort_keys=False))
     ingest_source(
         "binance-dump",

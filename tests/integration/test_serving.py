@@ -27,6 +27,7 @@ from model_seed import FEATURES, fit_tiny, register
 
 from serving.client import RejectedRequest, SignalClient
 from serving.logic import canary_share, encode_raw_batch, encode_windows
+from training.artifact import select_providers
 from training.gate import GateConfig
 from training.registry import Registry
 
@@ -121,7 +122,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 def promote(reg: Registry, version: str) -> None:
     reg.gate(
-        NAME, version, config=GateConfig(), evaluate=lambda uri: {"sharpe": float(uri.rsplit("/", 1)[1])}
+        NAME, version, config=GateConfig(), evaluate=lambda uri: {"utility": float(uri.rsplit("/", 1)[1])}
     )
     reg.approve(NAME, version, by="tests", reason=f"serve v{version}")
 
@@ -157,6 +158,11 @@ def test_champion_answers_predict_and_info_reports_lineage(server: dict) -> None
         )
         assert info.champion.lineage["lineage.git_commit"] == "test" and info.feature_names == FEATURES
         assert "CPUExecutionProvider" in info.providers
+        # serve.device auto: what this machine opens (the CPU without a GPU), said with its reason
+        expected = select_providers("auto")
+        assert (info.device, info.champion.device) == (expected.device, expected.device)
+        assert info.champion.provider == expected.providers[0]
+        assert info.device_reason == expected.reason
         out = c.predict(
             windows(["BTCUSDT", "ETHUSDT"], info.window_rows), feature_names=FEATURES, request_id="first"
         )
@@ -410,8 +416,8 @@ def test_canary_sends_a_sticky_share_of_symbols_to_the_challenger(server: dict) 
     reg.gate(
         NAME,
         "4",
-        config=GateConfig(min_sharpe_over_champion=-10),
-        evaluate=lambda uri: {"sharpe": float(uri.rsplit("/", 1)[1])},
+        config=GateConfig(min_utility_over_champion=-10),
+        evaluate=lambda uri: {"utility": float(uri.rsplit("/", 1)[1])},
     )
     info = wait_for(server, lambda i: i.challenger is not None and i.challenger.version == "4")
     assert (info.mode, info.canary_fraction) == ("canary", CANARY)

@@ -67,8 +67,8 @@ def shadow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     reg.gate(  # a pass sets @challenger
         NAME,
         "2",
-        config=GateConfig(min_sharpe_over_champion=-10),
-        evaluate=lambda uri: {"sharpe": float(uri.rsplit("/", 1)[1])},
+        config=GateConfig(min_utility_over_champion=-10),
+        evaluate=lambda uri: {"utility": float(uri.rsplit("/", 1)[1])},
     )
     serve = {"model": NAME, "max_body_bytes": MAX_BODY, "max_window_rows": MAX_ROWS, "log_flush_s": 0.2}
     with running_server(home, uri, serve=serve, args=["--shadow"]) as running:

@@ -134,6 +134,14 @@ def test_train_leaves_study_runs_artifacts_and_a_registered_version(
         "forward_as_sharpe",
         "forward_mae",
         "forward_sharpe_diff_lo",
+        "forward_utility",
+        "forward_as_utility",
+        "forward_pnl_diff_lo",
+        "forward_utility_diff_hi",
+        "forward_skill",
+        "forward_mae_ratio",
+        "forward_accuracy_lo",
+        "forward_majority_accuracy",
     ):
         assert metric in chosen.data.metrics, metric
     artifacts = {
@@ -156,6 +164,7 @@ def test_train_leaves_study_runs_artifacts_and_a_registered_version(
     # only the metric's trip through MLflow's store could round it, and 1e-9 is far above that.
     assert evaluated["metrics"]["sharpe"] == pytest.approx(chosen.data.metrics["forward_sharpe"], rel=1e-9)
     assert evaluated["metrics"]["mae"] == pytest.approx(chosen.data.metrics["forward_mae"], rel=1e-9)
+    assert evaluated["metrics"]["utility"] == pytest.approx(chosen.data.metrics["forward_utility"], rel=1e-9)
 
 
 @pytest.mark.e2e

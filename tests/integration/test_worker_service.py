@@ -72,12 +72,12 @@ def service(tmp_path_factory: pytest.TempPathFactory, bars: pd.DataFrame) -> Ite
     folder = model.save(home / "models" / "sgd")
     version = register(folder, tracking_uri=uri, name=NAME, family="sgd")
     reg = Registry(uri, audit_log=home / "logs" / "registry_audit.jsonl", reports=home / "reports")
-    reg.gate(NAME, version, config=GateConfig(), evaluate=lambda _uri: {"sharpe": 1.0})
+    reg.gate(NAME, version, config=GateConfig(), evaluate=lambda _uri: {"utility": 1.0})
     reg.approve(NAME, version, by="tests", reason="the worker's champion")
     rival = make_model("sgd", "regressor", max_iter=200, alpha=1e-2, random_state=1)  # a challenger
     rival.fit(feats.to_numpy()[ok], -labels["fwd_return"].to_numpy()[ok], feature_names=list(feats.columns))
     challenger = register(rival.save(home / "models" / "rival"), tracking_uri=uri, name=NAME, family="sgd")
-    reg.gate(NAME, challenger, config=GateConfig(), evaluate=lambda _uri: {"sharpe": 2.0})  # -> @challenger
+    reg.gate(NAME, challenger, config=GateConfig(), evaluate=lambda _uri: {"utility": 2.0})  # -> @challenger
     with running_server(home, uri, serve={"model": NAME, "log_flush_s": 0.1}, args=["--shadow"]) as server:
         env = {
             **os.environ,

@@ -3,7 +3,8 @@
 A book's PnL to the last mark is the sum over its fills of
 ``side * quantity * (last mark - price) - fee`` (cash plus inventory at the mark, less the
 start), so splitting the fills by version splits the PnL exactly: the parts add up to the
-book's PnL. Markouts use the marks journaled each tick: ``side * (mark h ticks later - price)
+book's PnL; :func:`trading.pnl.decompose_pnl` splits each share into spread capture, adverse
+selection, inventory and fees, the same function the backtest's metrics call. Markouts use the marks journaled each tick: ``side * (mark h ticks later - price)
 / price`` in bps, lot-weighted (negative = adverse selection).
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from trading.pnl import PnlDecomposition, combine, decompose_pnl
 from trading.worker.journal import Journal, JournalOrder
 
 
@@ -31,6 +33,7 @@ class VersionPnl:
     pnl: float
     spread_capture_bps: float | None
     markouts_bps: dict[str, float | None] = field(default_factory=dict)
+    decomposition: PnlDecomposition | None = None
 
     @property
     def label(self) -> str:
@@ -65,10 +68,7 @@ def attribute(
     n = len(symbols)
     ts = np.array([m[1] for m in marks], dtype=np.int64)
     closes = np.stack([np.frombuffer(m[2], dtype=np.int64, count=n) for m in marks])
-    last = np.zeros(n, dtype=np.int64)
-    for s in range(n):
-        nz = np.flatnonzero(closes[:, s])
-        last[s] = closes[nz[-1], s] if len(nz) else 0
+    held = _carried_marks(closes)
     row = {sym: i for i, sym in enumerate(symbols)}
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for f in journal.fills():
@@ -83,14 +83,30 @@ def attribute(
         rows = np.array([row[f["symbol"]] for f in fills], dtype=np.int64)
         maker = np.array([bool(f["maker"]) for f in fills])
         ref = np.array([f["ref_mid_ticks"] for f in fills])
-        pnl = float(np.sum(side * lots * lot * (last[rows] - price) * tick - fee))
+        at = np.searchsorted(ts, np.array([f["ts_ns"] for f in fills], dtype=np.int64))
+        parts = combine(
+            [
+                decompose_pnl(
+                    step=np.minimum(at[rows == s], len(ts) - 1),  # a fill after the last mark: that mark
+                    side=side[rows == s],
+                    price_ticks=price[rows == s],
+                    lots=lots[rows == s],
+                    fee=fee[rows == s],
+                    ref_mid_ticks=ref[rows == s],
+                    marks_ticks=held[:, s],
+                    tick=tick,
+                    lot=lot,
+                    horizons=markout_ticks,
+                )
+                for s in np.unique(rows)
+            ]
+        )
         capture = None
         if maker.any():
             w = lots[maker]
             capture = float(
                 np.sum(w * side[maker] * (ref[maker] - price[maker]) / price[maker]) / w.sum() * 1e4
             )
-        at = np.searchsorted(ts, np.array([f["ts_ns"] for f in fills], dtype=np.int64))
         markouts: dict[str, float | None] = {}
         for h in markout_ticks:
             later = at + h
@@ -109,12 +125,24 @@ def attribute(
                 fills=len(fills),
                 lots=int(lots.sum()),
                 fees=float(fee.sum()),
-                pnl=pnl,
+                pnl=parts.net,
                 spread_capture_bps=capture,
                 markouts_bps=markouts,
+                decomposition=parts,
             )
         )
     return out
+
+
+def _carried_marks(closes: np.ndarray) -> np.ndarray:
+    """Each symbol's marks with its gaps (0 = no mark that tick) filled by its previous mark, and a
+    leading gap by its first mark, so the last row is each symbol's last mark."""
+    rows = np.arange(len(closes))[:, None]
+    seen = np.where(closes > 0, rows, -1)
+    prev = np.maximum.accumulate(seen, axis=0)
+    first = np.argmax(closes > 0, axis=0)
+    idx = np.where(prev >= 0, prev, first[None, :])
+    return np.take_along_axis(closes, idx, axis=0)
 
 
 def fill_rate(orders: Iterable[JournalOrder]) -> float | None:

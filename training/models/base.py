@@ -68,6 +68,11 @@ class SignalModel(BaseEstimator, abc.ABC):
     task: Task
     random_state: int
 
+    @classmethod
+    def compute_device(cls) -> str:
+        """Where this family trains, in one line for the progress output (the CPU unless overridden)."""
+        return f"{cls.family} trains on the CPU"
+
     @property
     def lookback(self) -> int:
         """Rows of feature history one prediction needs (1 for tabular models)."""

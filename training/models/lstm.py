@@ -150,6 +150,20 @@ class LSTMModel(SignalModel):
         self.batch_size = batch_size
         self.patience = patience
 
+    @classmethod
+    def compute_device(cls) -> str:
+        """Whether TensorFlow sees a GPU here (it trains on the first one when it does)."""
+        _import_tensorflow()
+        import tensorflow as tf
+
+        gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+        if gpus:
+            return f"lstm trains on the GPU: TensorFlow {tf.__version__} sees {len(gpus)} ({', '.join(gpus)})"
+        return (
+            f"lstm trains on the CPU: TensorFlow {tf.__version__} sees no GPU (a GPU needs an NVIDIA "
+            "device, its driver and the GPU variant: make install GPU=1)"
+        )
+
     @property
     def lookback(self) -> int:
         """Rows per window (a constructor parameter here)."""

@@ -11,17 +11,23 @@ METRICS = {
     "forward_as_pnl_pct": -0.88,
     "forward_tas_pnl_pct": -0.41,
     "forward_bh_pnl_pct": -2.49,
-    "forward_pnl_diff_pct": 0.11,
-    "forward_pnl_diff_pct_lo": -0.05,
-    "forward_pnl_diff_pct_hi": 0.27,
+    "forward_pnl_bps_day": -11.0,
+    "forward_as_pnl_bps_day": -12.6,
+    "forward_tas_pnl_bps_day": -0.37,
+    "forward_pnl_diff": 1.6,
+    "forward_pnl_diff_lo": -0.7,
+    "forward_pnl_diff_hi": 3.9,
+    "forward_tas_pnl_diff": -10.63,
+    "forward_tas_pnl_diff_lo": -12.1,
+    "forward_tas_pnl_diff_hi": -9.2,
     "forward_sharpe": -30.95,
     "forward_as_sharpe": -82.96,
     "forward_n_trades": 3849.0,
     "forward_as_n_trades": 5427.0,
-    "forward_mae_skill": 1.086,
+    "forward_mae_ratio": 1.086,
     "forward_accuracy": 0.52,
-    "forward_accuracy_ci_lo": 0.50,
-    "forward_accuracy_ci_hi": 0.54,
+    "forward_accuracy_lo": 0.50,
+    "forward_accuracy_hi": 0.54,
     "forward_pnl_net": -770.0,
     "forward_pnl_spread": 1300.0,
     "forward_pnl_fees": -418.0,
@@ -76,14 +82,21 @@ def test_the_report_reads_verdict_then_headline_then_detail() -> None:
     ]
     positions = [text.index(heading) for heading in order]
     assert positions == sorted(positions)
-    assert "| net PnL, % of equity | -0.770 | -0.880 | -0.410 | -2.490 | 0.110 [-0.050, 0.270] |" in text
-    assert "accuracy 0.520 [0.500, 0.540]" in text and "MAE / zero forecast 1.0860" in text
-    assert "| spread capture | 1,300.00 | — |" in text and "| net | -770.00 | -876.00 |" in text
+    assert (
+        "| net PnL, bps of capital/day | -11.00 | -12.60 | -0.37 | — | 1.60 [-0.70, 3.90] | -10.63 [-12.10, -9.20] |"
+        in text
+    )
+    assert "| net PnL, % of equity over the window | -0.770 | -0.880 | -0.410 | -2.490 |  |  |" in text
+    assert (
+        "accuracy [Wilson 95%] 0.520 [0.500, 0.540]" in text
+        and "MAE / no-information forecast 1.0860" in text
+    )
+    assert "| forward | model | 1,300.00 |" in text and "| forward | A-S | – |" in text
     assert "| zz_last | 1 | — |" in text  # the appendix keeps every metric
 
 
 def test_a_column_nobody_logged_is_left_out() -> None:
     table = headline_table({"forward_pnl_pct": 0.1, "forward_as_pnl_pct": 0.2}, "forward")
-    assert table[0].startswith("|  | model quoter | A-S default | model")
+    assert table[0] == "|  | model quoter | A-S default |"
     assert "A-S tuned" not in table[0] and "buy & hold" not in table[0]
     assert headline_table({}, "forward") == []

@@ -26,6 +26,8 @@ class FakePredictor:
     offset: float
     info: FakeInfo = field(default_factory=FakeInfo)
     calls: list[int] = field(default_factory=list)
+    provider: str = "CPUExecutionProvider"
+    device: str = "cpu"
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         assert windows.shape[1:] == (self.info.lookback, len(self.info.feature_names))

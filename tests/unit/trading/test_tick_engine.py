@@ -218,6 +218,10 @@ def test_real_capture_gives_plausible_fills(btc_capture: TickData) -> None:
     assert abs(m.pnl) < 50 and m.inventory_max_abs <= RiskConfig().max_position_lots
     assert m.spread_capture_bps is not None and 0 < m.spread_capture_bps < 10  # about half the ~6.6 bp spread
     assert (t["timestamp"] >= e["timestamp"].iloc[60]).all()  # nothing before the 60 s warm-up
+    # the decomposition is keyed by the bar horizons (not the steps they became) and adds up
+    d = m.decomposition
+    assert d is not None and list(d.adverse) == [str(h) for h in BacktestConfig().markout_bars]
+    assert d.horizon == min(BacktestConfig().markout_bars) and abs(d.residual) < 1e-6
 
 
 def test_no_lookahead_on_real_capture(btc_capture: TickData) -> None:

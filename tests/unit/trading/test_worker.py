@@ -15,6 +15,7 @@ from features.build import compute_features
 from features.config import FeaturesConfig
 from trading.backtest import run_backtest
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig, TradeConfig
+from trading.worker.attribution import attribute
 from trading.worker.journal import Journal
 from trading.worker.paper import PaperFaults
 from trading.worker.run import paper_paths
@@ -38,6 +39,11 @@ def test_a_model_free_week_gives_the_backtests_fills_and_equity(week: pd.DataFra
     assert report.model == "model-free" and {v.version for v in report.by_version} == {"model-free"}
     # PnL by version splits the book's PnL exactly (one version here: all of it), to rounding
     assert sum(v.pnl for v in report.by_version) == pytest.approx(report.pnl["live"], abs=1e-6)
+    # and its decomposition is the backtest's: one function on the same fills and marks
+    (share,) = report.by_version
+    assert share.decomposition is not None and ref.metrics.decomposition is not None
+    for key, value in ref.metrics.decomposition.flat().items():
+        assert share.decomposition.flat()[key] == pytest.approx(value, abs=1e-6), key
 
 
 @pytest.mark.parametrize(
@@ -359,6 +365,23 @@ def test_latency_counts_each_symbols_own_bars_on_a_gappy_timeline(
     for sym, bars in (("BTCUSDT", a), ("ETHUSDT", b)):
         ref = run_backtest(bars, quote=s.quote, risk=s.risk, backtest=s.backtest)
         same_fills(journal_fills(tmp_path / "j.db", symbol=sym), ref.trades)
+        # the symbol's share decomposes like its backtest, its holes in the marks carried over;
+        # horizons count the timeline's ticks, ETHUSDT's bars skip the holes: compare their sum
+        j = Journal(tmp_path / "j.db")
+        bt = s.backtest
+        (share,) = attribute(
+            j,
+            ["BTCUSDT", "ETHUSDT"],
+            tick=bt.tick_size,
+            lot=bt.lot_size,
+            markout_ticks=bt.markout_bars,
+            symbol=sym,
+        )
+        j.close()
+        got, want = share.decomposition, ref.metrics.decomposition
+        assert got is not None and want is not None
+        assert (got.net, got.spread, got.fees) == pytest.approx((want.net, want.spread, want.fees), abs=1e-6)
+        assert got.adverse["1"] + got.inventory == pytest.approx(want.adverse["1"] + want.inventory, abs=1e-6)
 
 
 def test_lost_cancels_are_resent_and_a_kill_leaves_nothing_working(

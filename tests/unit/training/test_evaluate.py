@@ -36,12 +36,44 @@ def test_statistics_by_hand() -> None:
         statistical_metrics(np.array([np.nan]), np.array([0.1]), "regressor")
 
 
+def test_skill_against_the_no_information_forecast_and_the_majority_class() -> None:
+    ret = np.array([0.02, -0.01, 0.01, 0.03])
+    m = statistical_metrics(np.array([0.01, -0.02, 0.0, 0.01]), ret, "regressor")
+    assert m["mae_zero"] == pytest.approx(0.0175)  # |ret| averaged: the zero forecast's error
+    assert m["mae"] == pytest.approx(0.0125)
+    assert m["mae_ratio"] == pytest.approx(0.0125 / 0.0175)
+    assert m["rmse_zero"] == pytest.approx(math.sqrt(0.0015 / 4))
+    assert m["skill"] == pytest.approx(1 - (0.0007 / 4) / (0.0015 / 4))  # 1 - MSE / MSE of zero
+    assert m["majority_accuracy"] == 0.75  # three of four went up
+    assert m["accuracy"] == 0.75  # 0.0 is not "up": row 3 is a miss
+    # Wilson 95% for 3 of 4, (p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n) by hand
+    assert m["accuracy_lo"] == pytest.approx(0.30064, abs=1e-5)  # 5 digits: the constant's precision
+    assert m["accuracy_hi"] == pytest.approx(0.95441, abs=1e-5)
+    zero = statistical_metrics(np.zeros(4), ret, "regressor")
+    assert zero["mae_ratio"] == 1.0 and zero["skill"] == 0.0  # the baseline against itself
+    coin = statistical_metrics(np.full(3, 0.5), np.array([0.01, -0.01, -0.02]), "classifier")
+    assert coin["rmse"] == coin["rmse_zero"] == 0.5 and coin["skill"] == 0.0
+    sure = statistical_metrics(np.array([0.9, 0.2, 0.4]), np.array([0.01, -0.01, -0.02]), "classifier")
+    assert sure["skill"] == pytest.approx(1 - ((0.01 + 0.04 + 0.16) / 3) / 0.25)  # Brier skill score
+
+
 def test_long_flat_earns_only_when_long_and_pays_fees_on_changes() -> None:
     bars = pd.DataFrame({"close": [100.0, 110.0, 99.0, 99.0]})
     equity = long_flat(bars, np.array([0.5, -0.1, 0.2, 0.0]), "regressor", fee_bps=10)
     # long at bar 0 (fee 10 bp), +10%; flat at 1 (fee), 0%; long at 2 (fee), +0%; flat at 3 (fee)
     expected = np.cumprod([1 - 0.001, 1.10 - 0.001, 1 - 0.001, 1 - 0.001])
     np.testing.assert_allclose(equity, expected)
+
+
+def test_long_flat_holds_each_call_for_the_label_horizon() -> None:
+    bars = pd.DataFrame({"close": [100.0, 110.0, 99.0, 99.0, 100.0]})
+    # h = 2: the calls at bars 0 and 2 decide; the calls at bars 1 and 3 are ignored
+    equity = long_flat(bars, np.array([0.5, -0.1, -0.2, 0.3, 0.1]), "regressor", fee_bps=10, hold_bars=2)
+    # long 0-1 (fee), +10%, -10%; flat from bar 2 (fee), flat; long again at bar 4 (fee)
+    expected = np.cumprod([1 - 0.001, 1.10, 0.9 - 0.001, 1.0, 1 - 0.001])
+    np.testing.assert_allclose(equity, expected)
+    with pytest.raises(ValueError, match="hold_bars"):
+        long_flat(bars, np.zeros(5), "regressor", fee_bps=10, hold_bars=0)
 
 
 def test_sharpe_difference_interval_covers_the_point_and_is_reproducible() -> None:
@@ -56,8 +88,8 @@ def test_sharpe_difference_interval_covers_the_point_and_is_reproducible() -> No
     same = sharpe_difference_ci(a, a, bar_ns=MINUTE_NS, config=config)
     assert same[0] == 0.0
     assert same[1] == same[2] == 0.0
-    assert curve_stats(np.array([1.0, 1.0, 1.0]), bar_ns=MINUTE_NS)["sharpe"] is not None
-    assert math.isnan(curve_stats(np.array([1.0, 1.0, 1.0]), bar_ns=MINUTE_NS)["sharpe"])
+    assert curve_stats(np.array([1.0, 1.0, 1.0]), bar_ns=MINUTE_NS, risk_aversion=10.0)["sharpe"] is not None
+    assert math.isnan(curve_stats(np.array([1.0, 1.0, 1.0]), bar_ns=MINUTE_NS, risk_aversion=10.0)["sharpe"])
 
 
 def test_same_seed_and_data_give_the_same_tuning_metrics(btc_bars: pd.DataFrame, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -89,6 +89,7 @@ def test_protocol_on_kraken_daily_tunes_each_family_and_registers_nothing(
         quote=QuoteConfig(),
         risk=RiskConfig(),
         backtest=BacktestConfig(),
+        evaluate=EvaluateConfig(),
     )
     assert not any(
         name.startswith("ofi_") for name in base.dataset.feature_names
