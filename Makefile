@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 MMOPS_HOME ?= $(CURDIR)
 export MMOPS_HOME
 
-.PHONY: install browser demo test lint flakes bench repro variant-changed
+.PHONY: install browser postgres demo test lint flakes bench repro variant-changed
 
 # GPU=1 (on any target that installs: make install GPU=1, make test GPU=1): the GPU variant, the `gpu`
 # dependency group in place of `cpu`: onnxruntime-gpu (CUDA 13, NVIDIA driver 580+) for the service
@@ -50,7 +50,22 @@ browser:
 	  echo "  install them (sudo apt-get install chromium chromium-driver); without them the browser test skips, and fails under CI=true"; \
 	fi
 
-test: install browser
+# The scale-out tests start a throwaway PostgreSQL of their own (initdb + pg_ctl from Debian's
+# postgresql, run as the postgres user when the tests run as root; docs/scale-out.md). Installed here
+# when missing and root; otherwise those tests skip (fail under CI=true).
+postgres:
+	@if command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing postgresql for the scale-out tests (apt-get, a minute)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  { apt-get update -qq && apt-get install -y -qq postgresql; } >/tmp/mmops-apt-postgresql.log 2>&1 \
+	    || echo "make postgres: apt-get could not install postgresql (see /tmp/mmops-apt-postgresql.log)"; \
+	else \
+	  echo "make postgres: PostgreSQL (initdb, pg_ctl) is missing and this is not root with apt-get:"; \
+	  echo "  install it (sudo apt-get install postgresql); without it the scale-out tests skip, and fail under CI=true"; \
+	fi
+
+test: install browser postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -41,18 +41,46 @@ VenueOpt = Annotated[str | None, typer.Option("--venue", help="e.g. binance, kra
 
 
 def reported(func: F) -> F:
-    """Turn mmops errors into a one-line reason on stderr and exit status 1."""
+    """Turn mmops errors, and a study storage or tracking server that is down or went away
+    mid-command, into a one-line reason on stderr and exit status 1."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except MmopsError as exc:
-            # the message quotes file contents and names: never read it as rich markup
-            err.print(Text.assemble(("error:", "red"), f" {exc}"), highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from exc
+            _fail(str(exc), exc)
+        except Exception as exc:
+            reason = backend_failure(exc)
+            if reason is None:
+                raise
+            _fail(reason, exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _fail(reason: str, exc: BaseException) -> NoReturn:
+    # the message quotes file contents and names: never read it as rich markup
+    err.print(Text.assemble(("error:", "red"), f" {reason}"), highlight=False, soft_wrap=True)
+    raise typer.Exit(1) from exc
+
+
+def backend_failure(exc: BaseException) -> str | None:
+    """A lost or unreachable server behind a command, in one line; None for any other error.
+
+    Only a library already loaded can have raised: nothing heavy is imported to ask.
+    """
+    if "optuna" in sys.modules:
+        from training.tune import storage_failure
+
+        if failure := storage_failure(exc):
+            return f"study storage: {failure}"
+    if "mlflow" in sys.modules:
+        from training.tracking import tracking_failure
+
+        if failure := tracking_failure(exc):
+            return f"MLflow: {failure}"
+    return None
 
 
 def emit(payload: dict[str, Any], *, as_json: bool, human: str) -> None:

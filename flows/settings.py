@@ -7,7 +7,10 @@ exchange files are looked up (default: ``../shared/data`` beside the repository 
 else the repository's). ``MLFLOW_TRACKING_URI`` (default: SQLite ``$MMOPS_HOME/mlflow.db``, artifacts
 under ``$MMOPS_HOME/mlartifacts``) and ``MMOPS_OPTUNA_STORAGE`` (default: SQLite
 ``$MMOPS_HOME/optuna.db``; any SQLAlchemy URL, e.g. PostgreSQL, for many workers) select the
-tracking server and the study storage.
+tracking server and the study storage; ``MMOPS_ARTIFACT_ROOT`` where new experiments keep
+artifacts (default: the tracking server's own store, or ``$MMOPS_HOME/mlartifacts`` beside a
+local one). Prefect reads ``PREFECT_API_URL`` itself (unset: a temporary local server). The same
+commands run on files or on servers; docs/scale-out.md shows the servers.
 
 The libraries mmops runs keep their own state under ``MMOPS_HOME`` too (see
 :meth:`Locations.tool_environment`): Prefect's home and database, Keras's config, matplotlib's
@@ -65,9 +68,19 @@ class Locations:
         return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.home / 'mlflow.db'}"
 
     @property
-    def artifact_root(self) -> str:
-        """Where new MLflow experiments store artifacts (used only when we create the experiment)."""
-        return os.environ.get("MMOPS_ARTIFACT_ROOT") or (self.home / "mlartifacts").as_uri()
+    def artifact_root(self) -> str | None:
+        """Where new MLflow experiments store artifacts (used only when we create the experiment).
+
+        ``MMOPS_ARTIFACT_ROOT`` (any URI MLflow writes to: ``s3://``, ``file://``) wins; against a
+        tracking server (``http(s)://``) the default is None, the server's own store
+        (``mlflow server --artifacts-destination``, proxied), so no client needs a shared disk;
+        against a local store, ``$MMOPS_HOME/mlartifacts``.
+        """
+        if os.environ.get("MMOPS_ARTIFACT_ROOT"):
+            return os.environ["MMOPS_ARTIFACT_ROOT"]
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return None
+        return (self.home / "mlartifacts").as_uri()
 
     @property
     def optuna_storage(self) -> str:

@@ -146,6 +146,15 @@ class TuneConfig(_Section):
     seed: int = 0
     n_startup_trials: int = Field(5, ge=0, description="random trials before TPE models the space")
     prune: bool = True
+    heartbeat_s: int = Field(
+        60, ge=1, description="a running trial records a heartbeat this often (RDB storage), seconds"
+    )
+    grace_s: int = Field(
+        180,
+        ge=1,
+        description="a running trial silent this long is a crashed process's: failed and retried, seconds",
+    )
+    max_retry: int = Field(2, ge=0, description="times a crashed trial is retried with its parameters")
     quote_space: dict[str, SearchParam] = Field(
         default_factory=dict,
         description="quote settings Optuna may tune (numeric quote fields, refresh_bars): the model-free "
@@ -159,6 +168,15 @@ class TuneConfig(_Section):
     quote_starts: tuple[dict[str, float], ...] = Field(
         (), description="starting points enqueued after today's quote values, e.g. a calibrated kappa"
     )
+
+    @model_validator(mode="after")
+    def _grace_after_beats(self) -> TuneConfig:
+        if self.grace_s <= self.heartbeat_s:
+            raise ValueError(
+                f"grace_s ({self.grace_s}) must exceed heartbeat_s ({self.heartbeat_s}): "
+                "a live trial would be failed between two of its own heartbeats"
+            )
+        return self
 
     @model_validator(mode="after")
     def _quote_space(self) -> TuneConfig:

@@ -112,7 +112,7 @@ class TrackingSettings:
     """Where runs, studies and scratch artifacts go, and the lineage of this checkout."""
 
     tracking_uri: str
-    artifact_root: str
+    artifact_root: str | None  # None: the tracking server's own store
     optuna_storage: str
     scratch: Path
     repo: Path

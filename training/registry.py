@@ -105,6 +105,7 @@ class Registry:
         try:
             model = self.client.get_registered_model(name)
         except MlflowException as exc:
+            _unless_missing(exc)
             raise GovernanceError(
                 f"no registered model {name!r} at {self.tracking_uri} (train and register one first)"
             ) from exc
@@ -131,6 +132,7 @@ class Registry:
         try:
             model = self.client.get_registered_model(name)
         except MlflowException as exc:
+            _unless_missing(exc)
             raise GovernanceError(f"no registered model {name!r} at {self.tracking_uri}") from exc
         return {str(a): str(v) for a, v in (model.aliases or {}).items()}
 
@@ -139,6 +141,7 @@ class Registry:
         try:
             mv = self.client.get_model_version(name, str(version))
         except MlflowException as exc:
+            _unless_missing(exc)
             raise GovernanceError(f"{name} has no version {version}") from exc
         return ModelRef(name=name, version=str(mv.version), alias=alias, tags=dict(mv.tags or {}))
 
@@ -522,3 +525,10 @@ def _check_promotable(candidate: VersionState, champion: str | None) -> None:
             f"{label} was gated against champion {gated_against} but the champion is now {champion or NONE}; "
             f"re-run `mmops gate --version {candidate.version}`"
         )
+
+
+def _unless_missing(exc: MlflowException) -> None:
+    """Re-raise ``exc`` unless it says the model or version does not exist: a tracking server that
+    is down must read as down (one line, through the CLI), not as "no registered model"."""
+    if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+        raise exc

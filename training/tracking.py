@@ -27,6 +27,8 @@ from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
 
+from features.errors import OperationalError, TemporaryError
+
 logger = logging.getLogger(__name__)
 
 MODEL_ARTIFACT = "model_dir"  # key of the artifact directory inside the pyfunc model
@@ -47,12 +49,47 @@ def use_tracking(tracking_uri: str) -> None:
     """Point MLflow (tracking and registry) at ``tracking_uri``; called at the edge, never on import.
 
     A new SQLite store is created (tables and migrations) under a file lock, so several
-    processes starting at once (two ``mmops tune`` on one study) do not race to create it.
+    processes starting at once (two ``mmops tune`` on one study) do not race to create it. A
+    tracking server (``http://...``) is asked once here, so a wrong URL or a server that is down
+    stops the command before any work (MLflow's client retries a refused connection with backoff
+    first: ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, 7 by default, about 4 minutes in all).
+
+    Raises:
+        OperationalError: the store cannot be reached or its schema is older than this MLflow's.
     """
+    from mlflow.exceptions import MlflowException
+
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    with sqlite_init_lock(tracking_uri):
-        MlflowClient().search_experiments(max_results=1)
+    try:
+        with sqlite_init_lock(tracking_uri):
+            MlflowClient().search_experiments(max_results=1)
+    except MlflowException as exc:
+        failure = tracking_failure(exc) or OperationalError(str(exc.message).strip().splitlines()[0])
+        raise type(failure)(f"MLflow tracking at {tracking_uri}: {failure}") from exc
+
+
+def tracking_failure(exc: BaseException) -> TemporaryError | OperationalError | None:
+    """A tracking server that is down or does not answer (temporary: worth a retry later), or a
+    store with an older schema (operational: a person upgrades it), as a one-line error; None for
+    any other error."""
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(exc, MlflowException):
+        return None
+    message = str(exc.message)
+    if "out-of-date database schema" in message:
+        return OperationalError(
+            message.split(". Take a backup")[0] + "; back it up, then run `mlflow db upgrade <uri>`"
+        )
+    if message.startswith("API request to ") and ("Max retries exceeded" in message or "timeout" in message):
+        url = message.removeprefix("API request to ").split(" ", 1)[0]
+        cause = "connection refused" if "Connection refused" in message else "no answer"
+        return TemporaryError(
+            f"tracking server unreachable at {url} ({cause}, after MLflow's retries); "
+            "check MLFLOW_TRACKING_URI and that `mlflow server` is up"
+        )
+    return None
 
 
 @contextmanager
@@ -73,13 +110,14 @@ def sqlite_init_lock(url: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def ensure_experiment(name: str, *, artifact_root: str) -> str:
-    """The experiment id of ``name``, created with artifacts under ``artifact_root`` if new."""
+def ensure_experiment(name: str, *, artifact_root: str | None) -> str:
+    """The experiment id of ``name``, created with artifacts under ``artifact_root`` if new
+    (None: the tracking server's own artifact store, ``mlflow-artifacts:/``, which it serves)."""
     client = MlflowClient()
     found = client.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
-    location = f"{artifact_root.rstrip('/')}/{name}"
+    location = f"{artifact_root.rstrip('/')}/{name}" if artifact_root else None
     return str(client.create_experiment(name, artifact_location=location))
 
 
@@ -340,7 +378,7 @@ def load_run_json(run_id: str, path: str) -> dict[str, Any] | None:
 def log_monitoring_run(
     experiment: str,
     *,
-    artifact_root: str,
+    artifact_root: str | None,
     run_name: str,
     tags: Mapping[str, str],
     metrics: Mapping[str, float],

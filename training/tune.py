@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import optuna
 
+from features.errors import OperationalError, TemporaryError
 from trading.backtest import run_backtest
 from trading.config import BacktestConfig, QuoteConfig, RiskConfig
 from training import quote_tuning
@@ -181,28 +182,90 @@ def enqueue_starts(study: optuna.Study, job: TuneJob) -> int:
 
 
 def open_study(storage_url: str, name: str, *, maximize: bool, config: TuneConfig) -> optuna.Study:
-    """Create or resume a study in an RDB storage (SQLite waits for locks rather than failing)."""
+    """Create or resume a study in an RDB storage: a SQLite file, or a server for many tuners.
+
+    Running trials record a heartbeat every ``config.heartbeat_s``; a trial silent for
+    ``config.grace_s`` belongs to a crashed tuner (kill -9, a lost machine): the next trial any
+    tuner starts fails it and queues it again with its parameters, up to ``config.max_retry``
+    times. SQLite waits for locks rather than failing; a server's connections are pinged before
+    use, so a restarted database is reconnected at the next call.
+
+    Raises:
+        TemporaryError: the storage cannot be reached (down, wrong host, refused).
+        OperationalError: its schema is another Optuna version's (``optuna storage upgrade``).
+    """
+    import warnings
+
     from training.tracking import sqlite_init_lock
 
     # Optuna's per-study and per-trial INFO lines give way to our progress reports (features.progress)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    engine_kwargs: dict[str, Any] = {}
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if storage_url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 120}}
+    elif storage_url.startswith("postgresql"):
+        engine_kwargs["connect_args"] = {"connect_timeout": 10}  # a wrong host fails in 10 s, not minutes
     sampler = optuna.samplers.TPESampler(
         seed=config.seed, n_startup_trials=config.n_startup_trials, multivariate=True
     )
     pruner = optuna.pruners.MedianPruner(n_startup_trials=max(1, config.n_startup_trials), n_warmup_steps=0)
-    with sqlite_init_lock(storage_url):  # table and study creation must not race between workers
-        storage = optuna.storages.RDBStorage(storage_url, engine_kwargs=engine_kwargs)
-        return optuna.create_study(
-            study_name=name,
-            storage=storage,
-            sampler=sampler,
-            pruner=pruner,
-            direction="maximize" if maximize else "minimize",
-            load_if_exists=True,
-        )
+    try:
+        with sqlite_init_lock(storage_url), warnings.catch_warnings():  # creation must not race
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
+            storage = optuna.storages.RDBStorage(
+                storage_url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=config.heartbeat_s,
+                grace_period=config.grace_s,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=config.max_retry
+                ),
+            )
+            return optuna.create_study(
+                study_name=name,
+                storage=storage,
+                sampler=sampler,
+                pruner=pruner,
+                direction="maximize" if maximize else "minimize",
+                load_if_exists=True,
+            )
+    except Exception as exc:
+        failure = storage_failure(exc)
+        if failure is None:
+            raise
+        raise type(failure)(f"study storage {_safe_url(storage_url)}: {failure}") from exc
+
+
+def storage_failure(exc: BaseException) -> TemporaryError | OperationalError | None:
+    """A study storage that is down or went away (temporary: worth a retry later), or that holds
+    another Optuna version's schema (operational: a person upgrades it), as a one-line error;
+    None for any other error. Looks through the exception's causes (Optuna and SQLAlchemy wrap)."""
+    import sqlalchemy.exc
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+            first = str(seen.orig or seen).strip().splitlines()[0]
+            return TemporaryError(
+                f"database unreachable, lost or locked ({first}); check that the database behind "
+                "MMOPS_OPTUNA_STORAGE is up: a trial this crash left running is retried by the next "
+                "tuner after tune.grace_s"
+            )
+        if isinstance(seen, RuntimeError) and "optuna storage upgrade" in str(seen):
+            return OperationalError(f"{str(seen).strip().splitlines()[0]} (back the database up first)")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _safe_url(url: str) -> str:
+    """``url`` with any password masked, fit for an error message."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
 
 
 def run_trials(

@@ -39,3 +39,23 @@ def test_the_users_own_settings_win_unless_forced(tmp_path: Path, monkeypatch: p
     assert os.environ["KERAS_HOME"] == str(tmp_path / ".cache" / "keras")
     use_home(_where(tmp_path), force=True)
     assert os.environ["PREFECT_HOME"] == str(tmp_path / ".prefect")
+
+
+def test_every_location_is_a_url_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in ("MLFLOW_TRACKING_URI", "MMOPS_OPTUNA_STORAGE", "MMOPS_ARTIFACT_ROOT"):
+        monkeypatch.delenv(key, raising=False)
+    local = _where(tmp_path)
+    assert local.tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert local.optuna_storage == f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert local.artifact_root == (tmp_path / "mlartifacts").as_uri()
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    monkeypatch.setenv("MMOPS_OPTUNA_STORAGE", "postgresql+psycopg2://mmops@db.internal/optuna")
+    served = _where(tmp_path)
+    assert served.tracking_uri == "http://mlflow.internal:5000"
+    assert served.optuna_storage == "postgresql+psycopg2://mmops@db.internal/optuna"
+    assert served.artifact_root is None  # the tracking server's own store: no client writes a local path
+    monkeypatch.setenv("MMOPS_ARTIFACT_ROOT", "s3://bucket/mlflow")
+    assert _where(tmp_path).artifact_root == "s3://bucket/mlflow"
