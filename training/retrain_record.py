@@ -110,10 +110,36 @@ class RetrainRecord:
         return _cap("\n".join(lines))
 
 
+# the chosen candidate's headline numbers per hold-out window (the full list is on its MLflow run)
+BRIEF_METRICS = (
+    "utility",
+    "pnl_bps_day",
+    "pnl_pct",
+    "as_utility",
+    "tas_utility",
+    "pnl_diff",
+    "tas_pnl_diff",
+    "sharpe",
+    "max_drawdown_pct",
+    "n_trades",
+    "skill",
+)
+
+
 def _brief(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """A candidate summary without the per-study bookkeeping a tag does not need."""
-    keep = ("family", "task", "trials", "best_value", "best_params", "metrics")
-    return {k: summary[k] for k in keep if k in summary}
+    """A candidate summary without the per-study bookkeeping a tag does not need, and only the
+    headline metrics, so the tag stays whole JSON within MLflow's value limit (a cut tag is not
+    JSON: the summary's full metric list outgrew it)."""
+    keep = ("family", "task", "trials", "best_value", "best_params")
+    brief = {k: summary[k] for k in keep if k in summary}
+    metrics = summary.get("metrics", {})
+    brief["metrics"] = {
+        f"{w}_{m}": metrics[f"{w}_{m}"]
+        for w in ("backtest", "forward")
+        for m in BRIEF_METRICS
+        if f"{w}_{m}" in metrics
+    }
+    return brief
 
 
 def _line(summary: Mapping[str, Any]) -> dict[str, Any]:

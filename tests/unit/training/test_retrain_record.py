@@ -85,3 +85,18 @@ def test_every_tag_and_the_description_fit_mlflows_limit() -> None:
     huge = record(reason="x" * 10_000, drift={**DRIFT, "scores": list(range(5000))})
     assert all(len(v) <= MAX_TAG for v in huge.tags().values())
     assert len(huge.description()) <= MAX_TAG
+
+
+def test_the_chosen_tag_stays_whole_json_with_a_full_summary() -> None:
+    # every metric a real candidate summary carries, with long float reprs: before the cut to the
+    # headline metrics, this tag outgrew MLflow's limit and was stored as broken JSON
+    from dataclasses import replace
+
+    from training.pipeline import SUMMARY_METRICS
+
+    full = {f"{w}_{m}": -0.123456789012345 for w in ("backtest", "forward") for m in SUMMARY_METRICS}
+    big = {**CHOSEN, "metrics": full, "best_params": {f"p{i}": 0.1234567890123 for i in range(12)}}
+    tags = replace(record(), chosen=big).tags()
+    chosen = json.loads(tags["mmops.tune.chosen"])
+    assert chosen["metrics"]["forward_utility"] == -0.123456789012345
+    assert "forward_as_sharpe" not in chosen["metrics"]  # on the run, not in the tag
