@@ -69,25 +69,12 @@ def worker(storage: str, study: str, trials: int, barrier: Path, n: int) -> None
     """One tuner: build the job, wait for the other ``n - 1``, run ``trials`` trials."""
     from flows.params import load_params
     from flows.settings import locations
-    from flows.training_steps import series_bars
-    from training.pipeline import prepare_job
+    from flows.training_steps import series_bars, study_job
     from training.tune import open_study, run_trials
 
     where = locations()
     params = load_params(where.params_file)
-    job = prepare_job(
-        series_bars(where, params),
-        family="sgd",
-        task="regressor",
-        features=params.features,
-        split=params.split,
-        tune=params.tune,
-        models=params.models,
-        quote=params.quote,
-        risk=params.risk,
-        backtest=params.backtest,
-        evaluate=params.evaluate,
-    )
+    job = study_job(params, series_bars(where, params), family="sgd", task="regressor")
     handle = open_study(storage, study, maximize=job.maximize, config=params.tune)
     (barrier / f"ready-{os.getpid()}").touch()
     while len(list(barrier.glob("ready-*"))) < n:

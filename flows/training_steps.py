@@ -6,7 +6,7 @@ Thin glue between ``params.yaml``/locations and the library (``training.pipeline
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from training.quoter import QuoterResult
     from training.registry import GateOutcome, Registry
     from training.retrain_record import Mode, RetrainRecord
+    from training.tune import TuneJob
 
 
 def split_series(key: str) -> tuple[str | None, str, str]:
@@ -120,6 +121,35 @@ def resolve_task(params: Params, task: str | None) -> Any:
     return chosen
 
 
+def study_job(
+    params: Params,
+    bars: pd.DataFrame,
+    *,
+    family: str,
+    task: Any,
+    features_file: Path | None = None,
+    quote_starts: tuple[Mapping[str, float], ...] = (),
+) -> TuneJob:
+    """One study's job from params.yaml's sections (a family, or ``as``: the model-free quoter)."""
+    from training.pipeline import prepare_job
+
+    return prepare_job(
+        bars,
+        family=family,
+        task=task,
+        features=params.features,
+        split=params.split,
+        tune=params.tune,
+        models=params.models,
+        quote=params.quote,
+        risk=params.risk,
+        backtest=params.backtest,
+        evaluate=params.evaluate,
+        features_file=features_file,
+        quote_starts=quote_starts,
+    )
+
+
 def run_family(
     where: Locations,
     params: Params,
@@ -131,23 +161,10 @@ def run_family(
     timeout: float | None = None,
     features_file: Path | None = None,
 ) -> Candidate:
-    from training.pipeline import prepare_job, tune_and_log
+    from training.pipeline import tune_and_log
 
     try:
-        job = prepare_job(
-            bars,
-            family=family,
-            task=task,
-            features=params.features,
-            split=params.split,
-            tune=params.tune,
-            models=params.models,
-            quote=params.quote,
-            risk=params.risk,
-            backtest=params.backtest,
-            evaluate=params.evaluate,
-            features_file=features_file,
-        )
+        job = study_job(params, bars, family=family, task=task, features_file=features_file)
         return tune_and_log(
             job,
             tracking_settings(where, params),
@@ -172,26 +189,12 @@ def run_quoter(
     calibration: Path | None = None,
 ) -> QuoterResult:
     """Tune the model-free A-S quoter of the series (``tune.quote_space``), same folds and budget."""
-    from training.pipeline import prepare_job
     from training.quote_tuning import QUOTER, calibrated_start
     from training.quoter import tune_quoter_and_log
 
     starts = (calibrated_start(calibration, tick_size=params.backtest.tick_size),) if calibration else ()
     try:
-        job = prepare_job(
-            bars,
-            family=QUOTER,
-            task=task,
-            features=params.features,
-            split=params.split,
-            tune=params.tune,
-            models=params.models,
-            quote=params.quote,
-            risk=params.risk,
-            backtest=params.backtest,
-            evaluate=params.evaluate,
-            quote_starts=starts,
-        )
+        job = study_job(params, bars, family=QUOTER, task=task, quote_starts=starts)
         return tune_quoter_and_log(
             job,
             tracking_settings(where, params),

@@ -10,7 +10,7 @@ import json
 import logging
 import math
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,22 +207,7 @@ def tune_and_log(
     }
     report(f"tune {job.family} device", detail=model_class(job.family).compute_device())
     with tracking.parent_run(experiment, run_name=name, tags=tags) as parent_id:
-        finished = 0
-
-        def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            nonlocal finished
-            finished += 1
-            tracking.log_trial(
-                parent_id,
-                experiment_id=experiment,
-                number=trial.number,
-                params=trial.params,
-                fold_scores=list(trial.user_attrs.get("fold_scores", [])),
-                value=trial.value,
-                state=trial.state.name,
-            )
-            report(f"tune {job.family}", done=finished, total=trials, detail=_trial_detail(study, trial))
-
+        on_trial = trial_callback(parent_id, experiment, what=f"tune {job.family}", total=trials)
         run_trials(study, job, trials=trials, timeout_s=timeout_s, on_trial=on_trial)
         params = best_params(study)
         own = job.quoting(params)  # the model's quote settings: tuned with it, or params.yaml's
@@ -275,6 +260,30 @@ def tune_and_log(
         equity={w: r.equity for w, r in reports.items()},
         input_example=pd.DataFrame(ds.X[-5:], columns=list(ds.feature_names)),
     )
+
+
+def trial_callback(
+    parent_id: str, experiment_id: str, *, what: str, total: int
+) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    """After each trial: its nested MLflow run (params, fold scores, value, state) and a progress
+    report (``what``, trials done of ``total``, the trial's value against the best so far)."""
+    finished = 0
+
+    def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        nonlocal finished
+        finished += 1
+        tracking.log_trial(
+            parent_id,
+            experiment_id=experiment_id,
+            number=trial.number,
+            params=trial.params,
+            fold_scores=list(trial.user_attrs.get("fold_scores", [])),
+            value=trial.value,
+            state=trial.state.name,
+        )
+        report(what, done=finished, total=total, detail=_trial_detail(study, trial))
+
+    return on_trial
 
 
 def _trial_detail(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:

@@ -18,11 +18,10 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from features.progress import report
 from training import plots, tracking
 from training.config import EvaluateConfig, registered_name
 from training.evaluate import WindowReport, evaluate_quoters
-from training.pipeline import WINDOWS, TrackingSettings, trials_frame
+from training.pipeline import WINDOWS, TrackingSettings, trial_callback, trials_frame
 from training.quote_tuning import TAG_TUNED_AS, Quoting
 from training.tune import TuneJob, best_params, open_study, run_trials, study_name
 
@@ -99,24 +98,7 @@ def tune_quoter_and_log(
         ),
     }
     with tracking.parent_run(experiment, run_name=name, tags=tags) as parent_id:
-        finished = 0
-
-        def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            nonlocal finished
-            finished += 1
-            tracking.log_trial(
-                parent_id,
-                experiment_id=experiment,
-                number=trial.number,
-                params=trial.params,
-                fold_scores=list(trial.user_attrs.get("fold_scores", [])),
-                value=trial.value,
-                state=trial.state.name,
-            )
-            report(
-                "tune as-quoter", done=finished, total=trials, detail=f"trial {trial.number}: {trial.value}"
-            )
-
+        on_trial = trial_callback(parent_id, experiment, what="tune as-quoter", total=trials)
         run_trials(study, job, trials=trials, timeout_s=timeout_s, on_trial=on_trial)
         best = job.quoting(best_params(study))
         tracking.log_params_flat(dict(best_params(study)))
