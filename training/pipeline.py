@@ -193,18 +193,7 @@ def tune_and_log(
     study = open_study(settings.optuna_storage, name, maximize=job.maximize, config=job.tune)
     tracking.use_tracking(settings.tracking_uri)
     experiment = tracking.ensure_experiment(f"{registered}-{job.task}", artifact_root=settings.artifact_root)
-    tags = {
-        "mmops.family": job.family,
-        "mmops.task": job.task,
-        "mmops.symbol": ds.symbol,
-        "mmops.interval": ds.interval,
-        "mmops.venue": ds.venue,
-        "mmops.study": name,
-        "lineage.bars_hash": ds.bars_hash(),
-        **tracking.lineage_tags(
-            repo=settings.repo, params_doc=settings.params_doc, data_hash=settings.dvc_data_hash
-        ),
-    }
+    tags = study_run_tags(job, name, settings)
     report(f"tune {job.family} device", detail=model_class(job.family).compute_device())
     with tracking.parent_run(experiment, run_name=name, tags=tags) as parent_id:
         on_trial = trial_callback(parent_id, experiment, what=f"tune {job.family}", total=trials)
@@ -260,6 +249,23 @@ def tune_and_log(
         equity={w: r.equity for w, r in reports.items()},
         input_example=pd.DataFrame(ds.X[-5:], columns=list(ds.feature_names)),
     )
+
+
+def study_run_tags(job: TuneJob, study: str, settings: TrackingSettings) -> dict[str, str]:
+    """The parent run's tags of one study: what was tuned on which series, and its lineage."""
+    ds = job.dataset
+    return {
+        "mmops.family": job.family,
+        "mmops.task": job.task,
+        "mmops.symbol": ds.symbol,
+        "mmops.interval": ds.interval,
+        "mmops.venue": ds.venue,
+        "mmops.study": study,
+        "lineage.bars_hash": ds.bars_hash(),
+        **tracking.lineage_tags(
+            repo=settings.repo, params_doc=settings.params_doc, data_hash=settings.dvc_data_hash
+        ),
+    }
 
 
 def trial_callback(

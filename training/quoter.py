@@ -21,7 +21,7 @@ import pandas as pd
 from training import plots, tracking
 from training.config import EvaluateConfig, registered_name
 from training.evaluate import WindowReport, evaluate_quoters
-from training.pipeline import WINDOWS, TrackingSettings, trial_callback, trials_frame
+from training.pipeline import WINDOWS, TrackingSettings, study_run_tags, trial_callback, trials_frame
 from training.quote_tuning import TAG_TUNED_AS, Quoting
 from training.tune import TuneJob, best_params, open_study, run_trials, study_name
 
@@ -86,17 +86,7 @@ def tune_quoter_and_log(
     study = open_study(settings.optuna_storage, name, maximize=job.maximize, config=job.tune)
     tracking.use_tracking(settings.tracking_uri)
     experiment = tracking.ensure_experiment(f"{registered}-quoter", artifact_root=settings.artifact_root)
-    tags = {
-        "mmops.family": job.family,
-        "mmops.symbol": ds.symbol,
-        "mmops.interval": ds.interval,
-        "mmops.venue": ds.venue,
-        "mmops.study": name,
-        "lineage.bars_hash": ds.bars_hash(),
-        **tracking.lineage_tags(
-            repo=settings.repo, params_doc=settings.params_doc, data_hash=settings.dvc_data_hash
-        ),
-    }
+    tags = study_run_tags(job, name, settings)
     with tracking.parent_run(experiment, run_name=name, tags=tags) as parent_id:
         on_trial = trial_callback(parent_id, experiment, what="tune as-quoter", total=trials)
         run_trials(study, job, trials=trials, timeout_s=timeout_s, on_trial=on_trial)
