@@ -177,7 +177,10 @@ def test_a_drift_event_runs_a_canary_retrain_that_ends_at_challenger_never_champ
         assert "forward_sharpe: " in tags["mmops.gate.checks"] and "-> pass" in tags["mmops.gate.checks"]
         assert "mmops.approval.status" not in tags
         described = str(registry.client.get_model_version(NAME, version.version).description)
-        assert described.startswith("**canary retrain**") and "- alias: challenger" in described
+        # the gate's verdict line stays on top (what the MLflow UI shows first), then the retrain's steps
+        first, _, rest = described.partition("\n\n")
+        assert first.startswith("Gate passed: all ") and "\n" not in first
+        assert rest.startswith("**canary retrain**") and "- alias: challenger" in rest
     moves = [(e["action"], e["alias"], e["version"]) for e in registry.audit.entries() if e["alias"]]
     assert moves == [("gate", "challenger", "1"), ("gate", "challenger", "2")]
 
