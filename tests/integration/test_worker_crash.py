@@ -64,8 +64,9 @@ def test_kill_9_at_any_point_loses_and_duplicates_no_fill(tmp_path: Path) -> Non
     assert whole["finished"] and whole["fills"]["live"] > 100
     journal = tmp_path / "crashed.db"
     # the named points: after the venue matched a tick but before its fills were journaled;
+    # after the fills were journaled but before the tick's transaction applied them to the book;
     # after the tick's journal transaction but before any order was sent; between two sends
-    for point in ("after_advance@100", "after_journal@300", "mid_send@500"):
+    for point in ("after_advance@100", "after_fills@200", "after_journal@300", "mid_send@500"):
         proc = trade(tmp_path / "b", journal, crash_at=point)
         _out, errors = proc.communicate(timeout=300)
         assert proc.returncode == -signal.SIGKILL, f"{point} did not crash the worker: {errors[-1000:]}"

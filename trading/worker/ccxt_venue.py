@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -55,7 +55,17 @@ from trading.worker.ccxt_exchange import (
     to_units,
 )
 from trading.worker.paper import FILLS_SCHEMA, read_fills
-from trading.worker.types import TERMINAL, Fill, OrderRequest, OrderState, VenueAmbiguous, VenueRejected
+from trading.worker.types import (
+    TERMINAL,
+    Fill,
+    OrderRequest,
+    OrderState,
+    VenueAmbiguous,
+    VenueError,
+    VenueRejected,
+    cancels_one_by_one,
+    places_one_by_one,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -309,6 +319,12 @@ class CcxtVenue:
                 if answer.get("clientOrderId") == cid:
                     return answer
         raise ccxt.OrderNotFound(f"{cid} is in neither the open nor the closed orders since {since}")
+
+    async def place_many(self, orders: Sequence[OrderRequest]) -> list[OrderState | VenueError]:
+        return await places_one_by_one(self, orders)
+
+    async def cancel_many(self, cancels: Sequence[tuple[str, str]]) -> list[OrderState | VenueError | None]:
+        return await cancels_one_by_one(self, cancels)
 
     async def open_orders(self, symbol: str | None = None) -> list[OrderState]:
         """The venue's open orders with this run's prefix (one this file never sent is recorded)."""

@@ -10,7 +10,7 @@ import functools
 import os
 import signal
 
-POINTS = ("after_advance", "after_journal", "mid_send")
+POINTS = ("after_advance", "after_fills", "after_journal", "mid_send")
 
 
 def _target() -> tuple[str, int] | None:

@@ -3,13 +3,15 @@
 1. online features take the new bars;
 2. one signal request for every symbol with a complete window, within the budget; a symbol
    whose signal is missing, late or invalid is quoted model-free (an alert says so);
-3. while it is on its way, the venue matches the tick (a replay moves its clock; a live venue
-   just lives), new fills are fetched and ambiguous orders settled (none of it needs the
-   signals; the fills are booked in step 5's transaction);
+3. while it is on its way, the venues make the last tick's send phase final, the venue matches
+   the tick (a replay moves its clock; a live venue just lives), new fills are fetched and
+   ambiguous orders settled, and what the venues said (the answers to the sends, the fills) is
+   journaled in a transaction of its own (none of it needs the signals; the fills are applied
+   to the books in step 5's transaction);
 4. :func:`trading.worker.strategy.step_books` decides risk, flatten and quotes for every book
    (the live one, and the challenger's shadow book in shadow mode);
-5. one journal transaction holds the tick's fills, the books' state and the new orders, then
-   the orders go to the venue; transport errors leave them in flight.
+5. one journal transaction holds the books' state after the tick's fills and the new orders,
+   then the orders go to the venue; transport errors leave them in flight.
 
 The operator's controls are journal rows taken inside that transaction, so none is missed and
 the asker can be another process: the kill switch and its resume, and per-symbol stop/start
@@ -384,10 +386,8 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
         with self.journal.transaction():
             kill, resume = self.journal.take_controls()  # inside the write lock: none is missed
             stopped = self._take_requests(j)
-            self._write_pending()
             for book in self.books:
-                for f in fills[book.name]:
-                    self._book_fill(book, f)
+                self._apply_fills(book, fills[book.name])
                 if resume:
                     self._resume(book, j)
                 sig = self._tick_signals(book, bars, batch, why_none, j)
@@ -427,15 +427,26 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
         )
 
     async def _venue_work(self, j: int) -> dict[str, list[Any]]:
-        """Match the tick on the paper venues, read every book's new fills, settle ambiguous
-        orders; returns the fills by book (booked in the tick's transaction)."""
+        """What the venues say before this tick's decision, journaled in one transaction of its
+        own: every venue makes the last tick's send phase final (``flush``), the paper venues
+        match this tick, every book's new fills are read and ambiguous orders settled; then the
+        answers to the sends and to the settling, and the fills, are journaled (the venue had
+        the requests before the journal says it answered them: see :meth:`_confirm`). Returns
+        the fills by book, applied to the books in the tick's transaction
+        (:meth:`_apply_fills`: by the venue's fill numbers, so a crash between the two
+        transactions loses none and books none twice)."""
         for book in self.books:
-            venue = book.venue
-            if isinstance(venue, PaperVenue) and venue.clock <= j:
-                venue.advance()
+            await book.venue.flush()
+            if isinstance(book.venue, PaperVenue) and book.venue.clock <= j:
+                book.venue.advance()
         crash_point("after_advance", j)
         fills = {book.name: await self._poll_fills(book) for book in self.books}
         await self._settle()
+        with self.journal.transaction():
+            self._write_pending()
+            for book in self.books:
+                self.journal.add_fills(fills[book.name], book=book.name)
+        crash_point("after_fills", j)
         return fills
 
     def _update_features(self, j: int, bars: st.TickBars) -> None:
@@ -485,8 +496,7 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
             fills = await book.venue.fills_since(book.last_seq)
             if fills:
                 with self.journal.transaction():
-                    for f in fills:
-                        self._book_fill(book, f)
+                    self._book_fills(book, fills)
                     self._save_book(book, self.next_tick)
 
     def _risk_events(self, book: Book, bars: st.TickBars, prev: np.ndarray, age: np.ndarray, j: int) -> None:

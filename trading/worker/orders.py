@@ -25,9 +25,11 @@ from trading.worker.types import (
     TERMINAL,
     Fill,
     OrderRequest,
+    OrderState,
     SignalBatch,
     Venue,
     VenueAmbiguous,
+    VenueError,
     VenueRejected,
 )
 
@@ -70,6 +72,13 @@ class Book:
     last_seq: int = 0
     live: dict[tuple[int, int], LiveOrder] = field(default_factory=dict)  # (symbol row, side)
     fallback: dict[int, str] = field(default_factory=dict)  # symbol row -> why model-free
+
+
+def _request(o: JournalOrder) -> OrderRequest:
+    """The venue request of a journaled order."""
+    return OrderRequest(
+        o.client_id, o.symbol, o.side, o.lots, o.price_ticks, "market" if o.kind == "market" else "limit"
+    )
 
 
 def order_prefix(trade: TradeConfig, tag: str | None) -> str:
@@ -221,8 +230,7 @@ class OrderFlow:
                 )
         if actions:
             await self._send(book, actions, j)
-            with self.journal.transaction():
-                self._write_pending()
+            await self._confirm()
         return len(actions)
 
     def _stale_intent(self, o: JournalOrder) -> str | None:
@@ -256,17 +264,29 @@ class OrderFlow:
             logger.warning("%s: fills not read this tick: %s", book.name, exc)
             return []
 
-    def _book_fill(self, book: Book, f: Fill) -> None:
-        if self.journal.add_fill(f, book=book.name):
+    def _book_fills(self, book: Book, fills: list[Fill]) -> None:
+        """Journal a poll's fills and apply them to the book (:meth:`_apply_fills`)."""
+        self.journal.add_fills(fills, book=book.name)
+        self._apply_fills(book, fills)
+
+    def _apply_fills(self, book: Book, fills: list[Fill]) -> None:
+        """Apply to the book, in order, the fills past how far it has read (``seq`` after its
+        ``last_seq``; the venue numbers its fills). Whether the journal already holds a fill
+        does not matter: the bar worker journals them as soon as they are read, before the
+        tick's transaction saves the book, so after a crash between the two the fills are in
+        the journal and not yet in the book."""
+        bt = self.s.backtest
+        for f in fills:
+            if f.seq <= book.last_seq:
+                continue
             s = self._row[f.symbol]
-            bt = self.s.backtest
             book.books.apply_fill(s, f.side, f.price_ticks, f.lots, f.fee, tick=bt.tick_size, lot=bt.lot_size)
             live = book.live.get((s, f.side))
             if live is not None and live.client_id == f.client_id:
                 live.filled += f.lots
                 if live.remaining <= 0:
                     del book.live[(s, f.side)]
-        book.last_seq = max(book.last_seq, f.seq)
+            book.last_seq = f.seq
 
     def _cid(self, book: Book, j: int, side: str, s: int) -> str:
         """``mm-L123b-BTCUSDT`` (``mm.<tag>-L123b-BTCUSDT`` live): the run's prefix, book, tick, side, symbol."""
@@ -283,31 +303,38 @@ class OrderFlow:
         # bar): with longer latency the kernel's new quote arrives later, full size, after the old
         # one may have filled more, so then every decision replaces.
         keep_unchanged = self.ep.latency_bars == 0
+        tol = self.ep.refresh_tol
         intents: list[JournalOrder] = []
         cancels: list[str] = []
-        for s in np.flatnonzero(bars.has_bar):
-            s = int(s)
+        ticked = np.flatnonzero(bars.has_bar)
+        # plain Python values: numpy scalar reads cost more than the rest of a symbol's loop
+        for s, d, mid in zip(ticked.tolist(), out[ticked].tolist(), bars.close[ticked].tolist(), strict=True):
             version, alias = self._tag(book, s, batch)
-            mid = float(bars.close[s])
-            if out[s, st.D_FLATTEN_LOTS] > 0:
-                side = int(out[s, st.D_FLATTEN_SIDE])
+            if d[st.D_FLATTEN_LOTS] > 0:
                 o = self._order_of(
-                    book, s, j, "f", side, int(out[s, st.D_FLATTEN_LOTS]), 0, "market", version, alias, mid
+                    book,
+                    s,
+                    j,
+                    "f",
+                    d[st.D_FLATTEN_SIDE],
+                    d[st.D_FLATTEN_LOTS],
+                    0,
+                    "market",
+                    version,
+                    alias,
+                    mid,
                 )
                 intents.append(o)
                 actions.append(("place", o))
-            if not out[s, st.D_REQUOTE]:
+            if not d[st.D_REQUOTE]:
                 continue
-            quotes = (
-                (1, "b", out[s, st.D_BID], out[s, st.D_BID_LOTS]),
-                (-1, "a", out[s, st.D_ASK], out[s, st.D_ASK_LOTS]),
-            )
+            quotes = ((1, "b", d[st.D_BID], d[st.D_BID_LOTS]), (-1, "a", d[st.D_ASK], d[st.D_ASK_LOTS]))
             for side, letter, price, lots in quotes:
                 cur = book.live.get((s, side))
                 if (
                     cur is not None
                     and keep_unchanged
-                    and keep_quote(cur.price_ticks, cur.remaining, int(price), int(lots), self.ep.refresh_tol)
+                    and keep_quote(cur.price_ticks, cur.remaining, price, lots, tol)
                 ):
                     continue
                 if cur is not None:
@@ -315,9 +342,7 @@ class OrderFlow:
                     actions.append(("cancel", cur.client_id, self.symbols[s]))
                     del book.live[(s, side)]
                 if lots > 0:
-                    o = self._order_of(
-                        book, s, j, letter, side, int(lots), int(price), "limit", version, alias, mid
-                    )
+                    o = self._order_of(book, s, j, letter, side, lots, price, "limit", version, alias, mid)
                     intents.append(o)
                     book.live[(s, side)] = LiveOrder(o.client_id, o.price_ticks, o.lots, 0, j)
                     actions.append(("place", o))
@@ -364,33 +389,48 @@ class OrderFlow:
         )
 
     async def _send(self, book: Book, actions: list[Any], j: int) -> None:
+        """Send a tick's actions as two batches: the cancels, then the orders (a quote leaves
+        the book before its replacement arrives; orders keep their order)."""
         results: list[tuple[str, str, str]] = []
-        for i, action in enumerate(actions):
-            if i == 1:
-                crash_point("mid_send", j)
-            if action[0] == "cancel":
-                await self._send_cancel(book, action[1], action[2], results)
-            else:
-                await self._send_place(book, action[1], results)
-        await book.venue.flush()  # the venue has them before the journal says so
-        self._pending.extend(results)  # written with the next tick's transaction (see _write_pending)
+        cancels = [(a[2], a[1]) for a in actions if a[0] == "cancel"]  # (symbol, client id)
+        places = [a[1] for a in actions if a[0] == "place"]
+        if cancels:
+            for symbol, cid in cancels:
+                self._cancels[cid] = (book, symbol)
+            for (_symbol, cid), answer in zip(cancels, await book.venue.cancel_many(cancels), strict=True):
+                self._cancel_answer(book, cid, answer, results)
+        crash_point("mid_send", j)
+        if places:
+            answers = await book.venue.place_many([_request(o) for o in places])
+            for o, placed in zip(places, answers, strict=True):
+                self._place_answer(book, o, placed, results)
+        self._pending.extend(results)  # made final and journaled by the next _confirm
 
     async def _send_place(self, book: Book, o: JournalOrder, results: list[tuple[str, str, str]]) -> None:
-        req = OrderRequest(
-            o.client_id, o.symbol, o.side, o.lots, o.price_ticks, "market" if o.kind == "market" else "limit"
-        )
-        s = self._row[o.symbol]
         try:
-            state = await book.venue.place(req)
-            results.append((o.client_id, state.status, ""))
-            self._count_reject(book, s, state.status == "rejected")
-        except VenueRejected as exc:
-            results.append((o.client_id, "rejected", str(exc)[:300]))
+            answer: OrderState | VenueError = await book.venue.place(_request(o))
+        except (VenueRejected, VenueAmbiguous) as exc:
+            answer = exc
+        self._place_answer(book, o, answer, results)
+
+    def _place_answer(
+        self,
+        book: Book,
+        o: JournalOrder,
+        answer: OrderState | VenueError,
+        results: list[tuple[str, str, str]],
+    ) -> None:
+        s = self._row[o.symbol]
+        if isinstance(answer, VenueRejected):
+            results.append((o.client_id, "rejected", str(answer)[:300]))
             book.live.pop((s, o.side), None)
             self._count_reject(book, s, True)
-        except VenueAmbiguous as exc:
-            results.append((o.client_id, "in_flight", str(exc)[:300]))
+        elif isinstance(answer, VenueAmbiguous):
+            results.append((o.client_id, "in_flight", str(answer)[:300]))
             self._watch[o.client_id] = (book, o.symbol, o.side)
+        else:
+            results.append((o.client_id, answer.status, ""))
+            self._count_reject(book, s, answer.status == "rejected")
 
     async def _send_cancel(
         self, book: Book, client_id: str, symbol: str, results: list[tuple[str, str, str]]
@@ -399,14 +439,25 @@ class OrderFlow:
         cancel would leave a working order nobody wants)."""
         self._cancels[client_id] = (book, symbol)
         try:
-            state = await book.venue.cancel(symbol, client_id)
-        except (VenueAmbiguous, VenueRejected) as exc:  # still ours: re-sent by _settle
-            logger.warning("%s: cancel %s: %s (will retry)", book.name, client_id, exc)
+            answer: OrderState | VenueError | None = await book.venue.cancel(symbol, client_id)
+        except (VenueAmbiguous, VenueRejected) as exc:
+            answer = exc
+        self._cancel_answer(book, client_id, answer, results)
+
+    def _cancel_answer(
+        self,
+        book: Book,
+        client_id: str,
+        answer: OrderState | VenueError | None,
+        results: list[tuple[str, str, str]],
+    ) -> None:
+        if isinstance(answer, (VenueAmbiguous, VenueRejected)):  # still ours: re-sent by _settle
+            logger.warning("%s: cancel %s: %s (will retry)", book.name, client_id, answer)
             return
-        if state is None or state.status in TERMINAL:
+        if answer is None or answer.status in TERMINAL:
             self._cancels.pop(client_id, None)
-        if state is not None:
-            results.append((client_id, state.status, "cancel sent"))
+        if answer is not None:
+            results.append((client_id, answer.status, "cancel sent"))
 
     def _count_reject(self, book: Book, s: int, rejected: bool) -> None:
         fs = book.books.fs
@@ -451,19 +502,30 @@ class OrderFlow:
             await book.venue.flush()
         self._pending.extend(updates)
 
-    def _write_pending(self) -> None:
-        """Journal the venue's answers since the last tick, inside the tick's transaction.
+    async def _confirm(self) -> None:
+        """Make the last send phase final on every venue, then journal the venues' answers to it
+        in a transaction of their own.
 
-        They ride with the next tick (one durable commit a tick instead of three): a crash
-        before it loses only answers, which reconciliation asks the venue for again by client
-        id; every intent was journaled before it was sent.
+        The worker does this at the start of the next tick's venue work, while the signal request
+        is on its way (off the critical path), and at the end of a run. In that order: a venue
+        has the requests before the journal says it answered them. A crash before the flush is a
+        network failure (the venue never got them; every intent was journaled before it was
+        sent, and reconciliation resends or resolves it by client id); a crash after it loses
+        only answers, which reconciliation asks the venue for again by client id.
         """
+        for book in self.books:
+            await book.venue.flush()
+        if self._pending:
+            with self.journal.transaction():
+                self._write_pending()
+
+    def _write_pending(self) -> None:
+        """Journal the venue answers not journaled yet (those of :meth:`_settle`, within the
+        tick's transaction; those of a send phase, by :meth:`_confirm`)."""
         if self._pending:
             self.journal.set_statuses(self._pending)
             self._pending.clear()
 
     async def finish(self) -> None:
-        """Journal what is pending (the end of a run, or of a call with ``max_ticks``)."""
-        if self._pending:
-            with self.journal.transaction():
-                self._write_pending()
+        """Confirm the last send phase (the end of a run, or of a call with ``max_ticks``)."""
+        await self._confirm()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from trading.worker.types import (
     OrderState,
     OrderStatus,
     VenueAmbiguous,
+    VenueError,
     VenueRejected,
 )
 
@@ -298,13 +300,33 @@ class PaperVenue:
         state = OrderState(cid, sym, side, price, lots, filled, status, kind)
         return _Order(state, effective, cancel_at, self._row[sym], placed)
 
+    def _in_memory(self, client_id: str) -> _Order | None:
+        return self._active.get(client_id) or self._finished.get(client_id)
+
     def _known(self, client_id: str) -> _Order | None:
         """The order with this client id: in memory when live or just finished, else from the file."""
-        o = self._active.get(client_id) or self._finished.get(client_id)
+        o = self._in_memory(client_id)
         if o is None:
             row = self._db.execute("select * from orders where client_id = ?", (client_id,)).fetchone()
             o = None if row is None else self._from_row(row)
         return o
+
+    def _known_many(self, client_ids: Sequence[str]) -> dict[str, _Order]:
+        """:meth:`_known` for many: those in memory, and the others from the file in one query
+        per 500 (what an SQLite statement's parameters allow)."""
+        out: dict[str, _Order] = {}
+        missing: list[str] = []
+        for cid in client_ids:
+            o = self._in_memory(cid)
+            if o is None:
+                missing.append(cid)
+            else:
+                out[cid] = o
+        for i in range(0, len(missing), 500):
+            part = missing[i : i + 500]
+            q = f"select * from orders where client_id in ({','.join('?' * len(part))})"
+            out.update((o.state.client_id, o) for o in map(self._from_row, self._db.execute(q, part)))
+        return out
 
     def _save_order(self, o: _Order) -> None:
         """Note an order's new state; it is written with the transaction's commit (one row per
@@ -442,7 +464,21 @@ class PaperVenue:
         return share > 0 and self._rng.random() < share
 
     async def place(self, order: OrderRequest) -> OrderState:
-        known = self._known(order.client_id)
+        return self._place(order, self._known(order.client_id))
+
+    async def place_many(self, orders: Sequence[OrderRequest]) -> list[OrderState | VenueError]:
+        """:meth:`place` for each, in one pass: the client ids are looked up in one query."""
+        on_file = self._known_many([o.client_id for o in orders])
+        answers: list[OrderState | VenueError] = []
+        for order in orders:
+            cid = order.client_id
+            try:  # a client id twice in the batch: the second finds the first in memory
+                answers.append(self._place(order, self._in_memory(cid) or on_file.get(cid)))
+            except (VenueRejected, VenueAmbiguous) as exc:
+                answers.append(exc)
+        return answers
+
+    def _place(self, order: OrderRequest, known: _Order | None) -> OrderState:
         if known is not None:  # idempotent: the same client id is the same order
             return known.state
         if order.symbol not in self._row:
@@ -482,6 +518,18 @@ class PaperVenue:
         return o.state
 
     async def cancel(self, symbol: str, client_id: str) -> OrderState | None:
+        return self._cancel(client_id)
+
+    async def cancel_many(self, cancels: Sequence[tuple[str, str]]) -> list[OrderState | VenueError | None]:
+        answers: list[OrderState | VenueError | None] = []
+        for _symbol, client_id in cancels:
+            try:
+                answers.append(self._cancel(client_id))
+            except VenueAmbiguous as exc:
+                answers.append(exc)
+        return answers
+
+    def _cancel(self, client_id: str) -> OrderState | None:
         o = self._known(client_id)
         if o is None:
             return None

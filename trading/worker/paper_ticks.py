@@ -23,6 +23,7 @@ bid/ask move), the replay analog of a venue's event stream.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,17 @@ from trading.tick_engine import (
 )
 from trading.ticks import TickData
 from trading.worker.paper import FILLS_SCHEMA, read_fills
-from trading.worker.types import TERMINAL, Fill, OrderRequest, OrderState, OrderStatus, VenueRejected
+from trading.worker.types import (
+    TERMINAL,
+    Fill,
+    OrderRequest,
+    OrderState,
+    OrderStatus,
+    VenueError,
+    VenueRejected,
+    cancels_one_by_one,
+    places_one_by_one,
+)
 
 # why an advance stopped: the grid point it was asked for, a fill of ours, a best bid/ask move
 WAKE_GRID, WAKE_FILL, WAKE_BBO = 0, 1, 2
@@ -422,6 +433,12 @@ class PaperTickVenue:
             self._save()
             self._db.execute("commit")
         return o.state  # an order a newer one displaces ends with the newer one's arrival
+
+    async def place_many(self, orders: Sequence[OrderRequest]) -> list[OrderState | VenueError]:
+        return await places_one_by_one(self, orders)
+
+    async def cancel_many(self, cancels: Sequence[tuple[str, str]]) -> list[OrderState | VenueError | None]:
+        return await cancels_one_by_one(self, cancels)
 
     async def open_orders(self, symbol: str | None = None) -> list[OrderState]:
         return [

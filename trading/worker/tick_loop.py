@@ -58,7 +58,7 @@ class TickWorker(Worker):
     """The quoting worker over a paper tick venue (see the module docstring).
 
     It keeps :class:`~trading.worker.loop.Worker`'s order plumbing (``reconcile``, ``_send*``,
-    ``_settle``, ``_book_fill``, ``_intent``) and sets the attributes that plumbing reads; the
+    ``_settle``, ``_book_fills``, ``_intent``) and sets the attributes that plumbing reads; the
     bar parts (features, signals, ``step_books``) are not used, so the bar ``__init__`` is not run.
 
     Args:
@@ -166,6 +166,7 @@ class TickWorker(Worker):
         j = self.next_tick
         book, rp, b = self.books[0], self.tick_replay, self.state
         t0 = time.perf_counter_ns()
+        await self._confirm()  # the last wake-up's send phase
         stop = self.venue.advance(
             j,
             rp.grid_ns(int(b.ist[W_STEP])),
@@ -179,8 +180,7 @@ class TickWorker(Worker):
         with self.journal.transaction():
             kill, resume = self.journal.take_controls()  # inside the write lock: none is missed
             self._write_pending()
-            for f in fills:
-                self._book_fill(book, f)
+            self._book_fills(book, fills)
             if resume:
                 self._resume_tick(j, stop.now_ns)
             observe_events(rp.arr, stop.bbo_end, stop.trade_end, b.ist, b.fs)
@@ -253,8 +253,7 @@ class TickWorker(Worker):
         fills = await self.venue.fills_since(book.last_seq)
         if fills:
             with self.journal.transaction():
-                for f in fills:
-                    self._book_fill(book, f)
+                self._book_fills(book, fills)
                 self._save(book, self.next_tick)
 
     def _risk_event(self, prev: int, j: int, now: int) -> None:

@@ -78,15 +78,31 @@ class Fill:
     ts_ns: int  # the bar (or event) the fill happened in
 
 
+VenueError = VenueRejected | VenueAmbiguous
+
+
 class Venue(Protocol):
     """Where orders go. All calls may raise :class:`VenueAmbiguous`; place/cancel also
-    :class:`VenueRejected`. Placing an existing client id returns that order (idempotent)."""
+    :class:`VenueRejected`. Placing an existing client id returns that order (idempotent).
+
+    A send phase goes as two batches, the cancels and then the orders (``cancel_many``,
+    ``place_many``), answered item by item in the order asked: each answer is what the single
+    call would return, or the error it would raise. A venue with a batch form uses it (the
+    paper venue: one pass); the others send single calls one after another
+    (:func:`places_one_by_one`, :func:`cancels_one_by_one`).
+    """
 
     name: str
 
     async def place(self, order: OrderRequest) -> OrderState: ...
 
     async def cancel(self, symbol: str, client_id: str) -> OrderState | None: ...
+
+    async def place_many(self, orders: Sequence[OrderRequest]) -> list[OrderState | VenueError]: ...
+
+    async def cancel_many(self, cancels: Sequence[tuple[str, str]]) -> list[OrderState | VenueError | None]:
+        """``(symbol, client id)`` each."""
+        ...
 
     async def open_orders(self, symbol: str | None = None) -> list[OrderState]: ...
 
@@ -99,6 +115,31 @@ class Venue(Protocol):
     async def flush(self) -> None:
         """After a send phase: whatever makes the requests sent so far final (paper: commit)."""
         ...
+
+
+async def places_one_by_one(venue: Venue, orders: Sequence[OrderRequest]) -> list[OrderState | VenueError]:
+    """:meth:`Venue.place_many` as single ``place`` calls, one after another (a venue with no
+    batch form)."""
+    answers: list[OrderState | VenueError] = []
+    for order in orders:
+        try:
+            answers.append(await venue.place(order))
+        except (VenueRejected, VenueAmbiguous) as exc:
+            answers.append(exc)
+    return answers
+
+
+async def cancels_one_by_one(
+    venue: Venue, cancels: Sequence[tuple[str, str]]
+) -> list[OrderState | VenueError | None]:
+    """:meth:`Venue.cancel_many` as single ``cancel`` calls, one after another."""
+    answers: list[OrderState | VenueError | None] = []
+    for symbol, client_id in cancels:
+        try:
+            answers.append(await venue.cancel(symbol, client_id))
+        except (VenueRejected, VenueAmbiguous) as exc:
+            answers.append(exc)
+    return answers
 
 
 @dataclass(frozen=True, slots=True)
