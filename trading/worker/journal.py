@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from features.errors import ConfigError
 from trading.worker.journal_controls import JournalControls, SymbolRequest
@@ -67,9 +67,11 @@ NON_TERMINAL = ("intent", "in_flight", "pending", "open")
 SCHEMA_VERSION = "mmops-journal-1"
 
 
-@dataclass(frozen=True, slots=True)
-class JournalOrder:
-    """One journaled order (what the worker decided and what it knows of it)."""
+class JournalOrder(NamedTuple):
+    """One journaled order (what the worker decided and what it knows of it), in the journal's
+    column order. A named tuple rather than a frozen dataclass: the worker makes one per order
+    it sends, a few hundred a tick, and a frozen dataclass of 14 fields cost about 9 us each to
+    build (a tuple about 1), a millisecond and a half a tick at 100 symbols."""
 
     client_id: str
     book: str
@@ -218,28 +220,8 @@ class Journal(JournalControls):
 
     def add_orders(self, orders: Sequence[JournalOrder]) -> None:
         """:meth:`add_order` for many, in order, as one statement (a tick's intents)."""
-        self._db.executemany(
-            "insert or ignore into orders values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,'')",
-            [
-                (
-                    o.client_id,
-                    o.book,
-                    o.symbol,
-                    o.side,
-                    o.kind,
-                    o.price_ticks,
-                    o.lots,
-                    o.tick,
-                    o.version,
-                    o.alias,
-                    o.ref_mid_ticks,
-                    o.status,
-                    o.filled_lots,
-                    int(o.cancel_requested),
-                )
-                for o in orders
-            ],
-        )
+        rows = [tuple(o) for o in orders]  # sqlite3 binds a plain tuple faster than a named one
+        self._db.executemany("insert or ignore into orders values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,'')", rows)
 
     def set_status(self, client_id: str, status: str, note: str = "") -> None:
         self._db.execute(
@@ -426,19 +408,5 @@ def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
 
 
 def _order(row: Sequence[Any]) -> JournalOrder:
-    return JournalOrder(
-        client_id=row[0],
-        book=row[1],
-        symbol=row[2],
-        side=row[3],
-        kind=row[4],
-        price_ticks=row[5],
-        lots=row[6],
-        tick=row[7],
-        version=row[8],
-        alias=row[9],
-        ref_mid_ticks=row[10],
-        status=row[11],
-        filled_lots=row[12],
-        cancel_requested=bool(row[13]),
-    )
+    """A journal row (``select *``: the fields, then the note) as a :class:`JournalOrder`."""
+    return JournalOrder._make((*row[:13], bool(row[13])))

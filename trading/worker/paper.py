@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from features.errors import DataError
 from trading.backtest import bar_arrays
@@ -184,6 +185,42 @@ class PaperFaults:
     seed: int = 0
 
 
+@njit(cache=True, error_model="numpy")
+def match_bars(
+    rows: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    sell_flow: np.ndarray,
+    buy_flow: np.ndarray,
+    bid: np.ndarray,
+    ask: np.ndarray,
+    bid_lots: np.ndarray,
+    ask_lots: np.ndarray,
+    position: np.ndarray,
+    ep: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~trading.fill_engine.match_bar` for several symbols of one tick: the lots filled
+    on each row's bid and ask (``bid``, ``ask``, their lots: per row, 0 where none; the bar
+    columns and ``position`` per symbol, indexed by ``rows``)."""
+    qb = np.zeros(len(rows), dtype=np.int64)
+    qa = np.zeros(len(rows), dtype=np.int64)
+    for i in range(len(rows)):
+        s = rows[i]
+        qb[i], qa[i] = match_bar(
+            low[s],
+            high[s],
+            sell_flow[s],
+            buy_flow[s],
+            bid[i],
+            ask[i],
+            bid_lots[i],
+            ask_lots[i],
+            position[s],
+            ep,
+        )
+    return qb, qa
+
+
 @dataclass
 class _Order:
     state: OrderState
@@ -273,6 +310,7 @@ class PaperVenue:
         self._position = np.zeros(len(replay.symbols), dtype=np.int64)
         self._in_tx = False
         self._dirty: dict[str, _Order] = {}  # changed since the last commit
+        self._new_fills: list[tuple[Any, ...]] = []  # fill rows not written yet
         self._load()
 
     # ---- state ---------------------------------------------------------------------------------
@@ -348,6 +386,7 @@ class PaperVenue:
     def _commit(self) -> None:
         if not self._in_tx:
             return
+        self._write_fills()
         rows = [
             (
                 o.state.client_id,
@@ -364,7 +403,12 @@ class PaperVenue:
             )
             for o in self._dirty.values()
         ]
-        self._db.executemany("insert or replace into orders values (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        self._db.executemany(  # an upsert changes a known order's row in place (replace deletes and re-adds it)
+            "insert into orders values (?,?,?,?,?,?,?,?,?,?,?) on conflict(client_id) do update set"
+            " filled_lots = excluded.filled_lots, status = excluded.status, cancel_at = excluded.cancel_at,"
+            " price_ticks = excluded.price_ticks",
+            rows,
+        )
         self._dirty.clear()
         self._db.execute("commit")
         self._in_tx = False
@@ -399,65 +443,91 @@ class PaperVenue:
         bars = self.replay.tick(j)
         self._finished.clear()
         self._begin()
-        by_symbol: dict[int, list[_Order]] = {}
+        has, done = bars.has_bar.tolist(), self._bars.tolist()  # plain values: read per order
+        bids: dict[int, _Order] = {}  # symbol row -> its quote (the newest live order of a side)
+        asks: dict[int, _Order] = {}
         for o in list(self._active.values()):
-            if o.state.status in TERMINAL or not bars.has_bar[o.symbol_row]:
+            st, s = o.state, o.symbol_row
+            if st.status in TERMINAL or not has[s]:
                 continue
-            b = self._bars[o.symbol_row]  # this bar's index in the symbol's own series
+            b = done[s]  # this bar's index in the symbol's own series
             if 0 <= o.cancel_at <= b:
-                o.state = _restate(o.state, status="canceled")
+                o.state = _restate(st, status="canceled")
                 self._save_order(o)
                 continue
-            if o.effective <= b:
-                if o.state.status == "pending":
-                    o.state = _restate(o.state, status="open")
-                    self._save_order(o)
-                by_symbol.setdefault(o.symbol_row, []).append(o)
-        for s, live in by_symbol.items():
-            self._match(j, s, bars, live)
+            if o.effective > b:
+                continue
+            if st.status == "pending":
+                o.state = _restate(st, status="open")
+                self._save_order(o)
+            if st.kind == "limit":  # the worker keeps one order a side; should two be live, the newest
+                side = bids if st.side > 0 else asks
+                if s not in side or side[s].placed < o.placed:
+                    side[s] = o
+        rows = sorted(bids.keys() | asks.keys())
+        if rows:
+            self._match(j, np.array(rows, dtype=np.int64), bars, bids, asks)
         self._bars += bars.has_bar
         self.clock = j + 1
         self._set_clock()
         self._commit()
         return j
 
-    def _match(self, j: int, s: int, bars: TickBars, live: list[_Order]) -> None:
-        bids = [o for o in live if o.state.side > 0 and o.state.kind == "limit"]
-        asks = [o for o in live if o.state.side < 0 and o.state.kind == "limit"]
-        # the worker keeps one order a side; should two be live, the newest is the quote
-        bid = max(bids, key=lambda o: o.placed) if bids else None
-        ask = max(asks, key=lambda o: o.placed) if asks else None
-        qb, qa = match_bar(
-            bars.low[s],
-            bars.high[s],
-            bars.sell_flow[s],
-            bars.buy_flow[s],
-            bid.state.price_ticks if bid else 0,
-            ask.state.price_ticks if ask else 0,
-            bid.state.remaining if bid else 0,
-            ask.state.remaining if ask else 0,
-            int(self._position[s]),
+    def _match(
+        self, j: int, rows: np.ndarray, bars: TickBars, bids: dict[int, _Order], asks: dict[int, _Order]
+    ) -> None:
+        """Fill the quotes of these symbol rows by the bar rule (:func:`match_bar`), all in one call."""
+        none = OrderState("", "", 0, 0, 0, 0, "open")
+        bid = [bids[s].state if s in bids else none for s in rows.tolist()]
+        ask = [asks[s].state if s in asks else none for s in rows.tolist()]
+        qb, qa = match_bars(
+            rows,
+            bars.low,
+            bars.high,
+            bars.sell_flow,
+            bars.buy_flow,
+            np.array([o.price_ticks for o in bid], dtype=np.int64),
+            np.array([o.price_ticks for o in ask], dtype=np.int64),
+            np.array([o.remaining for o in bid], dtype=np.int64),
+            np.array([o.remaining for o in ask], dtype=np.int64),
+            self._position,
             self.ep,
         )
-        for order, q in ((bid, qb), (ask, qa)):
-            if order is not None and q > 0:
-                self._book(
-                    order, q, order.state.price_ticks, self.ep.maker_fee, True, int(self.replay.timeline[j])
-                )
+        ts = int(self.replay.timeline[j])
+        for s, b, a in zip(rows.tolist(), qb.tolist(), qa.tolist(), strict=True):
+            for quotes, q in ((bids, b), (asks, a)):
+                if q > 0:
+                    o = quotes[s]
+                    self._book(o, q, o.state.price_ticks, self.ep.maker_fee, True, ts)
 
     def _book(self, o: _Order, lots: int, price: int, fee_rate: float, maker: bool, ts_ns: int) -> None:
+        """A fill of ``o``: its row is written with the transaction's commit (:meth:`_write_fills`)."""
         st = o.state
         fee = fill_fee(price, lots, fee_rate, tick=self.ep.tick, lot=self.ep.lot)
         self._seq += 1
-        trade_id = f"{self.name}-{self._seq}"
-        self._db.execute(
-            "insert into fills values (?,?,?,?,?,?,?,?,?,?)",
-            (self._seq, trade_id, st.client_id, st.symbol, st.side, price, lots, fee, int(maker), ts_ns),
+        self._new_fills.append(
+            (
+                self._seq,
+                f"{self.name}-{self._seq}",
+                st.client_id,
+                st.symbol,
+                st.side,
+                price,
+                lots,
+                fee,
+                int(maker),
+                ts_ns,
+            )
         )
         filled = st.filled_lots + lots
         o.state = _restate(st, status="filled" if filled >= st.lots else st.status, filled_lots=filled)
         self._save_order(o)
         self._position[o.symbol_row] += st.side * lots
+
+    def _write_fills(self) -> None:
+        if self._new_fills:
+            self._db.executemany("insert into fills values (?,?,?,?,?,?,?,?,?,?)", self._new_fills)
+            self._new_fills.clear()
 
     # ---- the venue interface -------------------------------------------------------------------
     def _fault(self, share: float) -> bool:
@@ -551,6 +621,7 @@ class PaperVenue:
         ]
 
     async def fills_since(self, seq: int) -> list[Fill]:
+        self._write_fills()  # a market order's fill not committed yet (a send phase's) is a fill
         return read_fills(self._db, self.name, seq)
 
     async def order(self, client_id: str) -> OrderState | None:
