@@ -280,7 +280,17 @@ def trend(samples: list[tuple[float, float]]) -> dict[str, float]:
 class VenueTimer:
     """Time spent inside the paper venue's methods (the simulated exchange), ns since the last reset."""
 
-    ASYNC = ("place", "cancel", "place_many", "cancel_many", "open_orders", "fills_since", "order", "positions", "flush")
+    ASYNC = (
+        "place",
+        "cancel",
+        "place_many",
+        "cancel_many",
+        "open_orders",
+        "fills_since",
+        "order",
+        "positions",
+        "flush",
+    )
 
     def __init__(self, venue: Any) -> None:
         self.ns = 0

@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import astuple, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -198,7 +198,7 @@ class CcxtVenue:
     def _put(self, o: _Sent) -> _Sent:
         self._db.execute(
             "insert or replace into orders values (?,?,?,?,?,?,?,?,?,?)",
-            (*astuple(o.state), o.order_id, o.sent_ms),
+            (*o.state, o.order_id, o.sent_ms),
         )
         return o
 
@@ -212,7 +212,7 @@ class CcxtVenue:
         )
         new = replace(
             o,
-            state=replace(st, status=STATUS.get(str(answer.get("status")), st.status), filled_lots=lots),
+            state=st._replace(status=STATUS.get(str(answer.get("status")), st.status), filled_lots=lots),
             order_id=str(answer["id"]) if answer.get("id") else o.order_id,
         )
         return o if new == o else self._put(new)
@@ -263,7 +263,7 @@ class CcxtVenue:
         except FAILURES as exc:
             error = classify(exc, what)
             if isinstance(error, VenueRejected):
-                self._put(replace(rec, state=replace(state, status="rejected")))
+                self._put(replace(rec, state=state._replace(status="rejected")))
             raise error from exc
         return self._update(rec, answer).state
 

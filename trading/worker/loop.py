@@ -436,9 +436,11 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
         (:meth:`_apply_fills`: by the venue's fill numbers, so a crash between the two
         transactions loses none and books none twice)."""
         for book in self.books:
-            await book.venue.flush()
-            if isinstance(book.venue, PaperVenue) and book.venue.clock <= j:
-                book.venue.advance()
+            venue = book.venue
+            if isinstance(venue, PaperVenue) and venue.clock <= j:
+                venue.advance()  # the send phase made final in the matching's commit (once a row)
+            else:
+                await venue.flush()
         crash_point("after_advance", j)
         fills = {book.name: await self._poll_fills(book) for book in self.books}
         await self._settle()

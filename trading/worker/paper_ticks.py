@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -346,7 +346,7 @@ class PaperTickVenue:
             ),
         )
         filled = st.filled_lots + lots
-        o.state = replace(st, filled_lots=filled, status="filled" if filled >= st.lots else st.status)
+        o.state = st._replace(filled_lots=filled, status="filled" if filled >= st.lots else st.status)
         self._save_order(o)
 
     def _refresh_statuses(self) -> None:
@@ -359,7 +359,7 @@ class PaperTickVenue:
             lots = self.si[BL] if st.side > 0 else self.si[AL]
             status: OrderStatus = "open" if held == o.oid and lots > 0 else "canceled"
             if status != st.status:
-                o.state = replace(st, status=status)
+                o.state = st._replace(status=status)
                 self._save_order(o)
 
     # ---- requests ------------------------------------------------------------------------------
@@ -412,7 +412,7 @@ class PaperTickVenue:
             take_at_touch(
                 0, self.now_ns, order.side, order.lots, tp, self._tr, self._fill_ns, self.si, self.sf
             )
-            o.state = replace(o.state, price_ticks=int(self._tr.price[0]))
+            o.state = o.state._replace(price_ticks=int(self._tr.price[0]))
             self._record_fill(o, 0, maker=False)
         else:
             o.row_seq = self._set_side(order.side, order.price_ticks, order.lots, oid)
