@@ -157,6 +157,11 @@ class Journal(JournalControls):
     def close(self) -> None:
         self._db.close()
 
+    def defer_checkpoints(self) -> WalCheckpoints:
+        """Checkpoint only when the returned :class:`WalCheckpoints` says (the worker: between
+        ticks, not inside a tick's commit)."""
+        return WalCheckpoints(self._db)
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One atomic, durable write (nested calls join the outer one)."""
@@ -399,6 +404,32 @@ class Journal(JournalControls):
     def quotes(self, *, since_tick: int = 0) -> list[tuple[int, int, bytes]]:
         q = "select tick, ts_ns, quotes from quotes where tick >= ? order by tick"
         return list(self._db.execute(q, (since_tick,)))
+
+
+class WalCheckpoints:
+    """Checkpoints of an SQLite connection's WAL at moments its owner chooses, instead of inside
+    a commit (SQLite's own rule: when the WAL passes 1,000 pages, the commit that passed it also
+    copies the WAL into the database and syncs it, several ms).
+
+    :meth:`maybe` runs a passive checkpoint (a reader never waits on it) once ``every`` rows
+    have changed since the last one: rows are what a connection counts for free
+    (``total_changes``), and the worker's journal takes 64-69 WAL pages per 1,000 rows
+    (measured at 100 symbols), so the default keeps its WAL near SQLite's own 1,000 pages.
+    """
+
+    def __init__(self, db: sqlite3.Connection, *, every: int = 15_000) -> None:
+        self._db = db
+        self.every = every
+        db.execute("pragma wal_autocheckpoint=0")
+        self._at = db.total_changes
+
+    def maybe(self) -> bool:
+        """Checkpoint if due; True when it did."""
+        if self._db.total_changes - self._at < self.every:
+            return False
+        self._db.execute("pragma wal_checkpoint(passive)")
+        self._at = self._db.total_changes
+        return True
 
 
 def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:

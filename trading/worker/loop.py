@@ -164,7 +164,8 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
         self.started = False
         self._watch: dict[str, tuple[Book, str, int]] = {}
         self._cancels: dict[str, tuple[Book, str]] = {}
-        self._pending: list[tuple[str, str, str]] = []  # client id -> (book, symbol)
+        self._pending: list[tuple[str, str, str]] = []
+        self._checkpoints = []
 
     # ---- start-up ------------------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
@@ -209,6 +210,7 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
         self._rebuild_features()
         found = await self.reconcile()
         self.started = True
+        self._defer_checkpoints()
         self.journal.set_control("phase", "active")
         found["resumed"] = resuming
         found["next_tick"] = self.next_tick
@@ -244,6 +246,7 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
                 break
             began = self.clock()
             await self.tick()
+            await self._between_ticks()
             done += 1
             if self.next_tick % every == 0 or self.next_tick == total:
                 report("paper replay", done=self.next_tick, total=total, detail=self._progress_detail())
@@ -273,6 +276,7 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
             ):
                 self._catch_up()
                 await self.tick()
+                await self._between_ticks()
                 done += 1
                 await asyncio.sleep(0)  # the control API shares this loop: it answers between ticks
             if stop.is_set() or (max_ticks is not None and done >= max_ticks):

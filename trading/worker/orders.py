@@ -20,7 +20,8 @@ from trading.fill_engine import keep_quote
 from trading.risk import HALTED
 from trading.worker import strategy as st
 from trading.worker.crash import crash_point
-from trading.worker.journal import Journal, JournalOrder
+from trading.worker.journal import Journal, JournalOrder, WalCheckpoints
+from trading.worker.paper import PaperVenue
 from trading.worker.types import (
     TERMINAL,
     Fill,
@@ -105,6 +106,7 @@ class OrderFlow:
     _watch: dict[str, tuple[Book, str, int]]  # ambiguous sends: client id -> (book, symbol, side)
     _cancels: dict[str, tuple[Book, str]]  # cancels not confirmed yet: client id -> (book, symbol)
     _pending: list[tuple[str, str, str]]  # venue answers not journaled yet: (client id, status, note)
+    _checkpoints: list[WalCheckpoints]  # when the journal's and paper venues' WALs are copied back
 
     def _tag(self, book: Book, s: int, batch: SignalBatch | None) -> tuple[str, str]:
         raise NotImplementedError  # the signal intake's (trading.worker.signals)
@@ -454,10 +456,12 @@ class OrderFlow:
         if isinstance(answer, (VenueAmbiguous, VenueRejected)):  # still ours: re-sent by _settle
             logger.warning("%s: cancel %s: %s (will retry)", book.name, client_id, answer)
             return
+        if answer is not None and answer.status in TERMINAL:  # what it ended as (filled or cancelled)
+            results.append((client_id, answer.status, "cancel sent"))
         if answer is None or answer.status in TERMINAL:
             self._cancels.pop(client_id, None)
-        if answer is not None:
-            results.append((client_id, answer.status, "cancel sent"))
+        # A cancel the venue took but has not carried out yet changes nothing the journal holds
+        # (it has cancel_requested since before the send, and _settle writes the end): no row.
 
     def _count_reject(self, book: Book, s: int, rejected: bool) -> None:
         fs = book.books.fs
@@ -501,6 +505,24 @@ class OrderFlow:
         for book in self.books:
             await book.venue.flush()
         self._pending.extend(updates)
+
+    def _defer_checkpoints(self) -> None:
+        """From here on, the journal's and the paper venues' WAL checkpoints run between ticks
+        (:meth:`_between_ticks`), never inside a tick's commit."""
+        self._checkpoints = [self.journal.defer_checkpoints()] + [
+            book.venue.defer_checkpoints() for book in self.books if isinstance(book.venue, PaperVenue)
+        ]
+
+    async def _between_ticks(self) -> None:
+        """After a tick's send phase, what need not lengthen a tick: the paper venues make it
+        final (their commit; a live venue's requests are final when answered), and the WALs
+        are checkpointed when due. The answers are journaled at the next tick (:meth:`_confirm`)
+        whether or not this ran (a crash here is one before the flush)."""
+        for book in self.books:
+            if isinstance(book.venue, PaperVenue):
+                await book.venue.flush()
+        for checkpoints in self._checkpoints:
+            checkpoints.maybe()
 
     async def _confirm(self) -> None:
         """Make the last send phase final on every venue, then journal the venues' answers to it

@@ -31,6 +31,7 @@ from features.errors import DataError
 from trading.backtest import bar_arrays
 from trading.config import BacktestConfig
 from trading.fill_engine import EngineParams, match_bar
+from trading.worker.journal import WalCheckpoints
 from trading.worker.strategy import TickBars, fill_fee
 from trading.worker.types import (
     TERMINAL,
@@ -418,6 +419,11 @@ class PaperVenue:
         before it journals the answers: a crash before it is a network failure (the venue never
         got those requests, and the journal still holds them as intents to resolve)."""
         self._commit()
+
+    def defer_checkpoints(self) -> WalCheckpoints:
+        """Checkpoint this venue's WAL only when the returned object says (between the worker's
+        ticks, after :meth:`flush`; see :class:`~trading.worker.journal.WalCheckpoints`)."""
+        return WalCheckpoints(self._db)
 
     def _set_clock(self) -> None:
         self._db.execute("insert or replace into clock values ('ticks', ?)", (self.clock,))

@@ -88,6 +88,7 @@ class TickWorker(Worker):
         self._watch: dict[str, tuple[Book, str, int]] = {}
         self._cancels: dict[str, tuple[Book, str]] = {}
         self._pending: list[tuple[str, str, str]] = []
+        self._checkpoints = []
 
     @property
     def state(self) -> TickBooks:
@@ -133,6 +134,7 @@ class TickWorker(Worker):
             book.books = TickBooks.from_tick_bytes(fs, ist)
         found = await self.reconcile()
         self.started = True
+        self._defer_checkpoints()
         self.journal.set_control("phase", "active")
         return found | {"resumed": resuming, "next_tick": self.next_tick}
 
@@ -153,6 +155,7 @@ class TickWorker(Worker):
                 break
             step = int(self.state.ist[W_STEP])
             await self.tick()
+            await self._between_ticks()
             done += 1
             if int(self.state.ist[W_STEP]) > step and (step + 1) % every == 0:
                 report("paper tick replay", done=step + 1, total=total, detail=self._progress_detail())
