@@ -20,7 +20,10 @@ What runs, in order:
    times every call into the paper venue (matching the bar, its SQLite state, place/cancel,
    fills and order queries): that is the simulated exchange's work, which a live venue does on
    its own machine, so the report gives the total with and without it (without: less its time
-   on the critical path, not what it did while the request was out). Ticks with a missing or
+   on the critical path, not what it did while the request was out). After each tick's send
+   phase, outside tick-to-quote, the worker commits the paper venue's send phase and
+   checkpoints the WALs when due (``between_ticks``: its wall time, and the worker CPU per tick
+   with it, ``cpu_with_between_ticks``). Ticks with a missing or
    late signal: the live book's model-free symbols after each tick (the worker's ``fallback``)
    and the journal's ``alert`` events.
 4. Baselines in the same run, right after each run on the same connection: the service's floor
@@ -413,6 +416,18 @@ async def run_worker(
 
     worker.tick = tick  # type: ignore[method-assign]
     worker._venue_work = venue_work  # type: ignore[method-assign]
+    # after each tick's send phase, outside tick-to-quote: the paper venue's commit, WAL checkpoints
+    between_ns: list[int] = []
+    between_cpu_ns: list[int] = []
+    original_between = worker._between_ticks
+
+    async def between_ticks() -> None:
+        t, c = time.perf_counter_ns(), time.thread_time_ns()
+        await original_between()
+        between_cpu_ns.append(time.thread_time_ns() - c)
+        between_ns.append(time.perf_counter_ns() - t)
+
+    worker._between_ticks = between_ticks  # type: ignore[method-assign]
     memory: dict[str, list[tuple[float, float]]] = {"worker": [], "service": []}
     service_procs: list[int] = []
     began = time.monotonic()
@@ -484,6 +499,10 @@ async def run_worker(
             "total_without_paper_exchange": pct(total - paper_on_path),
             "mean_total": float(total.mean()),
             "cpu": pct(np.array(cpu_ns[warmup_ticks:]) / 1e6),
+            "between_ticks": pct(np.array(between_ns[warmup_ticks:]) / 1e6),
+            "cpu_with_between_ticks": pct(
+                (np.array(cpu_ns[warmup_ticks:]) + np.array(between_cpu_ns[warmup_ticks : len(cpu_ns)])) / 1e6
+            ),
         },
         "over_20ms": int((total > 20).sum()),
         "over_1s": int((total > 1000).sum()),
@@ -607,6 +626,7 @@ def main() -> None:
         print(
             f"{n} symbols: tick p50 {ms['total']['p50']:.2f} ms, p99 {ms['total']['p99']:.2f} ms ({parts}); "
             f"paper exchange {ms['paper_exchange']['p50']:.2f}/{ms['paper_exchange']['p99']:.2f}; "
+            f"between ticks {ms['between_ticks']['p50']:.2f}/{ms['between_ticks']['p99']:.2f}; "
             f"model-free ticks {r['model_free_ticks']}; worker RSS {r['memory']['worker']['start_mb']:.0f} -> "
             f"{r['memory']['worker']['end_mb']:.0f} MB"
         )
