@@ -3,15 +3,16 @@
 1. online features take the new bars;
 2. one signal request for every symbol with a complete window, within the budget; a symbol
    whose signal is missing, late or invalid is quoted model-free (an alert says so);
-3. while it is on its way, the venues make the last tick's send phase final, the venue matches
-   the tick (a replay moves its clock; a live venue just lives), new fills are fetched and
-   ambiguous orders settled, and what the venues said (the answers to the sends, the fills) is
-   journaled in a transaction of its own (none of it needs the signals; the fills are applied
-   to the books in step 5's transaction);
+3. while it is on its way, the venue matches the tick (a replay moves its clock; a live venue
+   just lives), new fills are fetched and ambiguous orders settled, and the fills and those
+   answers are journaled in a transaction of their own (none of it needs the signals; the
+   fills are applied to the books in step 5's transaction);
 4. :func:`trading.worker.strategy.step_books` decides risk, flatten and quotes for every book
    (the live one, and the challenger's shadow book in shadow mode);
 5. one journal transaction holds the books' state after the tick's fills and the new orders,
-   then the orders go to the venue; transport errors leave them in flight.
+   then the orders go to the venue; transport errors leave them in flight;
+6. after the tick, the venues make the send phase final and its answers are journaled
+   (:meth:`Worker._between_ticks`), outside tick-to-quote.
 
 The operator's controls are journal rows taken inside that transaction, so none is missed and
 the asker can be another process: the kill switch and its resume, and per-symbol stop/start
@@ -432,13 +433,13 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
 
     async def _venue_work(self, j: int) -> dict[str, list[Any]]:
         """What the venues say before this tick's decision, journaled in one transaction of its
-        own: every venue makes the last tick's send phase final (``flush``), the paper venues
-        match this tick, every book's new fills are read and ambiguous orders settled; then the
-        answers to the sends and to the settling, and the fills, are journaled (the venue had
-        the requests before the journal says it answered them: see :meth:`_confirm`). Returns
-        the fills by book, applied to the books in the tick's transaction
-        (:meth:`_apply_fills`: by the venue's fill numbers, so a crash between the two
-        transactions loses none and books none twice)."""
+        own: the paper venues match this tick (any venue first makes the last send phase final,
+        should :meth:`_between_ticks` not have), every book's new fills are read and ambiguous
+        orders settled; then the fills and the answers not journaled yet are (the venue had the
+        requests before the journal says it answered them: see :meth:`_confirm`). Returns the
+        fills by book, applied to the books in the tick's transaction (:meth:`_apply_fills`: by
+        the venue's fill numbers, so a crash between the two transactions loses none and books
+        none twice)."""
         for book in self.books:
             venue = book.venue
             if isinstance(venue, PaperVenue) and venue.clock <= j:

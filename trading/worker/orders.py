@@ -514,13 +514,11 @@ class OrderFlow:
         ]
 
     async def _between_ticks(self) -> None:
-        """After a tick's send phase, what need not lengthen a tick: the paper venues make it
-        final (their commit; a live venue's requests are final when answered), and the WALs
-        are checkpointed when due. The answers are journaled at the next tick (:meth:`_confirm`)
-        whether or not this ran (a crash here is one before the flush)."""
-        for book in self.books:
-            if isinstance(book.venue, PaperVenue):
-                await book.venue.flush()
+        """After a tick's send phase, what need not lengthen a tick: the send phase confirmed
+        (:meth:`_confirm`) and the WALs checkpointed when due. Should it not run (a crash, or a
+        caller of ``tick`` alone), the next tick's venue work makes the venues final and
+        journals the answers before anything else."""
+        await self._confirm()
         for checkpoints in self._checkpoints:
             checkpoints.maybe()
 
@@ -528,12 +526,11 @@ class OrderFlow:
         """Make the last send phase final on every venue, then journal the venues' answers to it
         in a transaction of their own.
 
-        The worker does this at the start of the next tick's venue work, while the signal request
-        is on its way (off the critical path), and at the end of a run. In that order: a venue
-        has the requests before the journal says it answered them. A crash before the flush is a
-        network failure (the venue never got them; every intent was journaled before it was
-        sent, and reconciliation resends or resolves it by client id); a crash after it loses
-        only answers, which reconciliation asks the venue for again by client id.
+        In that order: a venue has the requests before the journal says it answered them. A
+        crash before the flush is a network failure (the venue never got them; every intent was
+        journaled before it was sent, and reconciliation resends or resolves it by client id);
+        a crash after it loses only answers, which reconciliation asks the venue for again by
+        client id.
         """
         for book in self.books:
             await book.venue.flush()
@@ -542,8 +539,8 @@ class OrderFlow:
                 self._write_pending()
 
     def _write_pending(self) -> None:
-        """Journal the venue answers not journaled yet (those of :meth:`_settle`, within the
-        tick's transaction; those of a send phase, by :meth:`_confirm`)."""
+        """Journal the venue answers not journaled yet (those of :meth:`_settle` with the tick's
+        fills; those of a send phase, by :meth:`_confirm`)."""
         if self._pending:
             self.journal.set_statuses(self._pending)
             self._pending.clear()
