@@ -1,8 +1,10 @@
-"""Online features per symbol with the batch code (:class:`features.build.FeatureEngine`).
+"""Online features per symbol with the batch code (:class:`features.build.FeatureEngines`).
 
-Each symbol's engine carries its state from bar to bar, so the rows equal
-:func:`features.build.compute_features` over the same history bit for bit. The last
-``rows`` rows of the model's features are kept per symbol as the window the service reads.
+Each symbol's row of the engines carries its state from bar to bar, so the rows equal
+:func:`features.build.compute_features` over the same history bit for bit. A symbol's history
+is fed in one piece (:meth:`OnlineFeatures.feed`), then each tick's bars for all symbols in one
+compiled call (:meth:`OnlineFeatures.feed_tick`). The last ``rows`` rows of the model's features
+are kept per symbol as the window the service reads.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from features.build import FeatureEngine
+from features.build import FeatureEngines
 from features.config import FeaturesConfig
 from features.errors import ConfigError
 
@@ -33,8 +35,8 @@ class OnlineFeatures:
     def __init__(
         self, config: FeaturesConfig, n_symbols: int, *, rows: int, names: Sequence[str] | None
     ) -> None:
-        self.engines = [FeatureEngine(config) for _ in range(n_symbols)]
-        self.names = self.engines[0].names if n_symbols else []
+        self.engines = FeatureEngines(config, n_symbols)
+        self.names = self.engines.names
         wanted = list(names) if names is not None else list(self.names)
         missing = [n for n in wanted if n not in self.names]
         if missing:
@@ -64,16 +66,37 @@ class OnlineFeatures:
         self._keep(s, out)
         return out
 
-    def feed_one(
-        self, s: int, ts: int, o: float, h: float, low: float, c: float, v: float, tbv: float
+    def feed_tick(
+        self,
+        at: np.ndarray,
+        ts: int | np.ndarray,
+        o: np.ndarray,
+        h: np.ndarray,
+        low: np.ndarray,
+        c: np.ndarray,
+        v: np.ndarray,
+        tbv: np.ndarray,
     ) -> np.ndarray:
-        """Feed one bar (the per-tick path: no DataFrame); returns its feature row."""
-        one = np.array
-        out = self.engines[s].update_arrays(
-            one([ts], dtype=np.int64), one([o]), one([h]), one([low]), one([c]), one([v]), one([tbv])
-        )
-        self._keep(s, out)
-        return out[0]
+        """Feed one bar to each symbol row in ``at`` (the per-tick path: one compiled call).
+
+        Args:
+            at: the symbol rows with a bar, strictly increasing.
+            ts: bar open time, int64 ns: one per row, or one for all.
+            o, h, low, c, v, tbv: the bars' open, high, low, close, volume and taker-buy volume,
+                float64, one per row.
+
+        Returns:
+            ``(len(at), len(self.names))`` feature rows, row ``i`` for symbol row ``at[i]``.
+
+        Raises:
+            DataError: a bar not after its symbol's last one (no symbol is updated then).
+        """
+        out = self.engines.update(at, ts, o, h, low, c, v, tbv)
+        # each symbol's window moves up one row (the right side is a copy: no overlap)
+        self.window[at, :-1] = self.window[at, 1:]
+        self.window[at, -1] = out[:, self.columns]
+        self.seen[at] += 1
+        return out
 
     def _keep(self, s: int, out: np.ndarray) -> None:
         n = len(out)
