@@ -4,7 +4,8 @@ Each symbol's row of the engines carries its state from bar to bar, so the rows 
 :func:`features.build.compute_features` over the same history bit for bit. A symbol's history
 is fed in one piece (:meth:`OnlineFeatures.feed`), then each tick's bars for all symbols in one
 compiled call (:meth:`OnlineFeatures.feed_tick`). The last ``rows`` rows of the model's features
-are kept per symbol as the window the service reads.
+are kept per symbol as the window the service reads, in a ring: a new bar writes one row, and
+:meth:`OnlineFeatures.windows` puts the rows in time order when they are read.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class OnlineFeatures:
             )
         self.columns = np.array([self.names.index(n) for n in wanted], dtype=np.int64)
         self.rows = rows
-        self.window = np.full((n_symbols, rows, len(wanted)), np.nan)
+        # symbol s's bar number b (from 0) is row b % rows: the next bar overwrites the oldest
+        self._ring = np.full((n_symbols, rows, len(wanted)), np.nan)
         self.seen = np.zeros(n_symbols, dtype=np.int64)
 
     def feed(self, s: int, bars: pd.DataFrame) -> np.ndarray:
@@ -92,24 +94,24 @@ class OnlineFeatures:
             DataError: a bar not after its symbol's last one (no symbol is updated then).
         """
         out = self.engines.update(at, ts, o, h, low, c, v, tbv)
-        # each symbol's window moves up one row (the right side is a copy: no overlap)
-        self.window[at, :-1] = self.window[at, 1:]
-        self.window[at, -1] = out[:, self.columns]
+        self._ring[at, self.seen[at] % self.rows] = out[:, self.columns]
         self.seen[at] += 1
         return out
 
     def _keep(self, s: int, out: np.ndarray) -> None:
         n = len(out)
-        if n == 0:
-            return
-        picked = out[-self.rows :, self.columns]
-        k = len(picked)
-        if k < self.rows:
-            self.window[s, :-k] = self.window[s, k:]
-        self.window[s, -k:] = picked
+        k = min(n, self.rows)  # only the last rows' bars stay
+        self._ring[s, (self.seen[s] + np.arange(n - k, n)) % self.rows] = out[n - k :, self.columns]
         self.seen[s] += n
+
+    def windows(self, at: np.ndarray) -> np.ndarray:
+        """The model windows of symbol rows ``at``: ``(len(at), rows, features)``, oldest row
+        first, the newest last (NaN rows first while a symbol has seen fewer bars than that)."""
+        at = np.asarray(at, dtype=np.int64)
+        oldest_first = (self.seen[at, None] + np.arange(self.rows)) % self.rows
+        return self._ring[at[:, None], oldest_first]
 
     def ready(self) -> np.ndarray:
         """Symbols whose window is complete and finite (bool per symbol)."""
         full = self.seen >= self.rows
-        return full & np.isfinite(self.window).all(axis=(1, 2))
+        return full & np.isfinite(self._ring).all(axis=(1, 2))

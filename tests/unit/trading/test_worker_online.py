@@ -39,6 +39,6 @@ def test_each_tick_moves_the_windows_of_the_symbols_with_a_bar_and_no_other(
         full = FeatureEngine(CONFIG).update(bars[s].iloc[: fed[s]]).to_numpy()[-rows:, columns]
         if len(full):
             want[-len(full) :] = full
-        np.testing.assert_array_equal(online.window[s], want)
+        np.testing.assert_array_equal(online.windows(np.array([s]))[0], want)
     np.testing.assert_array_equal(online.seen, fed)
     assert online.ready().tolist() == [True, False, False]  # the others' windows are not warm
