@@ -454,7 +454,7 @@ async def run_worker(
         stop.set()
         await sampler
         rows = np.flatnonzero(worker.features.ready())  # type: ignore[union-attr]
-        windows = worker.features.window[rows].astype(np.float32)  # type: ignore[union-attr]
+        windows = worker.features.windows(rows).astype(np.float32)  # type: ignore[union-attr]
         base = await floors(source, [worker.symbols[s] for s in rows], windows, floor_requests)
         alerts = [e for e in journal.events(("alert",)) if e["tick"] >= warmup_ticks]
         placed = [o for o in journal.orders() if o.tick >= warmup_ticks]

@@ -24,7 +24,6 @@ Labels live in a separate frame (:func:`make_labels`) and never among the featur
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -41,39 +40,139 @@ def feature_names(config: FeaturesConfig) -> list[str]:
     return names + list(kernels.BAR_FEATURES)
 
 
-@dataclass
+_NO_BAR = np.iinfo(np.int64).min  # last_ts of a series that has seen no bar yet
+_ORDER = "features need bars in strictly increasing time order, each bar once"
+
+
+class FeatureEngines:
+    """The feature state of ``n`` bar series, stacked row by row, so that one compiled call
+    advances every series that has a new bar: the live worker's tick, one bar for each of many
+    symbols, without a Python round trip per symbol.
+
+    Row ``s`` holds exactly the state a :class:`FeatureEngine` carries; ``engines[s]`` is a
+    :class:`FeatureEngine` on that row (to feed a series many bars at once, e.g. its warm-up
+    history), and :meth:`update` feeds one bar to each of several rows. Either way every bar goes
+    through the same kernel step, so the rows equal :func:`compute_features` bit for bit.
+
+    Args:
+        config: the features section, resolved for the interval.
+        n: series (rows).
+    """
+
+    def __init__(self, config: FeaturesConfig, n: int) -> None:
+        self.config = config
+        self.names = feature_names(config)
+        self.windows = np.asarray(config.resolved_windows, dtype=np.int64)
+        self.lags = np.asarray(config.return_lags, dtype=np.int64)
+        self.params = np.array([config.bollinger_k, config.keltner_k, config.psar_step, config.psar_max])
+        capacity = int(max(self.windows.max(), self.lags.max())) + 1
+        self.buf = np.zeros((n, capacity, kernels.N_QUANTITIES))
+        self.sums = np.zeros((n, len(self.windows), kernels.N_QUANTITIES))
+        self.istate = np.zeros((n, kernels.N_ISTATE), dtype=np.int64)
+        self.fstate = np.zeros((n, kernels.N_FSTATE))
+        self.last_ts = np.full(n, _NO_BAR, dtype=np.int64)  # each series' last bar open, ns
+
+    def __len__(self) -> int:
+        return len(self.last_ts)
+
+    def __getitem__(self, s: int) -> FeatureEngine:
+        """Series ``s`` as a one-series engine: feeding it updates row ``s`` in place."""
+        if not 0 <= s < len(self):
+            raise IndexError(f"series row {s}: there are {len(self)}")
+        return FeatureEngine(self.config, stack=self, row=s)
+
+    def update(
+        self,
+        rows: np.ndarray,
+        ts: int | np.ndarray,
+        open_: np.ndarray,
+        high: np.ndarray,
+        low: np.ndarray,
+        close: np.ndarray,
+        volume: np.ndarray,
+        taker_buy_volume: np.ndarray,
+    ) -> np.ndarray:
+        """One new bar for each series in ``rows``, in one compiled call.
+
+        Args:
+            rows: the series rows, strictly increasing (each series at most once).
+            ts: bar open times, int64 ns since the epoch: one per row, or one for all.
+            open_, high, low, close, volume, taker_buy_volume: float64, one per row (NaN taker
+                volume: unknown).
+
+        Returns:
+            ``(len(rows), len(self.names))`` float64 feature rows, row ``i`` for series ``rows[i]``.
+
+        Raises:
+            DataError: a bar not after its series' last bar (nothing is updated then).
+            ValueError: rows out of range or not strictly increasing, or arrays of other lengths.
+        """
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        n = len(rows)
+        ts = np.ascontiguousarray(np.broadcast_to(np.asarray(ts, dtype=np.int64), (n,)))
+        bars = [
+            np.ascontiguousarray(a, dtype=np.float64)
+            for a in (open_, high, low, close, volume, taker_buy_volume)
+        ]
+        if n and (rows[0] < 0 or rows[-1] >= len(self) or bool(np.any(np.diff(rows) <= 0))):
+            raise ValueError(f"series rows must be strictly increasing, in 0..{len(self) - 1}: {rows}")
+        if any(a.shape != (n,) for a in bars):
+            raise ValueError(f"one bar per series row: {n} rows, bar arrays of {[a.shape for a in bars]}")
+        late = np.flatnonzero(ts <= self.last_ts[rows])
+        if len(late):
+            i = int(late[0])
+            got, last = (pd.Timestamp(int(t), tz="UTC") for t in (ts[i], self.last_ts[rows[i]]))
+            raise DataError(
+                f"{_ORDER}: series row {rows[i]} got a bar opening {got}, not after its last one "
+                f"({last}); {len(late)} such series in this call, none updated"
+            )
+        out = np.empty((n, len(self.names)))
+        run: Callable[..., None] = kernels.run_kernel_rows  # numba's dispatcher is untyped
+        run(
+            rows,
+            ts,
+            *bars,
+            self.windows,
+            self.lags,
+            self.params,
+            self.buf,
+            self.sums,
+            self.istate,
+            self.fstate,
+            out,
+        )
+        self.last_ts[rows] = ts
+        return out
+
+
 class FeatureEngine:
     """Computes features for one bar series, carrying state so it can be fed incrementally.
 
     ``update(bars)`` accepts any number of new bars (all history at once, or one bar as it
     closes) and returns their feature rows; results are identical either way. Bars must come in
     strictly increasing time order and never repeat.
+
+    Args:
+        config: the features section, resolved for the interval.
+        stack: whose row ``row`` holds this series' state (see :class:`FeatureEngines`); None:
+            a state of its own.
+        row: the series' row in ``stack``.
     """
 
-    config: FeaturesConfig
-
-    def __post_init__(self) -> None:
-        self._windows = np.asarray(self.config.resolved_windows, dtype=np.int64)
-        self._lags = np.asarray(self.config.return_lags, dtype=np.int64)
-        capacity = int(max(self._windows.max(), self._lags.max())) + 1
-        self._params = np.array(
-            [self.config.bollinger_k, self.config.keltner_k, self.config.psar_step, self.config.psar_max]
-        )
-        self._buf = np.zeros((capacity, kernels.N_QUANTITIES))
-        self._sums = np.zeros((len(self._windows), kernels.N_QUANTITIES))
-        self._istate = np.zeros(kernels.N_ISTATE, dtype=np.int64)
-        self._fstate = np.zeros(kernels.N_FSTATE)
-        self._last_ts: int | None = None
-        self.names = feature_names(self.config)
+    def __init__(self, config: FeaturesConfig, *, stack: FeatureEngines | None = None, row: int = 0) -> None:
+        self.config = config
+        self._stack = stack if stack is not None else FeatureEngines(config, 1)
+        self._row = row
+        self.names = self._stack.names
 
     @property
     def bars_seen(self) -> int:
-        return int(self._istate[kernels.I_COUNT])
+        return int(self._stack.istate[self._row, kernels.I_COUNT])
 
     @property
     def warmup_bars(self) -> int:
-        """Bars before every feature is defined."""
-        return int(max(self._windows.max(), self._lags.max())) + 1
+        """Bars before every feature is defined (the length of the state's ring buffer)."""
+        return int(self._stack.buf.shape[1])
 
     def update(self, bars: pd.DataFrame) -> pd.DataFrame:
         """Feature rows for ``bars`` (canonical schema), indexed by timestamp."""
@@ -100,7 +199,7 @@ class FeatureEngine:
         volume: np.ndarray,
         taker_buy_volume: np.ndarray,
     ) -> np.ndarray:
-        """:meth:`update` on plain arrays (the worker's path: no DataFrame per bar).
+        """:meth:`update` on plain arrays (no DataFrame).
 
         Args:
             ts: bar open times, int64 ns since the epoch; the rest float64 per bar (NaN taker
@@ -108,12 +207,16 @@ class FeatureEngine:
 
         Returns:
             ``(len(ts), len(self.names))`` float64 feature rows.
+
+        Raises:
+            DataError: bars out of time order, or not after this series' last bar.
         """
         ts = np.ascontiguousarray(ts, dtype=np.int64)
-        # one bar (the worker's per-tick call) has no order to check within itself: skip np.diff
+        stack, r = self._stack, self._row
+        # one bar has no order to check within itself: skip np.diff
         unordered = len(ts) > 1 and bool(np.any(np.diff(ts) <= 0))
-        if len(ts) and (unordered or (self._last_ts is not None and ts[0] <= self._last_ts)):
-            raise DataError("features need bars in strictly increasing time order, each bar once")
+        if len(ts) and (unordered or ts[0] <= stack.last_ts[r]):
+            raise DataError(_ORDER)
         out = np.empty((len(ts), len(self.names)))
         run: Callable[..., None] = kernels.run_kernel  # numba's dispatcher is untyped
         run(
@@ -122,17 +225,17 @@ class FeatureEngine:
                 np.ascontiguousarray(a, dtype=np.float64)
                 for a in (open_, high, low, close, volume, taker_buy_volume)
             ),
-            self._windows,
-            self._lags,
-            self._params,
-            self._buf,
-            self._sums,
-            self._istate,
-            self._fstate,
+            stack.windows,
+            stack.lags,
+            stack.params,
+            stack.buf[r],
+            stack.sums[r],
+            stack.istate[r],
+            stack.fstate[r],
             out,
         )
         if len(ts):
-            self._last_ts = int(ts[-1])
+            stack.last_ts[r] = ts[-1]
         return out
 
 

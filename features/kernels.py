@@ -1,12 +1,14 @@
 """The compiled feature kernel: one causal pass over bars, carrying its state between calls.
 
 Every rolling quantity is a running sum over a ring buffer of per-bar inputs, so one bar costs
-O(number of features) whatever the window length. The same function serves a batch (all bars
-in one call) and the live worker (one bar per call): the state arrays carry over, the
-arithmetic is identical, so online and batch results are bitwise equal. Running sums drift
-with floating-point error over millions of updates; each window's sums are recomputed exactly
-from the ring buffer every few thousand bars (a multiple of the window length), which
-bounds the drift at O(1) amortised cost and is the same in both modes.
+O(number of features) whatever the window length. Every bar goes through one function,
+:func:`_step`, whether it comes in a batch (all bars of a series in one call, :func:`run_kernel`)
+or in the live worker's tick (one bar for each of many series in one call,
+:func:`run_kernel_rows`): the state arrays carry over, the arithmetic is identical, so online and
+batch results are bitwise equal. Running sums drift with floating-point error over millions of
+updates; each window's sums are recomputed exactly from the ring buffer every few thousand bars
+(a multiple of the window length), which bounds the drift at O(1) amortised cost and is the same
+in every mode.
 """
 
 from __future__ import annotations
@@ -213,6 +215,71 @@ def _advance_sums(
 
 
 @nb.njit(cache=True, error_model="numpy")
+def _step(
+    t: int,
+    h: float,
+    lo: float,
+    c: float,
+    v: float,
+    tbv: float,
+    windows: np.ndarray,
+    lags: np.ndarray,
+    params: np.ndarray,
+    buf: np.ndarray,
+    sums: np.ndarray,
+    istate: np.ndarray,
+    fstate: np.ndarray,
+    q: np.ndarray,
+    row_out: np.ndarray,
+) -> None:
+    """Advance one series' state by one bar (open time ``t``, ns) and write its feature row.
+
+    ``q`` is scratch space (N_QUANTITIES floats). Both entry points below run every bar through
+    this one function, so batch, one-bar and many-series calls do the same arithmetic.
+    """
+    cap = buf.shape[0]
+    n_wf = 12
+    count = istate[I_COUNT]
+    first = count == 0
+    pos = istate[I_POS]
+    prev = pos - 1 if pos > 0 else cap - 1
+    tp = _base_quantities(h, lo, c, v, tbv, buf[prev, Q_C], buf[prev, Q_LC], fstate[F_PREV_TP], first, q)
+    seen = count + 1  # bars including this one
+    _advance_sums(q, buf, sums, windows, pos, seen)
+    for j in range(N_QUANTITIES):
+        buf[pos, j] = q[j]
+    col = 0
+    for k in range(windows.shape[0]):
+        w = windows[k]
+        if seen > w:
+            old = pos - w if pos >= w else pos - w + cap
+            _window_features(
+                c, q[Q_LC], q[Q_LV], w, sums[k], buf[old, Q_LC], params[0], params[1], row_out, col
+            )
+        else:
+            for j in range(n_wf):
+                row_out[col + j] = np.nan
+        col += n_wf
+    for k in range(lags.shape[0]):
+        lag = lags[k]
+        old = pos - lag if pos >= lag else pos - lag + cap
+        row_out[col + k] = q[Q_LC] - buf[old, Q_LC] if seen > lag else np.nan
+    col += lags.shape[0]
+    sar = _psar(h, lo, c, count, istate, fstate, params[2], params[3])
+    row_out[col] = math.log(h / lo)
+    row_out[col + 1] = (c - sar) / c
+    day_frac = (t % _DAY_NS) / _DAY_NS
+    week_frac = (((t // _DAY_NS) + 3) % _WEEK_DAYS + day_frac) / _WEEK_DAYS  # 1970-01-01 was a Thursday
+    row_out[col + 2] = math.sin(2.0 * math.pi * day_frac)
+    row_out[col + 3] = math.cos(2.0 * math.pi * day_frac)
+    row_out[col + 4] = math.sin(2.0 * math.pi * week_frac)
+    row_out[col + 5] = math.cos(2.0 * math.pi * week_frac)
+    fstate[F_PREV_TP] = tp
+    istate[I_POS] = (pos + 1) % cap
+    istate[I_COUNT] = seen
+
+
+@nb.njit(cache=True, error_model="numpy")
 def run_kernel(
     ts: np.ndarray,
     o: np.ndarray,
@@ -230,56 +297,75 @@ def run_kernel(
     fstate: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """Advance the state over ``len(ts)`` new bars, writing one feature row per bar into ``out``.
+    """Advance one series' state over ``len(ts)`` new bars, writing one feature row per bar into ``out``.
 
     ``params`` = (bollinger_k, keltner_k, psar_step, psar_max). A feature needing ``w`` bars of
-    history is NaN until ``w + 1`` bars have been seen.
+    history is NaN until ``w + 1`` bars have been seen. ``o`` (open) is not read by any feature.
     """
-    cap = buf.shape[0]
-    n_win = windows.shape[0]
-    n_wf = 12
     q = np.zeros(N_QUANTITIES)
     for i in range(ts.shape[0]):
-        count = istate[I_COUNT]
-        first = count == 0
-        pos = istate[I_POS]
-        prev = pos - 1 if pos > 0 else cap - 1
-        tp = _base_quantities(
-            h[i], lo[i], c[i], v[i], tbv[i], buf[prev, Q_C], buf[prev, Q_LC], fstate[F_PREV_TP], first, q
+        _step(
+            ts[i],
+            h[i],
+            lo[i],
+            c[i],
+            v[i],
+            tbv[i],
+            windows,
+            lags,
+            params,
+            buf,
+            sums,
+            istate,
+            fstate,
+            q,
+            out[i],
         )
-        seen = count + 1  # bars including this one
-        _advance_sums(q, buf, sums, windows, pos, seen)
-        for j in range(N_QUANTITIES):
-            buf[pos, j] = q[j]
-        col = 0
-        row_out = out[i]
-        for k in range(n_win):
-            w = windows[k]
-            if seen > w:
-                old = pos - w if pos >= w else pos - w + cap
-                _window_features(
-                    c[i], q[Q_LC], q[Q_LV], w, sums[k], buf[old, Q_LC], params[0], params[1], row_out, col
-                )
-            else:
-                for j in range(n_wf):
-                    row_out[col + j] = np.nan
-            col += n_wf
-        for k in range(lags.shape[0]):
-            lag = lags[k]
-            old = pos - lag if pos >= lag else pos - lag + cap
-            row_out[col + k] = q[Q_LC] - buf[old, Q_LC] if seen > lag else np.nan
-        col += lags.shape[0]
-        sar = _psar(h[i], lo[i], c[i], count, istate, fstate, params[2], params[3])
-        out[i, col] = math.log(h[i] / lo[i])
-        out[i, col + 1] = (c[i] - sar) / c[i]
-        day_frac = (ts[i] % _DAY_NS) / _DAY_NS
-        week_frac = (
-            ((ts[i] // _DAY_NS) + 3) % _WEEK_DAYS + day_frac
-        ) / _WEEK_DAYS  # 1970-01-01 was a Thursday
-        out[i, col + 2] = math.sin(2.0 * math.pi * day_frac)
-        out[i, col + 3] = math.cos(2.0 * math.pi * day_frac)
-        out[i, col + 4] = math.sin(2.0 * math.pi * week_frac)
-        out[i, col + 5] = math.cos(2.0 * math.pi * week_frac)
-        fstate[F_PREV_TP] = tp
-        istate[I_POS] = (pos + 1) % cap
-        istate[I_COUNT] = seen
+
+
+@nb.njit(cache=True, error_model="numpy")
+def run_kernel_rows(
+    rows: np.ndarray,
+    ts: np.ndarray,
+    o: np.ndarray,
+    h: np.ndarray,
+    lo: np.ndarray,
+    c: np.ndarray,
+    v: np.ndarray,
+    tbv: np.ndarray,
+    windows: np.ndarray,
+    lags: np.ndarray,
+    params: np.ndarray,
+    buf: np.ndarray,
+    sums: np.ndarray,
+    istate: np.ndarray,
+    fstate: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """One bar for each of several series: bar ``i`` advances series ``rows[i]``, whose state is
+    row ``rows[i]`` of the stacked arrays (``buf`` (n, cap, N_QUANTITIES), ``sums``
+    (n, windows, N_QUANTITIES), ``istate`` (n, N_ISTATE), ``fstate`` (n, N_FSTATE)), and writes
+    its feature row into ``out[i]``. The live worker's tick: one call for all its symbols.
+
+    ``rows`` must be valid and distinct (the caller checks: nothing is bounds-checked here).
+    """
+    q = np.zeros(N_QUANTITIES)
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        _step(
+            ts[i],
+            h[i],
+            lo[i],
+            c[i],
+            v[i],
+            tbv[i],
+            windows,
+            lags,
+            params,
+            buf[r],
+            sums[r],
+            istate[r],
+            fstate[r],
+            q,
+            out[i],
+        )

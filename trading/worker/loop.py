@@ -161,7 +161,7 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
         self.feature_log: list[tuple[int, int, np.ndarray]] | None = [] if record_features else None
         self.timings: deque[TickTimings] = deque(maxlen=100_000)
         self.kind = "forward_log_return"
-        self._raw = _raw_columns(replay)
+        self._raw = _RawBars.of(replay)  # the bars online features read
         self.started = False
         self._watch: dict[str, tuple[Book, str, int]] = {}
         self._cancels: dict[str, tuple[Book, str]] = {}
@@ -356,7 +356,7 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
         ):
             raise ValueError(f"live feed: the first {n} ticks changed; the feed must only append")
         self.replay = replay
-        self._raw = _raw_columns(replay)
+        self._raw = _RawBars.of(replay)
         for book in self.books:
             if isinstance(book.venue, PaperVenue):  # paper trading on live bars
                 book.venue.extend(replay)
@@ -457,23 +457,14 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
         return fills
 
     def _update_features(self, j: int, bars: st.TickBars) -> None:
+        """Tick ``j``'s bars into the online features: every symbol with a bar, in one call."""
         assert self.features is not None
-        for s in np.flatnonzero(bars.has_bar):
-            sym = self.symbols[s]
-            k = int(self.replay.row_of[j, s])
-            raw = self._raw[sym]
-            row = self.features.feed_one(
-                int(s),
-                int(self.replay.timeline[j]),
-                raw["open"][k],
-                raw["high"][k],
-                raw["low"][k],
-                raw["close"][k],
-                raw["volume"][k],
-                raw["taker_buy_volume"][k],
-            )
-            if self.feature_log is not None:
-                self.feature_log.append((int(s), int(self.replay.timeline[j]), row))
+        rows = np.flatnonzero(bars.has_bar)
+        now = int(self.replay.timeline[j])
+        o, h, low, c, v, tbv = self._raw.values[:, self._raw.start[rows] + self.replay.row_of[j, rows]]
+        out = self.features.feed_tick(rows, now, o, h, low, c, v, tbv)
+        if self.feature_log is not None:
+            self.feature_log.extend((int(s), now, row) for s, row in zip(rows, out, strict=True))
 
     def _resume(self, book: Book, j: int) -> None:
         """A person cleared the kill switch: drop the latched reasons, restart the peak here."""
@@ -604,14 +595,28 @@ def worker_engine_params(settings: WorkerSettings, replay: Replay, *, open_ended
     )
 
 
-def _raw_columns(replay: Replay) -> dict[str, dict[str, np.ndarray]]:
-    """Per symbol, the bar columns online features read, as float64 (NaN where absent)."""
-    return {
-        sym: {
-            c: frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
-            if c in frame
-            else np.full(len(frame), np.nan)
-            for c in ("open", "high", "low", "close", "volume", "taker_buy_volume")
-        }
-        for sym, frame in replay.frames.items()
-    }
+@dataclass(frozen=True)
+class _RawBars:
+    """The bar columns online features read, every symbol's frame end to end, so that a tick's
+    bars for all symbols are one gather: row ``k`` of symbol row ``s``'s frame is column
+    ``start[s] + k`` of ``values``."""
+
+    values: np.ndarray  # float64 (len(_RAW_COLUMNS), all frames' rows)
+    start: np.ndarray  # int64 (symbols,): each symbol's first column
+
+    @classmethod
+    def of(cls, replay: Replay) -> _RawBars:
+        frames = [replay.frames[sym] for sym in replay.symbols]
+        values = np.array([np.concatenate([_column(f, c) for f in frames]) for c in _RAW_COLUMNS])
+        lengths = [len(f) for f in frames]
+        return cls(values=values, start=np.cumsum([0, *lengths[:-1]], dtype=np.int64))
+
+
+_RAW_COLUMNS = ("open", "high", "low", "close", "volume", "taker_buy_volume")
+
+
+def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A bar column as float64 (NaN where absent; all NaN when the source has no such column)."""
+    if name not in frame:
+        return np.full(len(frame), np.nan)
+    return frame[name].to_numpy(dtype=np.float64, na_value=np.nan)

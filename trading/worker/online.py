@@ -1,8 +1,11 @@
-"""Online features per symbol with the batch code (:class:`features.build.FeatureEngine`).
+"""Online features per symbol with the batch code (:class:`features.build.FeatureEngines`).
 
-Each symbol's engine carries its state from bar to bar, so the rows equal
-:func:`features.build.compute_features` over the same history bit for bit. The last
-``rows`` rows of the model's features are kept per symbol as the window the service reads.
+Each symbol's row of the engines carries its state from bar to bar, so the rows equal
+:func:`features.build.compute_features` over the same history bit for bit. A symbol's history
+is fed in one piece (:meth:`OnlineFeatures.feed`), then each tick's bars for all symbols in one
+compiled call (:meth:`OnlineFeatures.feed_tick`). The last ``rows`` rows of the model's features
+are kept per symbol as the window the service reads, in a ring: a new bar writes one row, and
+:meth:`OnlineFeatures.windows` puts the rows in time order when they are read.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from features.build import FeatureEngine
+from features.build import FeatureEngines
 from features.config import FeaturesConfig
 from features.errors import ConfigError
 
@@ -33,8 +36,8 @@ class OnlineFeatures:
     def __init__(
         self, config: FeaturesConfig, n_symbols: int, *, rows: int, names: Sequence[str] | None
     ) -> None:
-        self.engines = [FeatureEngine(config) for _ in range(n_symbols)]
-        self.names = self.engines[0].names if n_symbols else []
+        self.engines = FeatureEngines(config, n_symbols)
+        self.names = self.engines.names
         wanted = list(names) if names is not None else list(self.names)
         missing = [n for n in wanted if n not in self.names]
         if missing:
@@ -44,7 +47,8 @@ class OnlineFeatures:
             )
         self.columns = np.array([self.names.index(n) for n in wanted], dtype=np.int64)
         self.rows = rows
-        self.window = np.full((n_symbols, rows, len(wanted)), np.nan)
+        # symbol s's bar number b (from 0) is row b % rows: the next bar overwrites the oldest
+        self._ring = np.full((n_symbols, rows, len(wanted)), np.nan)
         self.seen = np.zeros(n_symbols, dtype=np.int64)
 
     def feed(self, s: int, bars: pd.DataFrame) -> np.ndarray:
@@ -64,29 +68,50 @@ class OnlineFeatures:
         self._keep(s, out)
         return out
 
-    def feed_one(
-        self, s: int, ts: int, o: float, h: float, low: float, c: float, v: float, tbv: float
+    def feed_tick(
+        self,
+        at: np.ndarray,
+        ts: int | np.ndarray,
+        o: np.ndarray,
+        h: np.ndarray,
+        low: np.ndarray,
+        c: np.ndarray,
+        v: np.ndarray,
+        tbv: np.ndarray,
     ) -> np.ndarray:
-        """Feed one bar (the per-tick path: no DataFrame); returns its feature row."""
-        one = np.array
-        out = self.engines[s].update_arrays(
-            one([ts], dtype=np.int64), one([o]), one([h]), one([low]), one([c]), one([v]), one([tbv])
-        )
-        self._keep(s, out)
-        return out[0]
+        """Feed one bar to each symbol row in ``at`` (the per-tick path: one compiled call).
+
+        Args:
+            at: the symbol rows with a bar, strictly increasing.
+            ts: bar open time, int64 ns: one per row, or one for all.
+            o, h, low, c, v, tbv: the bars' open, high, low, close, volume and taker-buy volume,
+                float64, one per row.
+
+        Returns:
+            ``(len(at), len(self.names))`` feature rows, row ``i`` for symbol row ``at[i]``.
+
+        Raises:
+            DataError: a bar not after its symbol's last one (no symbol is updated then).
+        """
+        out = self.engines.update(at, ts, o, h, low, c, v, tbv)
+        self._ring[at, self.seen[at] % self.rows] = out[:, self.columns]
+        self.seen[at] += 1
+        return out
 
     def _keep(self, s: int, out: np.ndarray) -> None:
         n = len(out)
-        if n == 0:
-            return
-        picked = out[-self.rows :, self.columns]
-        k = len(picked)
-        if k < self.rows:
-            self.window[s, :-k] = self.window[s, k:]
-        self.window[s, -k:] = picked
+        k = min(n, self.rows)  # only the last rows' bars stay
+        self._ring[s, (self.seen[s] + np.arange(n - k, n)) % self.rows] = out[n - k :, self.columns]
         self.seen[s] += n
+
+    def windows(self, at: np.ndarray) -> np.ndarray:
+        """The model windows of symbol rows ``at``: ``(len(at), rows, features)``, oldest row
+        first, the newest last (NaN rows first while a symbol has seen fewer bars than that)."""
+        at = np.asarray(at, dtype=np.int64)
+        oldest_first = (self.seen[at, None] + np.arange(self.rows)) % self.rows
+        return self._ring[at[:, None], oldest_first]
 
     def ready(self) -> np.ndarray:
         """Symbols whose window is complete and finite (bool per symbol)."""
         full = self.seen >= self.rows
-        return full & np.isfinite(self.window).all(axis=(1, 2))
+        return full & np.isfinite(self._ring).all(axis=(1, 2))

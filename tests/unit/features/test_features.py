@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import ta
 
-from features.build import FeatureEngine, compute_features, make_labels
+from features.build import FeatureEngine, FeatureEngines, compute_features, make_labels
 from features.config import FeaturesConfig
+from features.errors import DataError
 
 CONFIG = FeaturesConfig()
 
@@ -136,6 +137,65 @@ def test_online_rejects_a_repeated_bar(btc_bars: pd.DataFrame) -> None:
     engine.update(btc_bars.iloc[:10])
     with pytest.raises(ValueError, match="strictly increasing"):
         engine.update(btc_bars.iloc[9:10])
+
+
+def _arrays(bars: pd.DataFrame) -> list[np.ndarray]:
+    """Open times (int64 ns) and the six bar columns, as ``update_arrays`` takes them."""
+    ts = bars["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    columns = ("open", "high", "low", "close", "volume", "taker_buy_volume")
+    return [ts, *(bars[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in columns)]
+
+
+# history per series: none, one bar, short, the 1440 window filling up during the ticks, warm
+WARMUPS = (0, 1, 40, 1300, 3000)
+
+
+def test_one_call_for_all_series_equals_one_engine_per_series_bit_for_bit(btc_bars: pd.DataFrame) -> None:
+    config = CONFIG.for_interval("1m")
+    ticks = 400
+    series = [_arrays(btc_bars.iloc[15_000 * s : 15_000 * s + w + ticks]) for s, w in enumerate(WARMUPS)]
+    series[2][6][::7] = np.nan  # taker volume unknown on some bars
+    has = np.random.default_rng(7).random((ticks, len(WARMUPS))) < 0.8  # some bars missing
+    has[17] = False  # and a tick with no bar at all
+    stack = FeatureEngines(config, len(WARMUPS))
+    alone = [FeatureEngine(config) for _ in WARMUPS]
+    for s, w in enumerate(WARMUPS):  # the history through a one-series view of the stack
+        head = [a[:w] for a in series[s]]
+        np.testing.assert_array_equal(stack[s].update_arrays(*head), alone[s].update_arrays(*head))
+    fed = np.array(WARMUPS)  # each series' next bar
+    got: list[list[np.ndarray]] = [[] for _ in WARMUPS]
+    for j in range(ticks):
+        rows = np.flatnonzero(has[j])
+        out = stack.update(rows, *(np.array([series[s][k][fed[s]] for s in rows]) for k in range(7)))
+        assert out.shape == (len(rows), len(stack.names))
+        for i, s in enumerate(rows):
+            want = alone[s].update_arrays(*(a[fed[s] : fed[s] + 1] for a in series[s]))
+            np.testing.assert_array_equal(out[i], want[0])  # NaN where the reference has NaN
+            got[s].append(out[i])
+        fed[rows] += 1
+    for s, w in enumerate(WARMUPS):  # and the batch over the same bars agrees
+        batch = FeatureEngine(config).update_arrays(*(a[: fed[s]] for a in series[s]))
+        np.testing.assert_array_equal(np.array(got[s]), batch[w:])
+    warming = np.array(got[3])  # the 1440 window became defined during the ticks
+    assert np.isnan(warming[0]).any() and np.isfinite(warming[-1]).all()
+
+
+def test_a_bar_out_of_order_for_one_series_is_refused_and_no_series_changes(btc_bars: pd.DataFrame) -> None:
+    stack = FeatureEngines(CONFIG.for_interval("1m"), 3)
+    series = [_arrays(btc_bars.iloc[1000 * s : 1000 * s + 50]) for s in range(3)]
+    for s in range(3):
+        stack[s].update_arrays(*(a[:40] for a in series[s]))
+    state = (stack.buf, stack.sums, stack.istate, stack.fstate, stack.last_ts)
+    before = [a.copy() for a in state]
+    bars = [np.array([series[s][k][40] for s in range(3)]) for k in range(7)]
+    for stale in (39, 10):  # series row 1: its last bar again, then an older one
+        bars[0][1] = series[1][0][stale]
+        with pytest.raises(DataError, match=r"strictly increasing time order.*series row 1 .*none updated"):
+            stack.update(np.arange(3), *bars)
+        for now, then in zip(state, before, strict=True):
+            np.testing.assert_array_equal(now, then)
+    with pytest.raises(ValueError, match="strictly increasing"):  # one bar per series per call
+        stack.update(np.array([0, 0]), *(np.repeat(a[:1], 2) for a in bars))
 
 
 def test_features_are_defined_after_warmup_and_finite(full: pd.DataFrame) -> None:
