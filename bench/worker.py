@@ -471,6 +471,7 @@ async def run_worker(
         raise ValueError(f"{done} ticks ran; none left after {warmup_ticks} warm-up ticks")
     parts = {p: np.array([getattr(t, p) for t in kept]) / 1e6 for p in PARTS}
     hidden = np.array([t.hidden for t in kept]) / 1e6
+    sending = np.array([t.sending for t in kept]) / 1e6
     total = np.array([t.total for t in kept]) / 1e6
     paper = np.array(paper_ns[warmup_ticks:]) / 1e6
     # the paper exchange's time on the tick's critical path: not what it did while the request was out
@@ -493,6 +494,9 @@ async def run_worker(
             "total": pct(total),
             **{p: pct(v) for p, v in parts.items()},
             "venue_hidden_in_model_call": pct(hidden),
+            # the model call less its sending and the venue work: waiting for (and reading) the answer
+            "model_sending": pct(sending),
+            "model_waiting_after_venue_work": pct(parts["model"] - sending - hidden),
             "paper_exchange": pct(paper),
             "paper_exchange_on_critical_path": pct(paper_on_path),
             "venue_worker_side": pct(parts["venue"] - paper),

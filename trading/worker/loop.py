@@ -84,9 +84,10 @@ class WorkerSettings:
 class TickTimings:
     """Where one tick's time went, ns.
 
-    ``model`` is the signal call from the request to the answer in hand; ``venue`` all the venue
-    work, of which ``hidden`` ran while the request was in flight (inside ``model``'s span), so
-    the tick's wall time is the parts less ``hidden``.
+    ``model`` is the signal call from the request to the answer in hand, of which ``sending``
+    is until the request had left (the windows gathered, the body built and written); ``venue``
+    all the venue work, of which ``hidden`` ran while the request was in flight (inside
+    ``model``'s span), so the tick's wall time is the parts less ``hidden``.
     """
 
     features: int
@@ -95,6 +96,7 @@ class TickTimings:
     journal: int
     venue: int
     hidden: int = 0
+    sending: int = 0
 
     @property
     def total(self) -> int:
@@ -428,6 +430,7 @@ class Worker(SignalIntake, OrderFlow, SymbolControls):
                 journal=t5 - t4 - decide,
                 venue=(t3 - t2) + (t6 - t5),
                 hidden=t3 - t2 if in_flight else 0,
+                sending=t2 - t1,
             )
         )
 
