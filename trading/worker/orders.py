@@ -144,21 +144,34 @@ class OrderFlow:
             prefix = f"{self.prefix}{book.letter}"
             working = {o.client_id for o in self.journal.open_orders(book.name) if not o.cancel_requested}
             working -= {cid for cid, status, _ in updates if status in TERMINAL}
-            for state in await book.venue.open_orders():
-                if state.client_id.startswith(prefix) and state.client_id not in working:
-                    await self._send_cancel(book, state.client_id, state.symbol, updates)
-                    report["cancelled_unknown"] += 1
+            strays = await self._cancel_strays(book, prefix, working, updates)
+            report["cancelled_unknown"] += len(strays)
             await book.venue.flush()
             with self.journal.transaction():
-                for cid, status, note in updates:
+                for cid in strays:  # said whatever the venue answered (a cancel may act later)
                     if self.journal.order(cid) is None:
                         self.journal.add_event(
                             self.next_tick, 0, "", "reconcile", f"cancelled unknown order {cid}"
                         )
-                    else:
+                for cid, status, note in updates:
+                    if self.journal.order(cid) is not None:
                         self.journal.set_status(cid, status, note)
             self._rebuild_live(book)
         return report
+
+    async def _cancel_strays(
+        self, book: Book, prefix: str, working: set[str], updates: list[tuple[str, str, str]]
+    ) -> list[str]:
+        """Cancel the venue's open orders with this book's prefix that the journal does not hold
+        as working (never journaled, or their cancel requested); returns their client ids."""
+        strays = [
+            state
+            for state in await book.venue.open_orders()
+            if state.client_id.startswith(prefix) and state.client_id not in working
+        ]
+        for state in strays:
+            await self._send_cancel(book, state.client_id, state.symbol, updates)
+        return [state.client_id for state in strays]
 
     def _fail_closed(self, differ: list[tuple[str, str]]) -> NoReturn:
         """The venue and the journal disagree on a position: trade nothing. Every symbol of every

@@ -328,6 +328,34 @@ def test_a_position_the_venue_does_not_confirm_fails_closed(btc_march: pd.DataFr
     j.close()
 
 
+def test_an_order_of_ours_the_journal_never_held_is_cancelled_and_said(
+    btc_march: pd.DataFrame, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    day = btc_march.iloc[:400].reset_index(drop=True)
+    path = tmp_path / "j.db"
+    paper({"BTCUSDT": day}, path, settings(), max_ticks=300)
+    venue_db, _ = paper_paths(path)
+    stray = "mm-L9999b-BTCUSDT"  # our prefix, never journaled (another process of ours, a lost journal)
+    with sqlite3.connect(venue_db) as v:
+        (placed,) = v.execute("select max(placed) + 1 from orders").fetchone()
+        v.execute(
+            "insert into orders values (?, 'BTCUSDT', 1, 'limit', 1, 1, 0, 'open', 0, -1, ?)", (stray, placed)
+        )
+    report, _ = paper({"BTCUSDT": day}, path, settings())
+    assert report.reconcile["cancelled_unknown"] == 1 and report.finished
+    j = Journal(path)
+    said = [e["message"] for e in j.events(("reconcile",))]
+    assert f"cancelled unknown order {stray}" in said, said  # the paper venue cancels at its next bar
+    assert j.order(stray) is None  # still not one of the journal's orders
+    j.close()
+    with sqlite3.connect(venue_db) as v:
+        assert v.execute("select status from orders where client_id = ?", (stray,)).fetchone() == (
+            "canceled",
+        )
+
+
 def test_multi_symbol_replay_quotes_each_symbol_on_its_own_book(
     btc_march: pd.DataFrame, tmp_path: Path
 ) -> None:
