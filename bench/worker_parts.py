@@ -139,12 +139,10 @@ class Sums:
         journal.transaction = transaction
 
 
-def pct(values: np.ndarray) -> dict[str, float]:
-    return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
-
-
 def run(symbols: int, ticks: int, warmup_ticks: int, parts: bool) -> dict[str, Any]:
-    import worker as bench_worker  # bench/worker.py: the same data
+    import worker as bench_worker  # bench/worker.py: the same data and percentiles
+
+    pct = bench_worker.pct
 
     from features.build import feature_names
     from flows.params import load_params

@@ -422,10 +422,7 @@ class OrderFlow:
         self._pending.extend(results)  # made final and journaled by the next _confirm
 
     async def _send_place(self, book: Book, o: JournalOrder, results: list[tuple[str, str, str]]) -> None:
-        try:
-            answer: OrderState | VenueError = await book.venue.place(_request(o))
-        except (VenueRejected, VenueAmbiguous) as exc:
-            answer = exc
+        [answer] = await book.venue.place_many([_request(o)])  # the send phase's path, for one
         self._place_answer(book, o, answer, results)
 
     def _place_answer(
@@ -453,10 +450,7 @@ class OrderFlow:
         """Ask the venue to cancel; until it confirms, the cancel is re-sent every tick (a lost
         cancel would leave a working order nobody wants)."""
         self._cancels[client_id] = (book, symbol)
-        try:
-            answer: OrderState | VenueError | None = await book.venue.cancel(symbol, client_id)
-        except (VenueAmbiguous, VenueRejected) as exc:
-            answer = exc
+        [answer] = await book.venue.cancel_many([(symbol, client_id)])
         self._cancel_answer(book, client_id, answer, results)
 
     def _cancel_answer(
