@@ -7,6 +7,7 @@ the service's message; a 401 raises :class:`Unauthorized`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -166,10 +167,16 @@ class SignalClient:
 
 def _message(response: httpx.Response) -> str:
     """The service's own words: the validation messages, else the error, else the body."""
+    return message_of(response.text)
+
+
+def message_of(body: str) -> str:
+    """An error body in the service's own words: the validation messages, else the error, else the
+    body (its first 500 characters)."""
     try:
-        doc = response.json()
+        doc = json.loads(body)
     except ValueError:
-        return response.text[:500]
+        return body[:500]
     if isinstance(doc, list) and doc and isinstance(doc[0], dict):
         doc = doc[0]
     if isinstance(doc, dict):

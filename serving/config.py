@@ -69,6 +69,16 @@ class ServeConfig(BaseModel):
     )
     log_predictions: bool = True
     log_flush_s: float = Field(0.5, gt=0, description="prediction log buffer flush interval, seconds")
+    access_log: bool = Field(
+        False,
+        description="BentoML's access log line per request (the prediction log already records every "
+        "model call with its request id and latency)",
+    )
+    trace_requests: bool = Field(
+        False,
+        description="OpenTelemetry spans on the API routes (for a tracing exporter set up in BentoML's "
+        "configuration; none is by default)",
+    )
 
     def batch_windows(self, device: Literal["cpu", "cuda"]) -> int:
         """The micro-batcher's windows per model call on ``device``."""

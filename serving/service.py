@@ -8,6 +8,7 @@ A thin shell: each API delegates to :class:`serving.engine.SignalEngine`. Start 
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
@@ -122,7 +123,25 @@ class PredictInput(bentoml.IODescriptor):
         )
 
 
-@bentoml.service(name="mmops-signal", workers=1, traffic={"timeout": 10}, metrics={"enabled": True})
+API_PATHS = ["/predict_batch", "/predict", "/info"]
+
+
+def _server_options() -> dict[str, Any]:
+    """BentoML's access log and request tracing as ``serve.access_log`` and ``serve.trace_requests``
+    say. Read when ``bentoml serve`` imports this module, from the settings ``mmops serve`` wrote
+    (the defaults where there are none, as in tests that import the module)."""
+    from serving.config import SETTINGS_ENV, ServeConfig, settings_from_env
+
+    config = settings_from_env().config if os.environ.get(SETTINGS_ENV) else ServeConfig()
+    return {
+        "logging": {"access": {"enabled": config.access_log}},
+        "tracing": {"excluded_urls": [] if config.trace_requests else API_PATHS},
+    }
+
+
+@bentoml.service(
+    name="mmops-signal", workers=1, traffic={"timeout": 10}, metrics={"enabled": True}, **_server_options()
+)
 class SignalService:
     def __init__(self) -> None:
         import prometheus_client as prom  # after BentoML set up multiprocess metrics

@@ -10,13 +10,16 @@ holds the latency budget, so the HTTP source makes a single attempt with that ti
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import socket
+from collections.abc import Sequence
 from typing import Any
 
-import httpx
+import aiohttp
 import numpy as np
+from aiohappyeyeballs import AddrInfoType
+from aiohttp.abc import AbstractStreamWriter
 
-from serving.client import RejectedRequest, ServiceUnavailable, Unauthorized, _message
+from serving.client import RejectedRequest, ServiceUnavailable, Unauthorized, message_of
 from serving.engine import SignalEngine
 from serving.logic import RAW_MEDIA_TYPE, encode_raw_batch
 from serving.schemas import BatchPredictResponse, InfoResponse
@@ -47,82 +50,107 @@ def _batch(doc: BatchPredictResponse) -> SignalBatch:
     )
 
 
-def _on_sent(sent: asyncio.Event) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
-    """An httpcore trace hook that sets ``sent`` once the request body has left (HTTP/1.1)."""
+class _Body(aiohttp.BytesPayload):
+    """A raw request body that sets ``sent`` once all of it is in the kernel's socket buffer.
 
-    async def trace(event: str, _info: dict[str, Any]) -> None:
-        if event == "http11.send_request_body.complete":
-            sent.set()
+    The worker starts CPU-bound venue work when ``sent`` is set; bytes still queued in the event
+    loop's transport would wait for that work to finish, so the transport's write buffer limit
+    is dropped to 0 for the wait (``drain`` then returns only once nothing is left in it).
+    """
 
-    return trace
+    def __init__(self, data: bytes, sent: asyncio.Event | None) -> None:
+        super().__init__(data, content_type=RAW_MEDIA_TYPE)
+        self._sent = sent
+
+    async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
+        await super().write_with_length(writer, content_length)
+        if self._sent is None:
+            return
+        transport = getattr(writer, "transport", None)
+        if transport is not None and not transport.is_closing():
+            transport.set_write_buffer_limits(high=0)
+            await writer.drain()
+        self._sent.set()
+
+
+SEND_BUFFER_BYTES = 4 * 1024 * 1024
+
+
+def _socket(addr: AddrInfoType) -> socket.socket:
+    """A connection whose kernel send buffer holds a whole tick's request.
+
+    100 symbols of 32 x 67 float32 windows are 857 KB; the default buffer (16 KB, growing as the
+    reader keeps up) let the body out only as fast as the service read it, and the worker waited
+    for that before starting the venue work (about 2 ms of each tick on the 2-core development
+    machine). Linux caps the size at ``net.core.wmem_max``.
+    """
+    family, kind, proto, _, _ = addr
+    sock = socket.socket(family=family, type=kind, proto=proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+    return sock
 
 
 class HttpSignalSource:
-    """A running ``mmops serve``, one raw ``/predict_batch`` request per tick.
+    """A running ``mmops serve``, one raw ``/predict_batch`` request per tick, over aiohttp.
+
+    aiohttp rather than httpx (which :class:`serving.client.SignalClient` uses): on the 2-core
+    development machine an httpx ``AsyncClient`` request to a bare Starlette app took 2.2 ms at
+    p50 against 0.9 ms for aiohttp and 0.5 ms for a raw socket (BENCHMARKS.md, "Worker"), and the
+    worker makes one request on every tick's critical path.
 
     Args:
         base_url: e.g. ``http://127.0.0.1:3000``.
         token: the service's bearer token, or None.
         timeout_s: per request (the worker's budget also cancels the wait).
-        transport: an httpx transport (tests).
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        token: str | None = None,
-        timeout_s: float = 1.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.AsyncClient(
-            base_url=base_url, headers=headers, timeout=timeout_s, transport=transport
-        )
+    def __init__(self, base_url: str, *, token: str | None = None, timeout_s: float = 1.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._http: aiohttp.ClientSession | None = None  # made in the running loop, on first use
         self._rid = 0
 
-    async def _post(
-        self, path: str, body: bytes | dict[str, Any], *, sent: asyncio.Event | None = None
-    ) -> Any:
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(socket_factory=_socket),
+            )
+        return self._http
+
+    async def _post(self, path: str, body: aiohttp.BytesPayload | dict[str, Any]) -> bytes:
+        url = f"{self.base_url}{path}"
         try:
-            if isinstance(body, bytes):
-                response = await self._http.post(
-                    path,
-                    content=body,
-                    headers={"Content-Type": RAW_MEDIA_TYPE},
-                    extensions={} if sent is None else {"trace": _on_sent(sent)},
-                )
-            else:
-                response = await self._http.post(path, json=body)
-        except httpx.TransportError as exc:
-            raise ServiceUnavailable(f"{self._http.base_url}{path}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code == 401:
-            raise Unauthorized(f"{self._http.base_url}{path}: {_message(response)}")
-        if response.status_code >= 500 or response.status_code == 429:
-            raise ServiceUnavailable(
-                f"{self._http.base_url}{path}: HTTP {response.status_code}: {_message(response)}"
-            )
-        if response.status_code >= 400:
-            raise RejectedRequest(
-                f"{self._http.base_url}{path}: HTTP {response.status_code}: {_message(response)}"
-            )
-        return response.json()
+            kind = {"data": body} if isinstance(body, aiohttp.BytesPayload) else {"json": body}
+            async with self._session().post(url, **kind) as response:
+                status, content = response.status, await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ServiceUnavailable(f"{url}: {type(exc).__name__}: {exc}") from exc
+        if status < 400:
+            return content
+        message = message_of(content.decode("utf-8", "replace"))
+        if status == 401:
+            raise Unauthorized(f"{url}: {message}")
+        if status >= 500 or status == 429:
+            raise ServiceUnavailable(f"{url}: HTTP {status}: {message}")
+        raise RejectedRequest(f"{url}: HTTP {status}: {message}")
 
     async def info(self) -> SourceInfo:
-        return _info(InfoResponse.model_validate(await self._post("/info", {})))
+        return _info(InfoResponse.model_validate_json(await self._post("/info", {})))
 
     async def signals(
         self, symbols: Sequence[str], windows: np.ndarray, *, sent: asyncio.Event | None = None
     ) -> SignalBatch:
         self._rid += 1
         meta = {"symbols": list(symbols), "rows": int(windows.shape[1]), "request_id": f"worker-{self._rid}"}
-        doc = await self._post(
-            "/predict_batch", encode_raw_batch(meta, np.asarray(windows, dtype=np.float32)), sent=sent
-        )
-        return _batch(BatchPredictResponse.model_validate(doc))
+        body = _Body(encode_raw_batch(meta, np.asarray(windows, dtype=np.float32)), sent)
+        return _batch(BatchPredictResponse.model_validate_json(await self._post("/predict_batch", body)))
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
 
 
 class EngineSignalSource:
