@@ -335,7 +335,12 @@ class PaperVenue:
             self._position[self._row[sym]] += side * lots
 
     def _from_row(self, row: tuple[Any, ...]) -> _Order:
+        """An order from its row. A row stays ``pending`` when the order opens (a write a tick
+        saved for every order placed): it is open once its symbol has had its effective bar
+        matched, as :meth:`advance` opens it."""
         cid, sym, side, kind, price, lots, filled, status, effective, cancel_at, placed = row
+        if status == "pending" and effective < self._bars[self._row[sym]]:
+            status = "open"
         state = OrderState(cid, sym, side, price, lots, filled, status, kind)
         return _Order(state, effective, cancel_at, self._row[sym], placed)
 
@@ -465,9 +470,8 @@ class PaperVenue:
                 continue
             if o.effective > b:
                 continue
-            if st.status == "pending":
+            if st.status == "pending":  # not written: the file's row reads as open from now on (_from_row)
                 o.state = _restate(st, status="open")
-                self._save_order(o)
             if st.kind == "limit":  # the worker keeps one order a side; should two be live, the newest
                 side = bids if st.side > 0 else asks
                 if s not in side or side[s].placed < o.placed:
