@@ -182,10 +182,16 @@ def build_registry(home: str, train_rows: int) -> tuple[str, str, int]:
 
 
 # ---- the service ---------------------------------------------------------------------------------
-def start_server(home: Path, uri: str, token: str) -> tuple[subprocess.Popen[bytes], str]:
-    """``mmops serve`` on a free 127.0.0.1 port, in its own process group; waits for /readyz."""
+def start_server(
+    home: Path, uri: str, token: str, *, request_logging: bool = False
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``mmops serve`` on a free 127.0.0.1 port, in its own process group; waits for /readyz.
+    ``request_logging``: BentoML's access log and tracing spans on (``serve.access_log``,
+    ``serve.trace_requests``; both off in params.yaml)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["serve"].update(model=NAME, poll_interval_s=5.0)
+    params["serve"].update(
+        model=NAME, poll_interval_s=5.0, access_log=request_logging, trace_requests=request_logging
+    )
     (home / "params.yaml").write_text(yaml.safe_dump(params))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -557,6 +563,11 @@ def main() -> None:
         default=None,
         help="backtest.refresh_tolerance_pct for the runs (default: params.yaml's)",
     )
+    parser.add_argument(
+        "--request-logging",
+        action="store_true",
+        help="serve with BentoML's access log and request tracing on (off in params.yaml)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -572,7 +583,7 @@ def main() -> None:
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
             uri, version, n_features = pool.submit(build_registry, name, args.train_rows).result()
         setup_s = time.perf_counter() - t0
-        proc, base_url = start_server(tmp, uri, token)
+        proc, base_url = start_server(tmp, uri, token, request_logging=args.request_logging)
         runs: dict[str, Any] = {}
         try:
             base = load_base()
@@ -611,6 +622,7 @@ def main() -> None:
         },
         "model": {"family": "lstm", "version": version, "features": n_features, **LSTM},
         "setup_s": setup_s,
+        "request_logging": args.request_logging,
         "runs": runs,
         "goals": {
             "p99_le_20ms": small["tick_ms"]["total"]["p99"] <= 20.0,

@@ -10,13 +10,11 @@ holds the latency budget, so the HTTP source makes a single attempt with that ti
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 import numpy as np
-from aiohappyeyeballs import AddrInfoType
 from aiohttp.abc import AbstractStreamWriter
 
 from serving.client import RejectedRequest, ServiceUnavailable, Unauthorized, message_of
@@ -73,30 +71,14 @@ class _Body(aiohttp.BytesPayload):
         self._sent.set()
 
 
-SEND_BUFFER_BYTES = 4 * 1024 * 1024
-
-
-def _socket(addr: AddrInfoType) -> socket.socket:
-    """A connection whose kernel send buffer holds a whole tick's request.
-
-    100 symbols of 32 x 67 float32 windows are 857 KB; the default buffer (16 KB, growing as the
-    reader keeps up) let the body out only as fast as the service read it, and the worker waited
-    for that before starting the venue work (about 2 ms of each tick on the 2-core development
-    machine). Linux caps the size at ``net.core.wmem_max``.
-    """
-    family, kind, proto, _, _ = addr
-    sock = socket.socket(family=family, type=kind, proto=proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
-    return sock
-
-
 class HttpSignalSource:
     """A running ``mmops serve``, one raw ``/predict_batch`` request per tick, over aiohttp.
 
     aiohttp rather than httpx (which :class:`serving.client.SignalClient` uses): on the 2-core
-    development machine an httpx ``AsyncClient`` request to a bare Starlette app took 2.2 ms at
-    p50 against 0.9 ms for aiohttp and 0.5 ms for a raw socket (BENCHMARKS.md, "Worker"), and the
-    worker makes one request on every tick's critical path.
+    development machine, one request at a time to a bare Starlette app, httpx took 1.6 ms at p50
+    without a body and 2.7 ms with the worker's 857 KB one, aiohttp 0.8-0.95 and 2.1-2.3 ms, a
+    raw socket 0.4 and 1.8 ms (``bench/http_clients.py``, BENCHMARKS.md "Worker"); the worker
+    makes one request on every tick's critical path.
 
     Args:
         base_url: e.g. ``http://127.0.0.1:3000``.
@@ -113,11 +95,7 @@ class HttpSignalSource:
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(
-                headers=self._headers,
-                timeout=self._timeout,
-                connector=aiohttp.TCPConnector(socket_factory=_socket),
-            )
+            self._http = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
         return self._http
 
     async def _post(self, path: str, body: aiohttp.BytesPayload | dict[str, Any]) -> bytes:

@@ -1,0 +1,96 @@
+"""What BentoML's access log and request tracing cost one 100-symbol ``/predict_batch``.
+
+A throw-away registry with the LSTM champion of ``bench/worker.py`` (its ``build_registry``, in
+a spawned child), then ``mmops serve`` started ``--rounds`` times with ``serve.access_log`` and
+``serve.trace_requests`` on, then off, interleaved. Each start: 100 warm-up requests, then 10 s
+of the worker's request alone (100 symbols x 32 rows x 67 features of random float32, raw body,
+bearer token, aiohttp, one at a time, 5 ms apart). Reports p50 / p99 ms per start, and the mean
+p50 of "off" over "on".
+
+    .venv/bin/python bench/request_logging.py [--rounds 2] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolve().parent]
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(REPO / "bench"))
+
+import worker as bench_worker  # noqa: E402  (bench/worker.py, after the path is set)
+
+
+async def measure(base: str, token: str, n_features: int, seconds: float) -> dict[str, float]:
+    import aiohttp
+
+    from serving.logic import RAW_MEDIA_TYPE, encode_raw_batch
+
+    symbols = [f"S{i:04d}USDT" for i in range(100)]
+    windows = np.random.default_rng(0).standard_normal((100, 32, n_features)).astype(np.float32)
+    body = encode_raw_batch({"symbols": symbols, "rows": 32, "request_id": "bench"}, windows)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": RAW_MEDIA_TYPE}
+    async with aiohttp.ClientSession(base, headers=headers) as session:
+
+        async def one() -> None:
+            async with session.post("/predict_batch", data=body) as response:
+                response.raise_for_status()
+                await response.read()
+
+        for _ in range(100):
+            await one()
+        ms: list[float] = []
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            t = time.perf_counter()
+            await one()
+            ms.append((time.perf_counter() - t) * 1000)
+            await asyncio.sleep(0.005)
+    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "n": len(ms)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    runs: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="mmops-bench-rl-") as name:
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+            uri, _version, n_features = pool.submit(bench_worker.build_registry, name, 6000).result()
+        for _ in range(args.rounds):
+            for on in (True, False):
+                token = secrets.token_urlsafe(16)
+                proc, base = bench_worker.start_server(Path(name), uri, token, request_logging=on)
+                try:
+                    got = asyncio.run(measure(base, token, n_features, args.seconds))
+                finally:
+                    bench_worker.stop_server(proc)
+                runs.append({"request_logging": on, **got})
+    p50 = {on: np.mean([r["p50"] for r in runs if r["request_logging"] is on]) for on in (True, False)}
+    report = {"bench": "request_logging", "runs": runs, "off_over_on_p50": float(p50[False] / p50[True])}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    for r in runs:
+        print(
+            f"request logging {'on ' if r['request_logging'] else 'off'}: p50 {r['p50']:.2f} p99 {r['p99']:.2f} ms ({r['n']} requests)"
+        )
+    print(f"off / on, mean p50: x{report['off_over_on_p50']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
