@@ -32,6 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+# bench/features.py and bench/serving.py are named like packages: this folder goes last on the path
+sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolve().parent]
+sys.path.append(str(Path(__file__).resolve().parent))
+from worker import pct  # noqa: E402  (bench/worker.py's percentiles)
+
 WARMUP = 50
 
 
@@ -130,10 +135,6 @@ async def with_aiohttp(base: str, body: bytes, n: int) -> dict[str, list[float]]
 CLIENTS = {"raw_socket": with_raw, "httpx": with_httpx, "aiohttp": with_aiohttp}
 
 
-def pct(values: list[float]) -> dict[str, float]:
-    return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=800, help="request pairs per client per round")
@@ -154,7 +155,7 @@ def main() -> None:
                 name: asyncio.run(run(f"http://127.0.0.1:{port}", body, args.requests + WARMUP))
                 for name, run in CLIENTS.items()
             }
-            rounds.append({name: {k: pct(v) for k, v in r.items()} for name, r in got.items()})
+            rounds.append({name: {k: pct(np.array(v)) for k, v in r.items()} for name, r in got.items()})
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -192,5 +193,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--serve":
         serve(int(sys.argv[2]))
     else:
-        sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolve().parent]
         main()

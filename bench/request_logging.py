@@ -4,7 +4,7 @@ A throw-away registry with the LSTM champion of ``bench/worker.py`` (its ``build
 a spawned child), then ``mmops serve`` started ``--rounds`` times with ``serve.access_log`` and
 ``serve.trace_requests`` on, then off, interleaved. Each start: 100 warm-up requests, then 10 s
 of the worker's request alone (100 symbols x 32 rows x 67 features of random float32, raw body,
-bearer token, aiohttp, one at a time, 5 ms apart). Reports p50 / p99 ms per start, and the mean
+bearer token, through the worker's ``HttpSignalSource``, one at a time, 5 ms apart). Reports p50 / p99 ms per start, and the mean
 p50 of "off" over "on".
 
     .venv/bin/python bench/request_logging.py [--rounds 2] [--json]
@@ -34,31 +34,25 @@ import worker as bench_worker  # noqa: E402  (bench/worker.py, after the path is
 
 
 async def measure(base: str, token: str, n_features: int, seconds: float) -> dict[str, float]:
-    import aiohttp
-
-    from serving.logic import RAW_MEDIA_TYPE, encode_raw_batch
+    """The worker's own request (:class:`serving.worker_source.HttpSignalSource`), one at a time."""
+    from serving.worker_source import HttpSignalSource
 
     symbols = [f"S{i:04d}USDT" for i in range(100)]
     windows = np.random.default_rng(0).standard_normal((100, 32, n_features)).astype(np.float32)
-    body = encode_raw_batch({"symbols": symbols, "rows": 32, "request_id": "bench"}, windows)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": RAW_MEDIA_TYPE}
-    async with aiohttp.ClientSession(base, headers=headers) as session:
-
-        async def one() -> None:
-            async with session.post("/predict_batch", data=body) as response:
-                response.raise_for_status()
-                await response.read()
-
+    source = HttpSignalSource(base, token=token, timeout_s=5.0)
+    try:
         for _ in range(100):
-            await one()
+            await source.signals(symbols, windows)
         ms: list[float] = []
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             t = time.perf_counter()
-            await one()
+            await source.signals(symbols, windows)
             ms.append((time.perf_counter() - t) * 1000)
             await asyncio.sleep(0.005)
-    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "n": len(ms)}
+    finally:
+        await source.close()
+    return {**bench_worker.pct(np.array(ms)), "n": len(ms)}
 
 
 def main() -> None:
