@@ -30,9 +30,16 @@ What runs, in order:
    (``/info``: no model, no input) and the same ``/predict_batch`` request alone (the worker's
    last windows, no worker around it).
 5. Memory: the worker's process RSS and the service's (its process and all descendants) every
-   ``--sample-s`` during the 100-symbol run, which lasts ``--soak-s``; the slope (least
-   squares, MB per minute) is fitted over the last two thirds of the samples (the first third
-   holds the warm-up: allocator pools, SQLite page caches, the venue's first orders).
+   ``--sample-s`` during the 100-symbol run, which lasts ``--soak-s``, sampled after a tick's
+   between-ticks work (never inside a tick); the slope (least squares, MB per minute) is fitted
+   over the last two thirds of the samples (the first third holds the warm-up: allocator
+   pools, SQLite page caches, the venue's first orders).
+6. The machine beside the code (``bench/machine_noise.py``): per tick, the worker thread's CPU
+   time, its time runnable but waiting for a CPU (the kernel's run queue), and a fixed
+   pure-Python probe timed just before and after; ``over_20ms_ticks`` gives the medians of the
+   ticks over 20 ms against the others, so a slow tick reads as more work, a CPU taken by
+   something else, a wait for the service, or a machine running slow around it. The run's
+   stolen time (``steal_s``) is what the hypervisor reports (0 when it does not).
 
 Replayed data: the shared Binance BTCUSDT 1m dumps (``$MMOPS_SOURCE_DATA/binance-spot-1m``, no
 ETHUSDT dump is shipped) are the one source. Symbol k (``S0000USDT`` ...) is the slice of the
@@ -54,7 +61,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
@@ -79,9 +85,12 @@ import yaml
 # bench/features.py and bench/serving.py are named like packages; run as a script, this folder
 # would shadow them.
 sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolve().parent]
+sys.path.append(str(Path(__file__).resolve().parent))  # last: for machine_noise only
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from machine_noise import probe_ms, run_queue_wait_ns, steal_s  # noqa: E402
 
 NAME = "mmops-BENCHWORKER-1m"
 LSTM = {"lookback": 32, "units": 32, "epochs": 1, "batch_size": 256, "patience": 1}
@@ -400,6 +409,8 @@ async def run_worker(
     paper_ns: list[int] = []
     paper_early_ns: list[int] = []  # inside the venue work the worker does while the request is out
     cpu_ns: list[int] = []
+    queue_ns: list[int] = []  # the worker's thread runnable but waiting for a CPU, in the tick
+    probes: list[tuple[float, float]] = []  # machine_noise.probe_ms just before and after each tick
     model_free: list[int] = []
     original_tick = worker.tick
     original_venue_work = worker._venue_work
@@ -407,9 +418,12 @@ async def run_worker(
     async def tick() -> None:
         timer.ns = 0
         paper_early_ns.append(0)
-        c = time.thread_time_ns()
+        before = probe_ms()
+        c, q = time.thread_time_ns(), run_queue_wait_ns()
         await original_tick()
         cpu_ns.append(time.thread_time_ns() - c)
+        queue_ns.append(run_queue_wait_ns() - q)
+        probes.append((before, probe_ms()))
         paper_ns.append(timer.ns)
         model_free.append(len(worker.books[0].fallback))
 
@@ -427,38 +441,40 @@ async def run_worker(
     between_cpu_ns: list[int] = []
     original_between = worker._between_ticks
 
+    memory: dict[str, list[tuple[float, float]]] = {"worker": [], "service": []}
+    service_procs: list[int] = []
+    began = time.monotonic()
+
+    def sample() -> None:
+        now = time.monotonic() - began
+        memory["worker"].append((now, rss_mb(os.getpid())))
+        service_mb, procs = tree_rss_mb(server_pid)
+        memory["service"].append((now, service_mb))
+        service_procs.append(procs)
+
     async def between_ticks() -> None:
         t, c = time.perf_counter_ns(), time.thread_time_ns()
         await original_between()
         between_cpu_ns.append(time.thread_time_ns() - c)
         between_ns.append(time.perf_counter_ns() - t)
+        # the memory sample (a few ms of /proc reads) here, outside any tick: a sampling task of
+        # its own could run while a tick waits for its answer, and lengthen that tick
+        if time.monotonic() - began - memory["worker"][-1][0] >= sample_s:
+            sample()
 
     worker._between_ticks = between_ticks  # type: ignore[method-assign]
-    memory: dict[str, list[tuple[float, float]]] = {"worker": [], "service": []}
-    service_procs: list[int] = []
-    began = time.monotonic()
-
-    async def sample(stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            now = time.monotonic() - began
-            memory["worker"].append((now, rss_mb(os.getpid())))
-            service_mb, procs = tree_rss_mb(server_pid)
-            memory["service"].append((now, service_mb))
-            service_procs.append(procs)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=sample_s)
 
     try:
         t0 = time.perf_counter()
         await worker.start()
         start_s = time.perf_counter() - t0
-        stop = asyncio.Event()
-        sampler = asyncio.create_task(sample(stop))
+        sample()
+        steal0 = steal_s()
         wall0, cpu0, load0 = time.perf_counter(), time.process_time(), os.getloadavg()[0]
         done = await worker.run(max_ticks=ticks)
         wall, cpu, load1 = time.perf_counter() - wall0, time.process_time() - cpu0, os.getloadavg()[0]
-        stop.set()
-        await sampler
+        steal = steal_s() - steal0
+        sample()
         rows = np.flatnonzero(worker.features.ready())  # type: ignore[union-attr]
         windows = worker.features.windows(rows).astype(np.float32)  # type: ignore[union-attr]
         base = await floors(source, [worker.symbols[s] for s in rows], windows, floor_requests)
@@ -485,6 +501,10 @@ async def run_worker(
     paper_on_path = paper - np.where(hidden > 0, early, 0.0)
     free = np.array(model_free[warmup_ticks:])
     budget = trade.signal_budget_ms
+    cpu_ms = np.array(cpu_ns[warmup_ticks:]) / 1e6
+    queue_ms = np.array(queue_ns[warmup_ticks:]) / 1e6
+    waiting = parts["model"] - sending - hidden
+    probe = np.array(probes[warmup_ticks:])
     return {
         "symbols": len(frames),
         "ticks": done,
@@ -496,6 +516,7 @@ async def run_worker(
         "cpu_s": cpu,
         "cpu_share": cpu / wall,
         "load_avg_1m": [load0, load1],
+        "steal_s": steal,
         "tick_ms": {
             "total": pct(total),
             **{p: pct(v) for p, v in parts.items()},
@@ -508,13 +529,16 @@ async def run_worker(
             "venue_worker_side": pct(parts["venue"] - paper),
             "total_without_paper_exchange": pct(total - paper_on_path),
             "mean_total": float(total.mean()),
-            "cpu": pct(np.array(cpu_ns[warmup_ticks:]) / 1e6),
+            "cpu": pct(cpu_ms),
+            "run_queue_wait": pct(queue_ms),
             "between_ticks": pct(np.array(between_ns[warmup_ticks:]) / 1e6),
             "cpu_with_between_ticks": pct(
                 (np.array(cpu_ns[warmup_ticks:]) + np.array(between_cpu_ns[warmup_ticks : len(cpu_ns)])) / 1e6
             ),
         },
         "over_20ms": int((total > 20).sum()),
+        "over_20ms_ticks": tail(total > 20, total, cpu_ms, queue_ms, waiting, probe),
+        "machine_probe_ms": pct(probe.max(axis=1)),
         "over_1s": int((total > 1000).sum()),
         "model_free_ticks": int((free > 0).sum()),
         "model_free_symbol_ticks": int(free.sum()),
@@ -532,6 +556,42 @@ async def run_worker(
             k: trend(v) | {"series": [[round(a, 1), round(b, 1)] for a, b in v]} for k, v in memory.items()
         },
     }
+
+
+def tail(
+    slow: np.ndarray,
+    total: np.ndarray,
+    cpu: np.ndarray,
+    queue: np.ndarray,
+    waiting: np.ndarray,
+    probe: np.ndarray,
+) -> dict[str, Any]:
+    """Where the slow ticks' wall time went (medians over them, ms), against the other ticks.
+
+    ``cpu``: the worker's thread ran; ``run_queue_wait``: it was runnable and another thread or
+    process had the CPU; ``waiting_for_answer``: it was idle, its venue work done, waiting for the
+    service; ``other``: the rest (blocked on I/O, or the virtual CPU not running at all).
+    ``probe_ratio``: the slower of :func:`machine_noise.probe_ms` just before and after the tick,
+    over its median in the run (1: the machine ran as usual around that tick).
+    """
+    other = total - cpu - queue - waiting
+    ratio = probe.max(axis=1) / np.median(probe)
+
+    def med(values: np.ndarray, where: np.ndarray) -> float:
+        return float(np.median(values[where])) if where.any() else float("nan")
+
+    out: dict[str, Any] = {"count": int(slow.sum())}
+    for name, where in (("slow", slow), ("others", ~slow)):
+        out[name] = {
+            "total": med(total, where),
+            "cpu": med(cpu, where),
+            "run_queue_wait": med(queue, where),
+            "waiting_for_answer": med(waiting, where),
+            "other": med(other, where),
+            "probe_ratio": med(ratio, where),
+        }
+    out["slow_with_probe_over_2x"] = int((slow & (ratio > 2)).sum())
+    return out
 
 
 def ratios(small: dict[str, Any], large: dict[str, Any]) -> dict[str, float]:
@@ -646,6 +706,13 @@ def main() -> None:
             f"model-free ticks {r['model_free_ticks']}; worker RSS {r['memory']['worker']['start_mb']:.0f} -> "
             f"{r['memory']['worker']['end_mb']:.0f} MB"
         )
+        slow = r["over_20ms_ticks"]
+        if slow["count"]:
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in slow["slow"].items())
+            print(
+                f"  {slow['count']} ticks over 20 ms (medians, ms: {parts}); "
+                f"{slow['slow_with_probe_over_2x']} of them with the machine probe over 2x its median"
+            )
 
 
 if __name__ == "__main__":

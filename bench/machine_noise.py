@@ -1,0 +1,49 @@
+"""What the machine did to a timed stretch of work, beside what the work did.
+
+The development and CI machines are small shared VMs: a tick's wall time can grow because the
+code did more, because another process had the CPU (the kernel's run queue), or because the
+virtual CPU itself was not running (the host ran something else, or the thread was blocked on
+I/O). These helpers let a bench tell the three apart per stretch of work:
+
+* :func:`run_queue_wait_ns`: how long this thread has been runnable but waiting for a CPU, from
+  the kernel's scheduler statistics (``/proc/thread-self/schedstat``, the second field);
+* :func:`steal_s`: the machine's stolen time so far, all CPUs (``/proc/stat``; a hypervisor that
+  does not report it leaves it at 0);
+* :func:`probe_ms`: the wall time of a fixed piece of pure-Python work (about 0.2 ms on the
+  development machine), run just before and after each timed stretch: when it comes out several
+  times its median, the machine was slow then, whatever the code under test did.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+PROBE_LOOPS = 5_000
+
+
+def run_queue_wait_ns() -> int:
+    """This thread's time waiting, runnable, for a CPU so far, ns (0 where the kernel does not say)."""
+    try:
+        return int(Path("/proc/thread-self/schedstat").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def steal_s() -> float:
+    """Seconds of CPU the hypervisor took from this machine so far, all CPUs (0 where not reported)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def probe_ms() -> float:
+    """The wall time of the same few thousand additions and multiplications, ms."""
+    t = time.perf_counter_ns()
+    acc = 0
+    for i in range(PROBE_LOOPS):
+        acc += i * i
+    return (time.perf_counter_ns() - t) / 1e6
