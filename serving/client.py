@@ -28,6 +28,11 @@ class ServiceUnavailable(TemporaryError):  # noqa: N818 - reads as the state it 
     """The service did not answer (after the retries); the worker falls back to model-free quotes."""
 
 
+class ServiceTimeout(ServiceUnavailable, TimeoutError):  # noqa: N818 - as ServiceUnavailable
+    """No answer within the caller's timeout: the service may be up but slow. A ``TimeoutError``
+    too, so the worker reports it as the late signal it is, as when its own budget runs out."""
+
+
 class RejectedRequest(DataError):  # noqa: N818 - reads as the event it reports
     """The service refused the input (4xx); the message is the service's."""
 

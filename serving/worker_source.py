@@ -17,7 +17,7 @@ import aiohttp
 import numpy as np
 from aiohttp.abc import AbstractStreamWriter
 
-from serving.client import RejectedRequest, ServiceUnavailable, Unauthorized, message_of
+from serving.client import RejectedRequest, ServiceTimeout, ServiceUnavailable, Unauthorized, message_of
 from serving.engine import SignalEngine
 from serving.logic import RAW_MEDIA_TYPE, encode_raw_batch
 from serving.schemas import BatchPredictResponse, InfoResponse
@@ -89,6 +89,7 @@ class HttpSignalSource:
     def __init__(self, base_url: str, *, token: str | None = None, timeout_s: float = 1.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._timeout_s = timeout_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._http: aiohttp.ClientSession | None = None  # made in the running loop, on first use
         self._rid = 0
@@ -104,8 +105,11 @@ class HttpSignalSource:
             kind = {"data": body} if isinstance(body, aiohttp.BytesPayload) else {"json": body}
             async with self._session().post(url, **kind) as response:
                 status, content = response.status, await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ServiceUnavailable(f"{url}: {type(exc).__name__}: {exc}") from exc
+        except TimeoutError as exc:  # aiohttp's own timeout, whose text is empty
+            raise ServiceTimeout(f"{url}: no answer within {self._timeout_s * 1000:.0f} ms") from exc
+        except aiohttp.ClientError as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise ServiceUnavailable(f"{url}: {reason}") from exc
         if status < 400:
             return content
         message = message_of(content.decode("utf-8", "replace"))

@@ -75,7 +75,7 @@ class SignalIntake:
                 ),
                 timeout=budget,
             )
-        except TimeoutError:
+        except TimeoutError:  # the budget, or the source's own timeout (serving.client.ServiceTimeout)
             return None, why | {int(s): f"signal late: no answer within {budget * 1000:.0f} ms" for s in rows}
         except (MmopsError, OSError, ValueError) as exc:  # the source failed: model-free, and say why
             text = f"signal service unavailable: {type(exc).__name__}: {exc}"[:300]

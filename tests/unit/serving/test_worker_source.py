@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 
+from serving.client import ServiceTimeout, ServiceUnavailable
 from serving.worker_source import HttpSignalSource
 
 
@@ -63,3 +64,31 @@ def test_sent_is_set_once_the_request_is_out_and_before_the_answer() -> None:
     assert not before and not held  # sent came while the answer was still being held back
     assert size > 2 * 32 * 67 * 4  # the server got the whole body (the windows and the meta)
     assert values == [0.001, -0.002]
+
+
+def test_a_service_slower_than_the_timeout_is_a_late_answer_that_says_so() -> None:
+    """aiohttp's own timeout has an empty text; the source names the wait, and the error is a
+    TimeoutError, so the worker reports a late signal rather than a service that is down."""
+
+    async def scenario() -> BaseException:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            await asyncio.sleep(5)  # never answers within the test's 50 ms
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        source = HttpSignalSource(f"http://127.0.0.1:{port}", timeout_s=0.05)
+        try:
+            await source.signals(["A"], np.zeros((1, 4, 3), dtype=np.float32))
+        except Exception as exc:  # the test inspects what came out
+            return exc
+        finally:
+            await source.close()
+            server.close()
+        raise AssertionError("no error from a service that never answered")
+
+    exc = asyncio.run(scenario())
+    assert isinstance(exc, ServiceTimeout) and isinstance(exc, TimeoutError)
+    assert isinstance(exc, ServiceUnavailable)  # callers that catch the service's errors still do
+    assert str(exc).endswith("/predict_batch: no answer within 50 ms"), str(exc)
