@@ -35,7 +35,7 @@ import numpy as np
 # bench/features.py and bench/serving.py are named like packages: this folder goes last on the path
 sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolve().parent]
 sys.path.append(str(Path(__file__).resolve().parent))
-from worker import pct  # noqa: E402  (bench/worker.py's percentiles)
+from worker import free_port, pct  # noqa: E402  (bench/worker.py's)
 
 WARMUP = 50
 
@@ -55,12 +55,6 @@ def serve(port: int) -> None:
 
     app = Starlette(routes=[Route("/info", info, methods=["POST"]), Route("/body", body, methods=["POST"])])
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", http="httptools")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:

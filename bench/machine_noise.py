@@ -11,7 +11,8 @@ I/O). These helpers let a bench tell the three apart per stretch of work:
   does not report it leaves it at 0);
 * :func:`probe_ms`: the wall time of a fixed piece of pure-Python work (about 0.2 ms on the
   development machine), run just before and after each timed stretch: when it comes out several
-  times its median, the machine was slow then, whatever the code under test did.
+  times its median, the machine was slow then, whatever the code under test did;
+* :func:`slow_ticks`: the slow stretches' medians of these against the others'.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 PROBE_LOOPS = 5_000
 
@@ -47,3 +51,39 @@ def probe_ms() -> float:
     for i in range(PROBE_LOOPS):
         acc += i * i
     return (time.perf_counter_ns() - t) / 1e6
+
+
+def slow_ticks(
+    slow: np.ndarray,
+    total: np.ndarray,
+    cpu: np.ndarray,
+    queue: np.ndarray,
+    waiting: np.ndarray,
+    probe: np.ndarray,
+) -> dict[str, Any]:
+    """Where the slow ticks' wall time went (medians over them, ms), against the other ticks.
+
+    ``cpu``: the worker's thread ran; ``run_queue_wait``: it was runnable and another thread or
+    process had the CPU; ``waiting_for_answer``: it was idle, its venue work done, waiting for the
+    service; ``other``: the rest (blocked on I/O, or the virtual CPU not running at all).
+    ``probe_ratio``: the slower of :func:`probe_ms` just before and after the tick,
+    over its median in the run (1: the machine ran as usual around that tick).
+    """
+    other = total - cpu - queue - waiting
+    ratio = probe.max(axis=1) / np.median(probe)
+
+    def med(values: np.ndarray, where: np.ndarray) -> float:
+        return float(np.median(values[where])) if where.any() else float("nan")
+
+    out: dict[str, Any] = {"count": int(slow.sum())}
+    for name, where in (("slow", slow), ("others", ~slow)):
+        out[name] = {
+            "total": med(total, where),
+            "cpu": med(cpu, where),
+            "run_queue_wait": med(queue, where),
+            "waiting_for_answer": med(waiting, where),
+            "other": med(other, where),
+            "probe_ratio": med(ratio, where),
+        }
+    out["slow_with_probe_over_2x"] = int((slow & (ratio > 2)).sum())
+    return out

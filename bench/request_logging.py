@@ -25,12 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+# bench/features.py and bench/serving.py are named like packages: this folder goes last on the path
 sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolve().parent]
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(1, str(REPO / "bench"))
-
-import worker as bench_worker  # noqa: E402  (bench/worker.py, after the path is set)
+sys.path.append(str(Path(__file__).resolve().parent))
+import worker as bench_worker  # noqa: E402  (bench/worker.py; it puts the repository first on the path)
 
 
 async def measure(base: str, token: str, n_features: int, seconds: float) -> dict[str, float]:

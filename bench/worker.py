@@ -90,7 +90,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from machine_noise import probe_ms, run_queue_wait_ns, steal_s  # noqa: E402
+from machine_noise import probe_ms, run_queue_wait_ns, slow_ticks, steal_s  # noqa: E402
 
 NAME = "mmops-BENCHWORKER-1m"
 LSTM = {"lookback": 32, "units": 32, "epochs": 1, "batch_size": 256, "patience": 1}
@@ -191,6 +191,13 @@ def build_registry(home: str, train_rows: int) -> tuple[str, str, int]:
 
 
 # ---- the service ---------------------------------------------------------------------------------
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the kernel's pick)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def start_server(
     home: Path, uri: str, token: str, *, request_logging: bool = False
 ) -> tuple[subprocess.Popen[bytes], str]:
@@ -202,9 +209,7 @@ def start_server(
         model=NAME, poll_interval_s=5.0, access_log=request_logging, trace_requests=request_logging
     )
     (home / "params.yaml").write_text(yaml.safe_dump(params))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "MMOPS_HOME": str(home),
@@ -537,7 +542,7 @@ async def run_worker(
             ),
         },
         "over_20ms": int((total > 20).sum()),
-        "over_20ms_ticks": tail(total > 20, total, cpu_ms, queue_ms, waiting, probe),
+        "over_20ms_ticks": slow_ticks(total > 20, total, cpu_ms, queue_ms, waiting, probe),
         "machine_probe_ms": pct(probe.max(axis=1)),
         "over_1s": int((total > 1000).sum()),
         "model_free_ticks": int((free > 0).sum()),
@@ -556,42 +561,6 @@ async def run_worker(
             k: trend(v) | {"series": [[round(a, 1), round(b, 1)] for a, b in v]} for k, v in memory.items()
         },
     }
-
-
-def tail(
-    slow: np.ndarray,
-    total: np.ndarray,
-    cpu: np.ndarray,
-    queue: np.ndarray,
-    waiting: np.ndarray,
-    probe: np.ndarray,
-) -> dict[str, Any]:
-    """Where the slow ticks' wall time went (medians over them, ms), against the other ticks.
-
-    ``cpu``: the worker's thread ran; ``run_queue_wait``: it was runnable and another thread or
-    process had the CPU; ``waiting_for_answer``: it was idle, its venue work done, waiting for the
-    service; ``other``: the rest (blocked on I/O, or the virtual CPU not running at all).
-    ``probe_ratio``: the slower of :func:`machine_noise.probe_ms` just before and after the tick,
-    over its median in the run (1: the machine ran as usual around that tick).
-    """
-    other = total - cpu - queue - waiting
-    ratio = probe.max(axis=1) / np.median(probe)
-
-    def med(values: np.ndarray, where: np.ndarray) -> float:
-        return float(np.median(values[where])) if where.any() else float("nan")
-
-    out: dict[str, Any] = {"count": int(slow.sum())}
-    for name, where in (("slow", slow), ("others", ~slow)):
-        out[name] = {
-            "total": med(total, where),
-            "cpu": med(cpu, where),
-            "run_queue_wait": med(queue, where),
-            "waiting_for_answer": med(waiting, where),
-            "other": med(other, where),
-            "probe_ratio": med(ratio, where),
-        }
-    out["slow_with_probe_over_2x"] = int((slow & (ratio > 2)).sum())
-    return out
 
 
 def ratios(small: dict[str, Any], large: dict[str, Any]) -> dict[str, float]:
