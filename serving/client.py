@@ -34,7 +34,15 @@ class ServiceTimeout(ServiceUnavailable, TimeoutError):  # noqa: N818 - as Servi
 
 
 class RejectedRequest(DataError):  # noqa: N818 - reads as the event it reports
-    """The service refused the input (4xx); the message is the service's."""
+    """The service refused the input (4xx); the message is the service's.
+
+    Attributes:
+        status: the HTTP status (None where no request was sent).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Unauthorized(OperationalError):  # noqa: N818 - reads as the state it reports

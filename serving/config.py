@@ -56,6 +56,12 @@ class ServeConfig(BaseModel):
         ge=1024,
         description="largest request body, bytes (Content-Length, or counted while it streams); more: 413",
     )
+    stream_cache_mb: int = Field(
+        256,
+        ge=1,
+        description="most memory for the windows /predict_stream holds per client stream, MiB; the "
+        "least recently used streams are dropped first (their clients resend whole windows once)",
+    )
     max_window_rows: int = Field(
         128,
         ge=1,

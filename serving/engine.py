@@ -42,6 +42,7 @@ from serving.schemas import (
     Signal,
     SymbolWindow,
 )
+from serving.streams import StreamStep, StreamStore
 from training.artifact import ProviderChoice
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ class SignalEngine:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._refresh_lock = threading.Lock()
+        self.streams = StreamStore(max_bytes=config.stream_cache_mb * 2**20)
 
     @property
     def models(self) -> ModelSet:
@@ -299,6 +301,29 @@ class SignalEngine:
             shadow_version=None if shadow_model is None else shadow_model.version,
             shadow_kind=None if shadow_model is None else shadow_model.kind,
         )
+
+    async def predict_stream(
+        self, step: StreamStep, *, feature_names: Sequence[str] | None, request_id: str | None
+    ) -> BatchPredictResponse:
+        """:meth:`predict_columns` on the windows of a stream (:mod:`serving.streams`): the step's
+        rows are checked and applied to the windows held for its stream, then answered as a
+        whole-window request would be.
+
+        Raises:
+            InvalidInput, OverLimit: as :meth:`predict_columns` (nothing held changes then).
+            serving.streams.StreamMiss: the service does not hold what a row builds on.
+        """
+        self._check_count(len(step.symbols))
+        if len(step.full):
+            self._check_rows(step.windows.shape[1], loc=("rows",))
+        models = self.models
+        if feature_names is not None and tuple(feature_names) != models.feature_names:
+            raise InvalidInput(
+                f"feature_names differ from the model's (in order): expected {list(models.feature_names)}",
+                loc=("feature_names",),
+            )
+        windows = self.streams.windows(step, rows=models.window_rows, width=len(models.feature_names))
+        return await self.predict_columns(step.symbols, windows, feature_names=None, request_id=request_id)
 
     def _check_rows(self, rows: int, *, loc: tuple[str | int, ...]) -> None:
         limit = self.config.max_window_rows

@@ -9,6 +9,7 @@ A thin shell: each API delegates to :class:`serving.engine.SignalEngine`. Start 
 from __future__ import annotations
 
 import os
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
@@ -36,6 +37,7 @@ from serving.schemas import (
     SymbolWindow,
     validation_error,
 )
+from serving.streams import StreamMiss, StreamStep, parse_step
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -86,6 +88,49 @@ class PredictBatchInput(bentoml.IODescriptor):
         return parsed
 
 
+class PredictStreamInput(bentoml.IODescriptor):
+    """``/predict_stream`` input, ``application/octet-stream`` only (see :mod:`serving.streams`).
+
+    One line of JSON ``{"stream": ID, "symbols": [...], "seq": [...], "full": [...], "rows": R,
+    "feature_names"?, "request_id"?}``, a newline, then little-endian float32: the whole windows
+    (R rows each) of the symbols at the indices in ``full``, then the newest row of every other
+    symbol, in the order of ``symbols``. A symbol's ``seq`` is the row number of its newest row.
+    """
+
+    stream: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+    symbols: Annotated[list[Symbol], Field(min_length=1)]
+    seq: list[Annotated[int, Field(ge=0)]]
+    full: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
+    rows: Annotated[int, Field(ge=1)] = 1
+    feature_names: list[str] | None = None
+    request_id: str | None = None
+    step: SkipJsonSchema[Any] = Field(default=None, exclude=True)  # the parsed body
+
+    @classmethod
+    async def from_http_request(cls, request: Request, serde: Any) -> PredictStreamInput:
+        media_type = request.headers.get("content-type", "").split(";")[0].strip()
+        try:
+            if media_type != RAW_MEDIA_TYPE:
+                raise InvalidInput(
+                    f"/predict_stream takes {RAW_MEDIA_TYPE}: a JSON line, then float32 rows", loc=("body",)
+                )
+            head, raw = split_raw_batch(await request.body())
+            parsed = cls.model_validate_json(head)
+            if parsed.step is not None:
+                raise InvalidInput("step is not a JSON field", loc=("step",))
+            parsed.step = parse_step(
+                raw,
+                stream=parsed.stream,
+                symbols=parsed.symbols,
+                seq=parsed.seq,
+                full=parsed.full,
+                rows=parsed.rows,
+            )
+        except InvalidInput as exc:
+            raise validation_error(exc) from exc
+        return parsed
+
+
 class PredictInput(bentoml.IODescriptor):
     """``/predict`` input, in either of two forms.
 
@@ -123,7 +168,7 @@ class PredictInput(bentoml.IODescriptor):
         )
 
 
-API_PATHS = ["/predict_batch", "/predict", "/info"]
+API_PATHS = ["/predict_batch", "/predict_stream", "/predict", "/info"]
 
 
 def _server_options() -> dict[str, Any]:
@@ -212,6 +257,32 @@ class SignalService:
             )
         except InvalidInput as exc:
             raise refusal(exc) from exc
+
+    @bentoml.api(input_spec=PredictStreamInput)
+    async def predict_stream(
+        self,
+        stream: str,
+        symbols: list[str],
+        seq: list[int],
+        full: list[int] | None = None,
+        rows: int = 1,
+        feature_names: list[str] | None = None,
+        request_id: str | None = None,
+        step: StreamStep | None = None,
+    ) -> BatchPredictResponse:
+        """The bulk path for a client that sends each symbol's newest row: the service keeps its
+        windows by stream id and answers as ``/predict_batch`` would on the whole windows.
+
+        409 when a row does not extend what the service holds for that stream (after a restart,
+        a model change or an eviction): the client then sends those windows whole.
+        """
+        assert step is not None  # set by PredictStreamInput
+        try:
+            return await self.engine.predict_stream(step, feature_names=feature_names, request_id=request_id)
+        except InvalidInput as exc:
+            raise refusal(exc) from exc
+        except StreamMiss as exc:
+            raise bentoml.exceptions.BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from exc
 
     @bentoml.api
     async def info(self) -> InfoResponse:

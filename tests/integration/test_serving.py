@@ -6,6 +6,7 @@ moves sgd -> rf -> lstm while clients keep calling, then a challenger takes a ca
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -408,6 +409,64 @@ def test_alias_moves_are_picked_up_without_a_failed_request(server: dict) -> Non
     for versions in seen:
         assert versions[0] == "1" and versions[-1] == "3" and "2" in versions
         assert versions == sorted(versions)  # never back to an older version
+
+
+def test_the_stream_path_answers_as_whole_windows_do_and_recovers_from_a_conflict(server: dict) -> None:
+    """The worker's /predict_stream (one new row per symbol and tick) against /predict_batch on
+    the same windows, on the LSTM champion: the same values every tick while symbols advance
+    unevenly; a client wrong about what is held gets one 409 and then the right values; a NaN
+    row is a 400 naming the symbol that leaves the stream as it was."""
+    from serving.worker_source import HttpSignalSource
+
+    if wait_for(server, lambda i: True).champion.version != "3":
+        promote(server["registry"], "3")
+    rows = wait_for(server, lambda i: i.champion.version == "3").window_rows
+    symbols = [f"ST{i}USDT" for i in range(6)]
+    rng = np.random.default_rng(7)
+    history = {s: [rng.normal(size=len(FEATURES)) for _ in range(rows)] for s in symbols}
+
+    def now() -> tuple[np.ndarray, np.ndarray]:
+        win = np.stack([np.stack(history[s][-rows:]) for s in symbols]).astype(np.float32)
+        return win, np.array([len(history[s]) - 1 for s in symbols])
+
+    async def scenario() -> None:
+        stream = HttpSignalSource(server["base"], token=TOKEN, timeout_s=5.0)
+        whole = HttpSignalSource(server["base"], token=TOKEN, timeout_s=5.0, stream=False)
+        try:
+            for tick in range(12):
+                for s in symbols:
+                    if tick == 0 or rng.random() < 0.6:  # the others have no new bar this tick
+                        history[s].append(rng.normal(size=len(FEATURES)))
+                win, seq = now()
+                got = await stream.signals(symbols, win, seq=seq)
+                want = await whole.signals(symbols, win, seq=seq)
+                assert got.values.tolist() == want.values.tolist(), tick
+                assert list(got.versions) == list(want.versions)
+            assert (stream.conflicts, stream.whole_windows) == (0, len(symbols))
+
+            for s in symbols:  # two rows the service never saw, and a client that believes one
+                history[s] += [rng.normal(size=len(FEATURES)) for _ in range(2)]
+            win, seq = now()
+            stream._held = {s: int(q) - 1 for s, q in zip(symbols, seq, strict=True)}
+            got = await stream.signals(symbols, win, seq=seq)
+            assert got.values.tolist() == (await whole.signals(symbols, win)).values.tolist()
+            assert (stream.conflicts, stream.whole_windows) == (1, 2 * len(symbols))
+
+            history[symbols[2]].append(rng.normal(size=len(FEATURES)))
+            win, seq = now()
+            bad = win.copy()
+            bad[2, -1, 5] = np.nan
+            with pytest.raises(RejectedRequest, match=rf"item 2 \({symbols[2]}\): newest row has NaN") as exc:
+                await stream.signals(symbols, bad, seq=seq)
+            assert exc.value.status == 400
+            got = await stream.signals(symbols, win, seq=seq)  # the clean row is still an append
+            assert got.values.tolist() == (await whole.signals(symbols, win)).values.tolist()
+            assert (stream.conflicts, stream.whole_windows) == (1, 2 * len(symbols))
+        finally:
+            await stream.close()
+            await whole.close()
+
+    asyncio.run(scenario())
 
 
 def test_canary_sends_a_sticky_share_of_symbols_to_the_challenger(server: dict) -> None:
