@@ -78,7 +78,9 @@ class InstantSource:
 
         return SourceInfo(self.rows, self.names, "forward_log_return", "7", None, "champion")
 
-    async def signals(self, symbols: Sequence[str], windows: np.ndarray, *, sent: Any = None) -> Any:
+    async def signals(
+        self, symbols: Sequence[str], windows: np.ndarray, *, seq: Any = None, sent: Any = None
+    ) -> Any:
         from trading.worker.types import SignalBatch
 
         if sent is not None:  # as a request on its way: the worker does its venue work meanwhile

@@ -71,7 +71,10 @@ class SignalIntake:
         try:
             batch = await asyncio.wait_for(
                 self.source.signals(
-                    [self.symbols[s] for s in rows], self.features.windows(rows).astype(np.float32), sent=sent
+                    [self.symbols[s] for s in rows],
+                    self.features.windows(rows).astype(np.float32),
+                    seq=self.features.seen[rows] - 1,
+                    sent=sent,
                 ),
                 timeout=budget,
             )

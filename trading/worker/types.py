@@ -175,11 +175,18 @@ class SignalSource(Protocol):
     async def info(self) -> SourceInfo: ...
 
     async def signals(
-        self, symbols: Sequence[str], windows: np.ndarray, *, sent: asyncio.Event | None = None
+        self,
+        symbols: Sequence[str],
+        windows: np.ndarray,
+        *,
+        seq: np.ndarray | None = None,
+        sent: asyncio.Event | None = None,
     ) -> SignalBatch:
-        """One answer for all ``symbols``. A source that sends a request sets ``sent`` once it
-        has left (the worker does its venue work while the answer is on its way); one that
-        does not may ignore it (the worker then waits for the answer before that work)."""
+        """One answer for all ``symbols``. ``seq`` is each window's newest row number (the
+        symbol's bar count, from 0), so a source may send only the rows the service lacks. A
+        source that sends a request sets ``sent`` once it has left (the worker does its venue
+        work while the answer is on its way); one that does not may ignore it (the worker then
+        waits for the answer before that work)."""
         ...
 
     async def close(self) -> None: ...

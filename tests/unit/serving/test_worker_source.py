@@ -92,3 +92,94 @@ def test_a_service_slower_than_the_timeout_is_a_late_answer_that_says_so() -> No
     assert isinstance(exc, ServiceTimeout) and isinstance(exc, TimeoutError)
     assert isinstance(exc, ServiceUnavailable)  # callers that catch the service's errors still do
     assert str(exc).endswith("/predict_batch: no answer within 50 ms"), str(exc)
+
+
+def _answer(symbols: list[str]) -> bytes:
+    doc = {
+        "request_id": "r",
+        "model": "m",
+        "symbols": symbols,
+        "values": [0.001] * len(symbols),
+        "versions": ["3"] * len(symbols),
+        "aliases": ["champion"] * len(symbols),
+        "kinds": ["forward_log_return"] * len(symbols),
+    }
+    return json.dumps(doc).encode()
+
+
+async def _scripted(paths: dict[str, list[int]], seen: list[tuple[str, dict]]) -> asyncio.Server:
+    """A keep-alive HTTP server that answers each path with the next status of its script (200
+    after the script runs out) and records each request's path and JSON line."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                break
+            path = head.split(b" ", 2)[1].decode()
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            body = await reader.readexactly(length)
+            meta = json.loads(body.split(b"\n", 1)[0])
+            seen.append((path, meta))
+            script = paths.get(path, [])
+            status = script.pop(0) if script else 200
+            payload = _answer(meta["symbols"]) if status == 200 else b'{"error": "scripted"}'
+            reason = {200: "OK", 404: "Not Found", 409: "Conflict"}[status]
+            writer.write(
+                f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n".encode()
+                + f"content-length: {len(payload)}\r\n\r\n".encode()
+                + payload
+            )
+            await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+def _ticks(script: dict[str, list[int]], n: int) -> tuple[list[tuple[str, dict]], HttpSignalSource]:
+    async def scenario() -> tuple[list[tuple[str, dict]], HttpSignalSource]:
+        seen: list[tuple[str, dict]] = []
+        server = await _scripted(script, seen)
+        source = HttpSignalSource(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout_s=5.0)
+        windows = np.ones((2, 4, 3), dtype=np.float32)
+        for t in range(n):
+            batch = await source.signals(["A", "B"], windows, seq=np.array([10 + t, 20 + t]))
+            assert list(batch.values) == [0.001, 0.001]
+        await source.close()
+        server.close()
+        await server.wait_closed()
+        return seen, source
+
+    return asyncio.run(scenario())
+
+
+def test_a_stream_sends_whole_windows_first_then_only_the_newest_rows() -> None:
+    seen, source = _ticks({}, 3)
+    assert [path for path, _ in seen] == ["/predict_stream"] * 3
+    assert [meta["full"] for _, meta in seen] == [[0, 1], [], []]
+    assert [meta["seq"] for _, meta in seen] == [[10, 20], [11, 21], [12, 22]]
+    assert source.conflicts == 0 and source.whole_windows == 2
+
+
+def test_a_conflict_resends_the_windows_whole_in_the_same_call() -> None:
+    seen, source = _ticks({"/predict_stream": [200, 409]}, 3)
+    # tick 1: whole; tick 2: steps -> 409 -> whole again, at once; tick 3: steps
+    assert [meta["full"] for _, meta in seen] == [[0, 1], [], [0, 1], []]
+    assert seen[1][1]["seq"] == seen[2][1]["seq"] == [11, 21]
+    assert source.conflicts == 1 and source.whole_windows == 4
+
+
+def test_a_service_without_the_stream_path_gets_whole_windows_on_predict_batch() -> None:
+    seen, _ = _ticks({"/predict_stream": [404]}, 3)
+    assert [path for path, _ in seen] == [
+        "/predict_stream",
+        "/predict_batch",
+        "/predict_batch",
+        "/predict_batch",
+    ]
+    assert all(meta["rows"] == 4 and "seq" not in meta for _, meta in seen[1:])

@@ -39,9 +39,14 @@ class CanarySource(FakeSource):
         return dataclasses.replace(base, challenger="8", mode="canary")
 
     async def signals(
-        self, symbols: Sequence[str], windows: np.ndarray, *, sent: asyncio.Event | None = None
+        self,
+        symbols: Sequence[str],
+        windows: np.ndarray,
+        *,
+        seq: np.ndarray | None = None,
+        sent: asyncio.Event | None = None,
     ) -> SignalBatch:
-        batch = await super().signals(symbols, windows, sent=sent)
+        batch = await super().signals(symbols, windows, seq=seq, sent=sent)
         mine = [s in self.canary for s in symbols]
         return dataclasses.replace(
             batch,

@@ -125,7 +125,12 @@ class FakeSource:
         return 2e-4 * np.tanh(x / (np.abs(x).mean() + 1e-12))
 
     async def signals(
-        self, symbols: Sequence[str], windows: np.ndarray, *, sent: asyncio.Event | None = None
+        self,
+        symbols: Sequence[str],
+        windows: np.ndarray,
+        *,
+        seq: np.ndarray | None = None,
+        sent: asyncio.Event | None = None,
     ) -> SignalBatch:
         self.calls += 1
         if sent is not None:  # as a request on its way: the worker does its venue work meanwhile
