@@ -11,11 +11,13 @@ it up without a restart):
   interleaved request by request so all see the same machine;
 * batched throughput: concurrent clients each sending multi-symbol requests, both as JSON items
   (``/predict``), as base64 float32 in JSON and as a raw ``application/octet-stream`` body of
-  float32 bytes (``/predict_batch``, the bulk path);
+  float32 bytes (``/predict_batch``, the bulk path), and as streams (``/predict_stream``, the
+  worker's path: one client one stream, each request the next row of every symbol);
 * the in-process baseline: the same registered version's artifact, downloaded from the registry
   and opened with :func:`training.artifact.load_predictor` as the service does, ``predict`` on
   the same batch array, windows/s (before and after the service runs, the mean taken), and the
-  service's raw bulk throughput as a fraction of it (``service_over_onnx``, goal >= 0.8);
+  service's raw bulk throughput as a fraction of it (``service_over_onnx``, goal >= 0.8; and
+  ``service_stream_over_onnx`` for the streamed path);
 * optionally (``--sweep-concurrency``, ``--sweep-symbols``) the raw bulk path at other client
   counts and request sizes, to see where the time goes.
 
@@ -293,6 +295,78 @@ def throughput(
     }
 
 
+def stream_throughput(
+    base: str,
+    server_pid: int,
+    symbols: int,
+    rows: int,
+    n_features: int,
+    seconds: float,
+    concurrency: int,
+    *,
+    stream_prefix: str,
+) -> dict[str, float]:
+    """The worker's bulk path: each client is one stream (``/predict_stream``) of ``symbols``
+    symbols; its first request sends the windows whole, every later one each symbol's next row
+    (float32 normal rows, like the whole-window bodies), so the service shifts, checks and
+    predicts ``symbols`` windows of ``rows`` rows a request."""
+    from serving.logic import encode_raw_batch
+
+    names = [f"S{i}USDT" for i in range(symbols)]
+    rng = np.random.default_rng(2)
+    first = batch_windows(symbols, rows, n_features, 1)
+    # 8 blocks of next rows, cycled: the client's cost is the request, not the random numbers
+    blocks = [rng.normal(size=(symbols, n_features)).astype(np.float32) for _ in range(8)]
+    done = [0] * concurrency
+    errors: list[str] = []
+    stop = time.monotonic() + seconds
+
+    def worker(i: int) -> None:
+        stream = f"{stream_prefix}-{i}"
+        with httpx.Client(base_url=base, headers={"Content-Type": RAW}, timeout=30) as c:
+            meta = {
+                "stream": stream,
+                "symbols": names,
+                "seq": [rows - 1] * symbols,
+                "full": list(range(symbols)),
+            }
+            r = c.post("/predict_stream", content=encode_raw_batch({**meta, "rows": rows}, first))
+            if r.status_code != 200:
+                errors.append(r.text[:200])
+                return
+            seq = rows - 1
+            while time.monotonic() < stop:
+                seq += 1
+                meta = {"stream": stream, "symbols": names, "seq": [seq] * symbols}
+                r = c.post("/predict_stream", content=encode_raw_batch(meta, blocks[seq % len(blocks)]))
+                if r.status_code != 200:
+                    errors.append(r.text[:200])
+                    return
+                done[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    server_cpu, client_cpu = tree_cpu_s(server_pid), time.process_time()
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    server_cpu, client_cpu = tree_cpu_s(server_pid) - server_cpu, time.process_time() - client_cpu
+    if errors:
+        raise RuntimeError(errors[0])
+    predictions = sum(done) * symbols
+    return {
+        "predictions_per_s": predictions / elapsed,
+        "requests_per_s": sum(done) / elapsed,
+        "symbols_per_request": symbols,
+        "concurrency": concurrency,
+        "seconds": elapsed,
+        "server_cpu_us_per_prediction": 1e6 * server_cpu / max(predictions, 1),
+        "client_cpu_us_per_prediction": 1e6 * client_cpu / max(predictions, 1),
+    }
+
+
 def open_version(home: Path, uri: str, version: str, device: str) -> Any:
     """The registered version's artifact, downloaded and opened the way the service opens it (on the
     providers ``serve.device`` picks, so the baseline runs on the service's device)."""
@@ -407,6 +481,9 @@ def main() -> None:
                         conc,
                         RAW,
                     ),
+                    "bulk_stream": stream_throughput(
+                        base, proc.pid, n, rows, args.features, secs, conc, stream_prefix=f"bench-{family}"
+                    ),
                 }
                 predictor = open_version(home, uri, version, args.device)
                 same = batch_windows(n, rows, args.features, 1)  # the bulk bodies' windows
@@ -454,6 +531,9 @@ def main() -> None:
                     "batched": batched,
                     "onnx_in_process": onnx,
                     "service_over_onnx": ratio,
+                    # the worker's path: each symbol's newest row, the windows kept by the service
+                    "service_stream_over_onnx": batched["bulk_stream"]["predictions_per_s"]
+                    / onnx["windows_per_s"],
                     "bulk_sweep": sweep,
                 }
         finally:
@@ -478,6 +558,9 @@ def main() -> None:
         "goals": {
             "lstm_p99_ratio_le_1_5": results["lstm"]["p99_ratio"] <= 1.5,
             "service_over_onnx_ge_0_8": {f: r["service_over_onnx"] >= 0.8 for f, r in results.items()},
+            "service_stream_over_onnx_ge_0_8": {
+                f: r["service_stream_over_onnx"] >= 0.8 for f, r in results.items()
+            },
             "batched_ge_20k_per_s": {
                 f: max(b["predictions_per_s"] for b in r["batched"].values()) >= 20_000
                 for f, r in results.items()
@@ -494,8 +577,10 @@ def main() -> None:
                 f"(JSON items {r['json_p99_ratio']:.2f}) | "
                 f"batched json {r['batched']['json_items']['predictions_per_s']:,.0f}/s, "
                 f"bulk b64 {r['batched']['bulk_b64']['predictions_per_s']:,.0f}/s, "
-                f"bulk raw {r['batched']['bulk_float32']['predictions_per_s']:,.0f}/s | in-process ONNX "
-                f"{r['onnx_in_process']['windows_per_s']:,.0f}/s, service/ONNX {r['service_over_onnx']:.2f}"
+                f"bulk raw {r['batched']['bulk_float32']['predictions_per_s']:,.0f}/s, "
+                f"stream {r['batched']['bulk_stream']['predictions_per_s']:,.0f}/s | in-process ONNX "
+                f"{r['onnx_in_process']['windows_per_s']:,.0f}/s, service/ONNX {r['service_over_onnx']:.2f} "
+                f"(stream {r['service_stream_over_onnx']:.2f})"
             )
 
 

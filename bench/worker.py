@@ -27,8 +27,12 @@ What runs, in order:
    late signal: the live book's model-free symbols after each tick (the worker's ``fallback``)
    and the journal's ``alert`` events.
 4. Baselines in the same run, right after each run on the same connection: the service's floor
-   (``/info``: no model, no input) and the same ``/predict_batch`` request alone (the worker's
-   last windows, no worker around it).
+   (``/info``: no model, no input), the same ``/predict_batch`` request alone (the worker's
+   last windows, no worker around it) and, for a streamed run, the same symbols' newest rows on
+   ``/predict_stream`` alone. The worker streams (each symbol's newest row on
+   ``/predict_stream``); ``--compare-batch`` adds the 100-symbol run with whole windows on
+   ``/predict_batch`` on the same server, before or after it, and ``stream_vs_batch`` gives
+   each part's ratio, streamed over whole.
 5. Memory: the worker's process RSS and the service's (its process and all descendants) every
    ``--sample-s`` during the 100-symbol run, which lasts ``--soak-s``, sampled after a tick's
    between-ticks work (never inside a tick); the slope (least squares, MB per minute) is fitted
@@ -55,6 +59,8 @@ Stops by itself; the server and the temporary folder are removed on the way out.
 
     .venv/bin/python bench/worker.py --json                 # quick: 3 min at 100, 60 s at 1000
     .venv/bin/python bench/worker.py --soak-s 600 --json    # the 10-minute soak
+    .venv/bin/python bench/worker.py --large 0 --soak-s 120 --compare-batch before --json
+                                   # /predict_stream against whole windows, same server
 """
 
 from __future__ import annotations
@@ -345,16 +351,23 @@ def pct(values: np.ndarray) -> dict[str, float]:
     return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
 
 
-async def floors(source: Any, symbols: list[str], windows: np.ndarray, n: int) -> dict[str, Any]:
-    """The service's ``/info`` floor and the worker's request alone, interleaved, ms. A request
-    past the source's timeout (the worker's budget) counts at the time it took and is counted,
-    so one stall of the service does not lose the run's figures."""
+async def floors(
+    source: Any, symbols: list[str], windows: np.ndarray, seq: np.ndarray, n: int, *, stream: bool
+) -> dict[str, Any]:
+    """The service's ``/info`` floor and the worker's request alone (whole windows on
+    ``/predict_batch``; with ``stream``, also the newest rows on ``/predict_stream``, as a retry of
+    the last tick's rows), interleaved, ms. A request past the source's timeout (the worker's
+    budget) counts at the time it took and is counted, so one stall of the service does not lose
+    the run's figures."""
     from serving.client import ServiceUnavailable
 
-    info_ms, alone_ms = [], []
+    info_ms, alone_ms, stream_ms = [], [], []
     late = 0
+    calls = [(source.info, info_ms), (lambda: source.signals(symbols, windows), alone_ms)]
+    if stream:
+        calls.append((lambda: source.signals(symbols, windows, seq=seq), stream_ms))
     for _ in range(n):
-        for call, into in ((source.info, info_ms), (lambda: source.signals(symbols, windows), alone_ms)):
+        for call, into in calls:
             t = time.perf_counter()
             try:
                 await call()
@@ -364,6 +377,7 @@ async def floors(source: Any, symbols: list[str], windows: np.ndarray, n: int) -
     return {
         "info_ms": pct(np.array(info_ms)),
         "predict_batch_alone_ms": pct(np.array(alone_ms)),
+        **({"predict_stream_alone_ms": pct(np.array(stream_ms))} if stream else {}),
         "timed_out": late,
     }
 
@@ -382,8 +396,10 @@ async def run_worker(
     floor_requests: int,
     tmp: Path,
     refresh_tolerance_pct: float | None = None,
+    stream: bool = True,
 ) -> dict[str, Any]:
-    """``ticks`` ticks of the worker at 1 Hz; timings, fallbacks, memory and floors."""
+    """``ticks`` ticks of the worker at 1 Hz; timings, fallbacks, memory and floors. ``stream``:
+    the worker sends each symbol's newest row (``/predict_stream``), else whole windows."""
     from flows.params import load_params
     from serving.worker_source import HttpSignalSource
     from trading.worker.loop import WorkerSettings
@@ -406,9 +422,9 @@ async def run_worker(
         features=params.features.for_interval("1m"),
         speed=60.0,
     )
-    journal_path = tmp / f"journal-{len(frames)}.db"
+    journal_path = tmp / f"journal-{len(frames)}-{'stream' if stream else 'batch'}.db"  # a run of its own
     run = PaperRun(frames=frames, interval="1m", settings=settings, journal=journal_path, history=history)
-    source = HttpSignalSource(base_url, token=token, timeout_s=trade.signal_budget_ms / 1000)
+    source = HttpSignalSource(base_url, token=token, timeout_s=trade.signal_budget_ms / 1000, stream=stream)
     worker, journal, venues = build_worker(run, source, shadow=False)
     timer = VenueTimer(venues[0])
     paper_ns: list[int] = []
@@ -482,7 +498,11 @@ async def run_worker(
         sample()
         rows = np.flatnonzero(worker.features.ready())  # type: ignore[union-attr]
         windows = worker.features.windows(rows).astype(np.float32)  # type: ignore[union-attr]
-        base = await floors(source, [worker.symbols[s] for s in rows], windows, floor_requests)
+        seq = worker.features.seen[rows] - 1  # type: ignore[union-attr]
+        conflicts, whole = source.conflicts, source.whole_windows
+        base = await floors(
+            source, [worker.symbols[s] for s in rows], windows, seq, floor_requests, stream=stream
+        )
         alerts = [e for e in journal.events(("alert",)) if e["tick"] >= warmup_ticks]
         placed = [o for o in journal.orders() if o.tick >= warmup_ticks]
         fills = len(journal.fills())
@@ -512,6 +532,9 @@ async def run_worker(
     probe = np.array(probes[warmup_ticks:])
     return {
         "symbols": len(frames),
+        "protocol": "predict_stream" if stream else "predict_batch",
+        "stream_conflicts": conflicts,  # 409s answered with whole windows (the floors' not counted)
+        "whole_windows": whole,  # windows sent whole on /predict_stream: the first tick's, and after a 409
         "ticks": done,
         "ticks_measured": len(kept),
         "signal_budget_ms": budget,
@@ -564,7 +587,8 @@ async def run_worker(
 
 
 def ratios(small: dict[str, Any], large: dict[str, Any]) -> dict[str, float]:
-    """How each part grows from the small run to the large one (p50 and p99)."""
+    """Each part's p50 and p99 in the second run over the first (the large run over the small
+    one; the streamed run over its whole-window baseline)."""
     out = {}
     for part, fig in small["tick_ms"].items():
         if isinstance(fig, dict):
@@ -597,6 +621,13 @@ def main() -> None:
         action="store_true",
         help="serve with BentoML's access log and request tracing on (off in params.yaml)",
     )
+    parser.add_argument(
+        "--compare-batch",
+        choices=("before", "after"),
+        default=None,
+        help="also run the --symbols run with whole windows on /predict_batch, before or after the "
+        "streamed one, on the same server (the baseline for stream_vs_batch)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -616,11 +647,15 @@ def main() -> None:
         runs: dict[str, Any] = {}
         try:
             base = load_base()
-            plan = [(args.symbols, args.soak_s)] + ([(args.large, args.large_s)] if args.large else [])
-            for n, seconds in plan:
+            plan = [(str(args.symbols), args.symbols, args.soak_s, True)]
+            batch_run = (f"{args.symbols}-batch", args.symbols, args.soak_s, False)
+            if args.compare_batch:
+                plan.insert(0 if args.compare_batch == "before" else 1, batch_run)
+            plan += [(str(args.large), args.large, args.large_s, True)] if args.large else []
+            for key, n, seconds, stream in plan:
                 ticks = int(seconds) + args.warmup_ticks
                 frames, history = symbol_frames(base, n, warmup=warmup, ticks=ticks)
-                runs[str(n)] = asyncio.run(
+                runs[key] = asyncio.run(
                     run_worker(
                         base_url,
                         token,
@@ -634,6 +669,7 @@ def main() -> None:
                         floor_requests=args.floor_requests,
                         tmp=tmp,
                         refresh_tolerance_pct=args.refresh_tolerance_pct,
+                        stream=stream,
                     )
                 )
                 del frames, history
@@ -660,6 +696,10 @@ def main() -> None:
             "p99_lt_100ms": small["tick_ms"]["total"]["p99"] < 100.0,
         },
     }
+    if args.compare_batch:
+        report["stream_vs_batch"] = {"order": f"batch {args.compare_batch}"} | ratios(
+            runs[f"{args.symbols}-batch"], small
+        )
     if args.large:
         report["growth"] = {"symbols": args.large / args.symbols, **ratios(small, runs[str(args.large)])}
     if args.json:

@@ -286,7 +286,9 @@ class SignalEngine:
         """
         self._check_count(len(symbols))
         self._check_rows(windows.shape[1], loc=("rows",))
-        answer = await self._run(symbols, windows, feature_names, request_id)
+        return self._columns(symbols, await self._run(symbols, windows, feature_names, request_id))
+
+    def _columns(self, symbols: Sequence[str], answer: _Answer) -> BatchPredictResponse:
         served_by = answer.served_by
         shadow_model, shadow_values = answer.shadow if answer.shadow is not None else (None, None)
         return BatchPredictResponse.model_construct(
@@ -323,7 +325,9 @@ class SignalEngine:
                 loc=("feature_names",),
             )
         windows = self.streams.windows(step, rows=models.window_rows, width=len(models.feature_names))
-        return await self.predict_columns(step.symbols, windows, feature_names=None, request_id=request_id)
+        # the store checked every row it took against these models: no second pass over the windows
+        answer = await self._run(step.symbols, windows, None, request_id, models=models)
+        return self._columns(step.symbols, answer)
 
     def _check_rows(self, rows: int, *, loc: tuple[str | int, ...]) -> None:
         limit = self.config.max_window_rows
@@ -348,10 +352,15 @@ class SignalEngine:
         windows: np.ndarray,
         feature_names: Sequence[str] | None,
         request_id: str | None,
+        *,
+        models: ModelSet | None = None,
     ) -> _Answer:
+        """Check ``windows`` against the served models and predict; with ``models`` (the set the
+        caller already checked ``windows`` against, pinned) the check is skipped."""
         start = time.perf_counter()
-        models = self.models  # pinned for the whole request
-        windows = check_windows(windows, models, feature_names=feature_names)
+        if models is None:
+            models = self.models  # pinned for the whole request
+            windows = check_windows(windows, models, feature_names=feature_names)
         calls = self._plan(symbols, models)
         inputs = [_select(windows, idx, m.lookback) for m, idx, _ in calls]
         if len(calls) == 1:  # the usual case: no gather (it would wrap the call in one more task)
