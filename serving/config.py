@@ -59,7 +59,7 @@ class ServeConfig(BaseModel):
     stream_cache_mb: int = Field(
         256,
         ge=1,
-        description="most memory for the windows /predict_stream holds per client stream, MiB; the "
+        description="most memory for the windows /predict_stream holds (all client streams), MiB; the "
         "least recently used streams are dropped first (their clients resend whole windows once)",
     )
     max_window_rows: int = Field(

@@ -114,7 +114,7 @@ class SignalEngine:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._refresh_lock = threading.Lock()
-        self.streams = StreamStore(max_bytes=config.stream_cache_mb * 2**20)
+        self.streams = StreamStore(max_bytes=config.stream_cache_mb * 2**20, max_symbols=config.max_items)
 
     @property
     def models(self) -> ModelSet:
@@ -324,7 +324,7 @@ class SignalEngine:
                 f"feature_names differ from the model's (in order): expected {list(models.feature_names)}",
                 loc=("feature_names",),
             )
-        windows = self.streams.windows(step, rows=models.window_rows, width=len(models.feature_names))
+        windows = self.streams.windows(step, rows=models.window_rows, features=models.feature_names)
         # the store checked every row it took against these models: no second pass over the windows
         answer = await self._run(step.symbols, windows, None, request_id, models=models)
         return self._columns(step.symbols, answer)

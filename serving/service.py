@@ -37,7 +37,7 @@ from serving.schemas import (
     SymbolWindow,
     validation_error,
 )
-from serving.streams import StreamMiss, StreamStep, parse_step
+from serving.streams import MAX_SEQ, StreamMiss, StreamStep, parse_step
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -99,7 +99,7 @@ class PredictStreamInput(bentoml.IODescriptor):
 
     stream: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
     symbols: Annotated[list[Symbol], Field(min_length=1)]
-    seq: list[Annotated[int, Field(ge=0)]]
+    seq: list[Annotated[int, Field(ge=0, lt=MAX_SEQ)]]
     full: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
     rows: Annotated[int, Field(ge=1)] = 1
     feature_names: list[str] | None = None

@@ -17,8 +17,11 @@ miss is what a client sees after the service restarted, after the served models 
 service never guesses a window, and a client that does not know what is held sends whole
 windows, as on the first request.
 
-Memory is bounded by ``serve.stream_cache_mb``: the least recently used streams are dropped
-first (their clients then see one miss).
+Memory is bounded by ``serve.stream_cache_mb`` over all streams: the least recently used are
+dropped first, and a stream larger than that alone is dropped after its answer (its clients then
+see one miss). One stream holds at most ``serve.max_items`` symbols (what one request carries):
+when symbols come and go past that, the ones the request does not ask for are forgotten. A
+stream is held for the served models' lookback and feature names; models with others drop it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from serving.logic import InvalidInput, encode_raw_batch
+
+MAX_SEQ = 2**62
+"""Row numbers stop below this (a bar a second for 10^11 years); larger ones are refused, not
+wrapped."""
 
 
 class StreamMiss(Exception):  # noqa: N818 - reads as the answer it is (HTTP 409)
@@ -80,21 +87,21 @@ def parse_step(
             size that does not split into those windows and rows of one feature width.
     """
     n = len(symbols)
-    if len(set(symbols)) != n:
-        first = next(s for i, s in enumerate(symbols) if s in symbols[:i])
-        raise InvalidInput(
-            f"symbol {first!r} appears twice; a stream holds one window per symbol", loc=("symbols",)
-        )
+    seen: set[str] = set()
+    for i, symbol in enumerate(symbols):
+        if symbol in seen:
+            raise InvalidInput(
+                f"symbol {symbol!r} appears twice; a stream holds one window per symbol", loc=("symbols", i)
+            )
+        seen.add(symbol)
     if len(seq) != n:
         raise InvalidInput(f"seq has {len(seq)} entries for {n} symbols; send one per symbol", loc=("seq",))
-    seq_arr = np.asarray(seq, dtype=np.int64)
-    if n and seq_arr.min() < 0:
-        raise InvalidInput("seq holds row numbers, from 0; got a negative one", loc=("seq",))
-    full_arr = np.asarray(full, dtype=np.int64)
-    if len(full_arr) and (
-        full_arr.min() < 0 or full_arr.max() >= n or len(np.unique(full_arr)) != len(full_arr)
-    ):
+    if any(not 0 <= r < MAX_SEQ for r in seq):
+        raise InvalidInput(f"seq holds row numbers, from 0 to {MAX_SEQ - 1}", loc=("seq",))
+    if any(not 0 <= i < n for i in full) or len(set(full)) != len(full):
         raise InvalidInput(f"full holds distinct indices into symbols (0 to {n - 1})", loc=("full",))
+    seq_arr = np.asarray(seq, dtype=np.int64)
+    full_arr = np.asarray(full, dtype=np.int64)
     size = len(raw) if isinstance(raw, bytes) else raw.nbytes
     floats = size // 4
     per_feature = len(full_arr) * rows + (n - len(full_arr))
@@ -155,17 +162,28 @@ def encode_step(
 
 
 class _Stream:
-    """One client's windows: a slot per symbol in one ``(slots, rows, features)`` array."""
+    """One client's windows: a slot per symbol in one ``(slots, rows, features)`` array.
 
-    def __init__(self, rows: int, width: int) -> None:
-        self.rows, self.width = rows, width
+    ``features`` names the columns the windows hold: a stream held for other models' features
+    (even of the same count) is dropped, never answered from.
+    """
+
+    def __init__(self, rows: int, features: tuple[str, ...]) -> None:
+        self.rows, self.features = rows, features
         self.slot: dict[str, int] = {}
-        self.win: np.ndarray = np.empty((0, rows, width), dtype=np.float32)
+        self.win: np.ndarray = np.empty((0, rows, len(features)), dtype=np.float32)
         self.seq: np.ndarray = np.empty(0, dtype=np.int64)
 
     @property
     def nbytes(self) -> int:
         return self.win.nbytes + self.seq.nbytes
+
+    def keep_only(self, symbols: Sequence[str]) -> None:
+        """Forget every symbol but ``symbols`` (their windows move to the first slots)."""
+        kept = [s for s in symbols if s in self.slot]
+        idx = np.fromiter((self.slot[s] for s in kept), dtype=np.int64, count=len(kept))
+        self.win, self.seq = self.win[idx], self.seq[idx]
+        self.slot = {s: i for i, s in enumerate(kept)}
 
     def slots(self, symbols: Sequence[str]) -> np.ndarray:
         """Slots of ``symbols``, new ones added (their ``seq`` is -2: nothing held)."""
@@ -176,7 +194,7 @@ class _Stream:
             if need > len(self.win):
                 grown = max(need, 2 * len(self.win))
                 self.win = np.concatenate(
-                    [self.win, np.empty((grown - len(self.win), self.rows, self.width), np.float32)]
+                    [self.win, np.empty((grown - len(self.win), self.rows, len(self.features)), np.float32)]
                 )
                 self.seq = np.concatenate([self.seq, np.full(grown - len(self.seq), -2, dtype=np.int64)])
             for i, s in enumerate(new):
@@ -188,87 +206,56 @@ class StreamStore:
     """The streams the service holds, least recently used first; see the module docstring.
 
     Args:
-        max_bytes: the most the held windows may take; older streams are dropped to stay under.
+        max_bytes: the most the held windows may take; older streams are dropped to stay under,
+            and a stream over it alone is dropped after its answer (its next step is a miss).
+        max_symbols: the most symbols one stream holds; a request that would hold more keeps
+            only its own symbols (the others' next steps are misses).
     """
 
-    def __init__(self, *, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
+    def __init__(self, *, max_bytes: int, max_symbols: int) -> None:
+        self.max_bytes, self.max_symbols = max_bytes, max_symbols
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._streams)
 
     @property
     def nbytes(self) -> int:
-        return sum(s.nbytes for s in self._streams.values())
+        return self._bytes
 
-    def windows(self, step: StreamStep, *, rows: int, width: int) -> np.ndarray:
-        """The step applied to its stream; returns ``(len(symbols), rows, width)`` windows (a copy).
+    def windows(self, step: StreamStep, *, rows: int, features: Sequence[str]) -> np.ndarray:
+        """The step applied to its stream; returns ``(len(symbols), rows, features)`` windows (a copy).
 
         Everything is checked before anything held changes: a refused request leaves the stream
         as it was.
 
         Args:
             rows: the served models' window rows; a stream held at another shape is dropped.
-            width: the served models' feature count.
+            features: the served models' feature names; a stream held for others is dropped.
 
         Raises:
             InvalidInput: full windows with fewer than ``rows`` rows, rows of another width, or a
                 NaN or infinite value (the message names the symbol).
             StreamMiss: a step row that does not extend the held window.
         """
-        got = step.newest.shape[1] if len(step.newest) else step.windows.shape[2]
-        if got != width:
-            raise InvalidInput(f"each row needs {width} features; got {got}", loc=("body",))
-        if len(step.full) and step.windows.shape[1] < rows:
-            raise InvalidInput(
-                f"each window needs at least {rows} rows (the model lookback); got {step.windows.shape[1]}",
-                loc=("rows",),
-            )
-        bad_full = ~np.isfinite(step.windows[:, -rows:, :]).all(axis=(1, 2))
-        bad_new = ~np.isfinite(step.newest).all(axis=1)
-        if bad_full.any() or bad_new.any():
-            is_full = np.zeros(len(step.symbols), dtype=bool)
-            is_full[step.full] = True
-            bad = np.zeros(len(step.symbols), dtype=bool)
-            bad[step.full[bad_full]] = True
-            bad[np.flatnonzero(~is_full)[bad_new]] = True
-            i = int(np.argmax(bad))
-            raise InvalidInput(
-                f"item {i} ({step.symbols[i]}): {'window' if is_full[i] else 'newest row'} has NaN or infinite values",
-                loc=("items", i),
-            )
+        features = tuple(features)
+        _check(step, rows=rows, width=len(features))
         held = self._streams.get(step.stream)
-        if held is not None and (held.rows, held.width) != (rows, width):
-            del self._streams[step.stream]  # the served models changed shape: nothing held fits
+        if held is not None and (held.rows, held.features) != (rows, features):
+            self._drop(step.stream)  # the served models changed: nothing held fits
             held = None
         is_step = np.ones(len(step.symbols), dtype=bool)
         is_step[step.full] = False
         step_idx = np.flatnonzero(is_step)
-        step_seq = step.seq[step_idx]
         if held is None:
             if len(step_idx):
                 raise StreamMiss(step.stream, [step.symbols[i] for i in step_idx], "no windows held")
-            held = _Stream(rows, width)
-        known = np.array([step.symbols[i] in held.slot for i in step_idx], dtype=bool)
-        slots_known = np.fromiter(
-            (held.slot[step.symbols[i]] for i, k in zip(step_idx, known, strict=True) if k), dtype=np.int64
-        )
-        have = np.full(len(step_idx), -2, dtype=np.int64)
-        have[known] = held.seq[slots_known]
-        append = have == step_seq - 1
-        again = have == step_seq
-        if again.any():  # a retry: its row must be the one held
-            slots_again = np.fromiter((held.slot[step.symbols[i]] for i in step_idx[again]), dtype=np.int64)
-            same = (held.win[slots_again, -1] == step.newest[again]).all(axis=1)
-            again[np.flatnonzero(again)[~same]] = False
-        missed = ~(append | again)
-        if missed.any():
-            raise StreamMiss(
-                step.stream,
-                [step.symbols[i] for i in step_idx[missed]],
-                "the held window does not end at the row before seq",
-            )
+            held = _Stream(rows, features)
+        append = _appends(held, step, step_idx)
+        self._bytes -= held.nbytes if step.stream in self._streams else 0
+        if len(held.slot) + sum(s not in held.slot for s in step.symbols) > self.max_symbols:
+            held.keep_only(step.symbols)  # symbols come and go: the ones not asked for now leave
         slots = held.slots(step.symbols)
         if len(step.full):
             fs = slots[step.full]
@@ -278,12 +265,70 @@ class StreamStore:
         if len(moving):
             held.win[moving, :-1] = held.win[moving, 1:]
             held.win[moving, -1] = step.newest[append]
-            held.seq[moving] = step_seq[append]
+            held.seq[moving] = step.seq[step_idx[append]]
+        answer = held.win[slots]  # fancy indexing: a copy, safe from what follows
         self._streams[step.stream] = held
         self._streams.move_to_end(step.stream)
-        while len(self._streams) > 1 and self.nbytes > self.max_bytes:
-            self._streams.popitem(last=False)
-        return held.win[slots]
+        self._bytes += held.nbytes
+        while self._streams and self._bytes > self.max_bytes:
+            self._drop(next(iter(self._streams)))
+        return answer
 
-    def drop(self, stream: str) -> None:
-        self._streams.pop(stream, None)
+    def _drop(self, stream: str) -> None:
+        self._bytes -= self._streams.pop(stream).nbytes
+
+
+def _check(step: StreamStep, *, rows: int, width: int) -> None:
+    """:class:`InvalidInput` for rows of another width, short windows, or NaN and infinities."""
+    got = step.newest.shape[1] if len(step.newest) else step.windows.shape[2]
+    if got != width:
+        raise InvalidInput(f"each row needs {width} features; got {got}", loc=("body",))
+    if len(step.full) and step.windows.shape[1] < rows:
+        raise InvalidInput(
+            f"each window needs at least {rows} rows (the model lookback); got {step.windows.shape[1]}",
+            loc=("rows",),
+        )
+    bad_full = ~np.isfinite(step.windows[:, -rows:, :]).all(axis=(1, 2))
+    bad_new = ~np.isfinite(step.newest).all(axis=1)
+    if bad_full.any() or bad_new.any():
+        is_full = np.zeros(len(step.symbols), dtype=bool)
+        is_full[step.full] = True
+        bad = np.zeros(len(step.symbols), dtype=bool)
+        bad[step.full[bad_full]] = True
+        bad[np.flatnonzero(~is_full)[bad_new]] = True
+        i = int(np.argmax(bad))
+        raise InvalidInput(
+            f"{step.symbols[i]}'s {'window' if is_full[i] else 'newest row'} has NaN or infinite values",
+            loc=("symbols", i),
+        )
+
+
+def _appends(held: _Stream, step: StreamStep, step_idx: np.ndarray) -> np.ndarray:
+    """Which of the step rows (``step_idx`` into the symbols) extend the held windows; the others
+    are retries of the row held. :class:`StreamMiss` when any row does neither."""
+    step_seq = step.seq[step_idx]
+    known = np.array([step.symbols[i] in held.slot for i in step_idx], dtype=bool)
+    slots_known = np.fromiter(
+        (held.slot[step.symbols[i]] for i, k in zip(step_idx, known, strict=True) if k), dtype=np.int64
+    )
+    have = np.full(len(step_idx), -2, dtype=np.int64)
+    have[known] = held.seq[slots_known]
+    append = have == step_seq - 1
+    again = have == step_seq
+    if again.any():  # a retry: its row must be the one held
+        slots_again = np.fromiter((held.slot[step.symbols[i]] for i in step_idx[again]), dtype=np.int64)
+        same = (held.win[slots_again, -1] == step.newest[again]).all(axis=1)
+        again[np.flatnonzero(again)[~same]] = False
+    missed = ~(append | again)
+    if missed.any():
+        first = int(np.argmax(missed))
+        was = "nothing held" if have[first] < 0 else f"held up to row {have[first]}"
+        if have[first] == step_seq[first]:
+            was += " with another row there"
+        raise StreamMiss(
+            step.stream,
+            [step.symbols[i] for i in step_idx[missed]],
+            f"the held window does not end at the row before seq "
+            f"({step.symbols[step_idx[first]]}: {was}, got seq {step_seq[first]})",
+        )
+    return append

@@ -456,12 +456,24 @@ def test_the_stream_path_answers_as_whole_windows_do_and_recovers_from_a_conflic
             win, seq = now()
             bad = win.copy()
             bad[2, -1, 5] = np.nan
-            with pytest.raises(RejectedRequest, match=rf"item 2 \({symbols[2]}\): newest row has NaN") as exc:
+            with pytest.raises(
+                RejectedRequest, match=rf"symbols.2: {symbols[2]}'s newest row has NaN"
+            ) as exc:
                 await stream.signals(symbols, bad, seq=seq)
             assert exc.value.status == 400
             got = await stream.signals(symbols, win, seq=seq)  # the clean row is still an append
             assert got.values.tolist() == (await whole.signals(symbols, win)).values.tolist()
             assert (stream.conflicts, stream.whole_windows) == (1, 2 * len(symbols))
+
+            huge = seq.copy().astype(object)
+            huge[0] = 2**63  # past int64: refused with what is wrong, not a 500
+            body = encode_raw_batch(
+                {"stream": stream.stream_id, "symbols": symbols, "seq": huge.tolist(), "full": []},
+                win[:, -1, :],
+            )
+            async with stream._session().post(f"{server['base']}/predict_stream", data=body) as answer:
+                status, text = answer.status, await answer.text()
+            assert status == 400 and "seq" in text, text
         finally:
             await stream.close()
             await whole.close()

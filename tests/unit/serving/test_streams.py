@@ -19,6 +19,10 @@ from serving.logic import InvalidInput, split_raw_batch
 from serving.streams import StreamMiss, StreamStep, StreamStore, encode_step, parse_step
 
 
+def names(width: int) -> tuple[str, ...]:
+    return tuple(f"f{i}" for i in range(width))
+
+
 def parse(body: bytes) -> StreamStep:
     head, raw = split_raw_batch(body)
     doc = json.loads(head)
@@ -40,7 +44,7 @@ class Client:
     ) -> np.ndarray:
         body, _ = encode_step(stream=self.stream, symbols=symbols, windows=windows, seq=seq, held=self.held)
         try:
-            got = store.windows(parse(body), rows=rows, width=windows.shape[2])
+            got = store.windows(parse(body), rows=rows, features=names(windows.shape[2]))
         except StreamMiss:
             self.conflicts += 1
             self.held.clear()
@@ -48,7 +52,7 @@ class Client:
                 stream=self.stream, symbols=symbols, windows=windows, seq=seq, held=self.held
             )
             assert whole == len(symbols)
-            got = store.windows(parse(body), rows=rows, width=windows.shape[2])
+            got = store.windows(parse(body), rows=rows, features=names(windows.shape[2]))
         if not lose_answer:
             self.held.update(zip(symbols, np.asarray(seq).tolist(), strict=True))
         return got
@@ -88,7 +92,7 @@ def test_windows_held_by_a_stream_equal_the_whole_windows(n_symbols, rows, seed,
     symbols = [f"S{i}" for i in range(n_symbols)]
     rng = np.random.default_rng(seed)
     max_bytes = 1 if tiny_cache else 1 << 20  # 1 byte: any second stream evicts the first
-    store = StreamStore(max_bytes=max_bytes)
+    store = StreamStore(max_symbols=64, max_bytes=max_bytes)
     me, other = Client("me"), Client("other")
     truth, other_truth = History(symbols, len(FEATURES), seed), History(symbols, len(FEATURES), seed + 1)
     for _ in range(rows):  # warm up: complete windows
@@ -98,7 +102,7 @@ def test_windows_held_by_a_stream_equal_the_whole_windows(n_symbols, rows, seed,
     last: tuple[list[str], np.ndarray, np.ndarray] | None = None
     for event in events:
         if event == "restart":
-            store = StreamStore(max_bytes=max_bytes)
+            store = StreamStore(max_symbols=64, max_bytes=max_bytes)
             continue
         if event == "retry" and last is not None:
             asked, windows, seq = last
@@ -134,7 +138,7 @@ def stepped(store: StreamStore, *, n: int = 3, rows: int = 4) -> tuple[Client, H
 
 
 def test_a_step_only_sends_the_newest_row() -> None:
-    store = StreamStore(max_bytes=1 << 20)
+    store = StreamStore(max_symbols=64, max_bytes=1 << 20)
     client, truth, symbols = stepped(store)
     for s in symbols:
         truth.advance(s)
@@ -144,11 +148,11 @@ def test_a_step_only_sends_the_newest_row() -> None:
     assert (
         whole == 0 and step.windows.shape == (0, 4, len(FEATURES)) and step.newest.shape == (3, len(FEATURES))
     )
-    np.testing.assert_array_equal(store.windows(step, rows=4, width=len(FEATURES)), windows)
+    np.testing.assert_array_equal(store.windows(step, rows=4, features=names(len(FEATURES))), windows)
 
 
 def test_a_gap_is_a_miss_that_names_the_symbols_and_changes_nothing() -> None:
-    store = StreamStore(max_bytes=1 << 20)
+    store = StreamStore(max_symbols=64, max_bytes=1 << 20)
     client, truth, _ = stepped(store)
     truth.advance("S0")
     truth.advance("S1")
@@ -156,18 +160,20 @@ def test_a_gap_is_a_miss_that_names_the_symbols_and_changes_nothing() -> None:
     windows, seq = truth.request(["S0", "S1"], 4)
     body, _ = encode_step(stream="c", symbols=["S0", "S1"], windows=windows, seq=seq, held={"S0": 4, "S1": 5})
     with pytest.raises(
-        StreamMiss, match=r"stream 'c': the held window does not end at the row before seq for S1;"
+        StreamMiss,
+        match=r"stream 'c': the held window does not end at the row before seq "
+        r"\(S1: held up to row 4, got seq 6\) for S1;",
     ):
-        store.windows(parse(body), rows=4, width=len(FEATURES))
+        store.windows(parse(body), rows=4, features=names(len(FEATURES)))
     # S0's row was not taken: sending it again with another value is still an append, not a retry
     other = windows[:1].copy()
     other[0, -1] += 1.0
     body, _ = encode_step(stream="c", symbols=["S0"], windows=other, seq=seq[:1], held=client.held)
-    np.testing.assert_array_equal(store.windows(parse(body), rows=4, width=len(FEATURES)), other)
+    np.testing.assert_array_equal(store.windows(parse(body), rows=4, features=names(len(FEATURES))), other)
 
 
 def test_a_retry_with_another_row_under_the_same_number_is_a_miss() -> None:
-    store = StreamStore(max_bytes=1 << 20)
+    store = StreamStore(max_symbols=64, max_bytes=1 << 20)
     client, truth, symbols = stepped(store)
     windows, seq = truth.request(symbols, 4)
     changed = windows.copy()
@@ -175,11 +181,11 @@ def test_a_retry_with_another_row_under_the_same_number_is_a_miss() -> None:
     body, whole = encode_step(stream="c", symbols=symbols, windows=changed, seq=seq, held=client.held)
     assert whole == 0
     with pytest.raises(StreamMiss, match="for S1;"):
-        store.windows(parse(body), rows=4, width=len(FEATURES))
+        store.windows(parse(body), rows=4, features=names(len(FEATURES)))
 
 
 def test_a_refused_row_leaves_the_stream_as_it_was() -> None:
-    store = StreamStore(max_bytes=1 << 20)
+    store = StreamStore(max_symbols=64, max_bytes=1 << 20)
     client, truth, symbols = stepped(store)
     for s in symbols:
         truth.advance(s)
@@ -187,23 +193,23 @@ def test_a_refused_row_leaves_the_stream_as_it_was() -> None:
     bad = windows.copy()
     bad[2, -1, 1] = np.nan
     body, _ = encode_step(stream="c", symbols=symbols, windows=bad, seq=seq, held=client.held)
-    with pytest.raises(InvalidInput, match=r"item 2 \(S2\): newest row has NaN or infinite values"):
-        store.windows(parse(body), rows=4, width=len(FEATURES))
+    with pytest.raises(InvalidInput, match=r"S2's newest row has NaN or infinite values"):
+        store.windows(parse(body), rows=4, features=names(len(FEATURES)))
     with pytest.raises(InvalidInput, match="each row needs 5 features; got 3"):
-        store.windows(parse(body), rows=4, width=5)
+        store.windows(parse(body), rows=4, features=names(5))
     np.testing.assert_array_equal(client.ask(store, symbols, windows, seq, rows=4), windows)
     assert client.conflicts == 0  # the good rows were appended after the refusals, not re-sent whole
 
 
 def test_a_model_of_another_lookback_drops_what_is_held() -> None:
-    store = StreamStore(max_bytes=1 << 20)
+    store = StreamStore(max_symbols=64, max_bytes=1 << 20)
     client, truth, symbols = stepped(store, rows=4)
     for s in symbols:
         truth.advance(s)
     windows, seq = truth.request(symbols, 4)
     body, _ = encode_step(stream="c", symbols=symbols, windows=windows, seq=seq, held=client.held)
     with pytest.raises(StreamMiss, match="no windows held"):
-        store.windows(parse(body), rows=3, width=len(FEATURES))
+        store.windows(parse(body), rows=3, features=names(len(FEATURES)))
     longer, seq = truth.request(symbols, 5)
     assert client.ask(store, symbols, longer, seq, rows=5).shape == (3, 5, len(FEATURES))
     assert client.conflicts == 1
@@ -211,13 +217,51 @@ def test_a_model_of_another_lookback_drops_what_is_held() -> None:
 
 def test_the_cache_drops_the_least_recently_used_stream() -> None:
     one_stream = 3 * 4 * len(FEATURES) * 4 + 3 * 8  # 3 symbols' windows and row numbers
-    store = StreamStore(max_bytes=2 * one_stream)
+    store = StreamStore(max_symbols=64, max_bytes=2 * one_stream)
     for name in ("a", "b", "c"):
         client, truth, symbols = stepped(store)
         client.stream = name
         client.held.clear()
         client.ask(store, symbols, *truth.request(symbols, 4), rows=4)
     assert len(store) == 2 and store.nbytes <= 2 * one_stream
+    assert store.nbytes == sum(held.nbytes for held in store._streams.values())
+
+
+def test_a_stream_over_the_cache_alone_is_answered_then_dropped() -> None:
+    one_stream = 3 * 4 * len(FEATURES) * 4 + 3 * 8
+    store = StreamStore(max_symbols=64, max_bytes=one_stream - 1)
+    client, _, _ = stepped(store)  # every step after the first is a miss, then whole
+    assert len(store) == 0 and store.nbytes == 0
+    assert client.conflicts == 1  # and each answer was still the right windows (Client.ask)
+
+
+def test_models_with_other_features_of_the_same_count_drop_what_is_held() -> None:
+    store = StreamStore(max_symbols=64, max_bytes=1 << 20)
+    client, truth, symbols = stepped(store)
+    for s in symbols:
+        truth.advance(s)
+    windows, seq = truth.request(symbols, 4)
+    body, _ = encode_step(stream="c", symbols=symbols, windows=windows, seq=seq, held=client.held)
+    renamed = tuple(reversed(names(len(FEATURES))))
+    with pytest.raises(StreamMiss, match="no windows held"):
+        store.windows(parse(body), rows=4, features=renamed)
+    assert len(store) == 0
+
+
+def test_symbols_that_come_and_go_do_not_grow_a_stream_past_max_symbols() -> None:
+    store = StreamStore(max_symbols=4, max_bytes=1 << 20)
+    client = Client("c")
+    for day in range(10):  # each day two symbols list and two delist
+        symbols = [f"S{day}", f"S{day + 1}", f"S{day + 2}"]
+        truth = History(symbols, len(FEATURES), day)
+        for s in symbols:
+            for _ in range(4):
+                truth.advance(s)
+        client.held.clear()  # a fresh history: whole windows
+        np.testing.assert_array_equal(
+            client.ask(store, symbols, *truth.request(symbols, 4), rows=4), truth.request(symbols, 4)[0]
+        )
+        assert len(store._streams["c"].slot) <= 4
 
 
 @pytest.mark.parametrize(
@@ -225,7 +269,9 @@ def test_the_cache_drops_the_least_recently_used_stream() -> None:
     [
         (["A", "A"], [0, 0], [0, 1], 2 * 4 * 3 * 4, "symbol 'A' appears twice"),
         (["A", "B"], [0], [], 2 * 3 * 4, "seq has 1 entries for 2 symbols"),
-        (["A"], [-1], [], 3 * 4, "negative"),
+        (["A"], [-1], [], 3 * 4, r"seq holds row numbers, from 0 to"),
+        (["A"], [2**63], [], 3 * 4, r"seq holds row numbers, from 0 to"),
+        (["A"], [0], [2**70], 4 * 3 * 4, r"full holds distinct indices"),
         (["A", "B"], [0, 0], [2], 2 * 3 * 4, r"full holds distinct indices into symbols \(0 to 1\)"),
         (["A", "B"], [0, 0], [0, 0], 2 * 4 * 3 * 4, "distinct"),
         (
@@ -251,15 +297,15 @@ def held_now(store: StreamStore, client: Client, truth: History, rows: int) -> n
         stream=client.stream, symbols=symbols, windows=windows, seq=seq, held=client.held
     )
     assert whole == 0
-    return store.windows(parse(body), rows=rows, width=truth.width)
+    return store.windows(parse(body), rows=rows, features=names(truth.width))
 
 
 @settings(max_examples=200, deadline=None)
 @given(
     raw=st.binary(max_size=512),
     symbols=st.lists(st.sampled_from(["A", "B", "C", "D"]), min_size=1, max_size=5),
-    seq=st.lists(st.integers(-3, 10), max_size=6),
-    full=st.lists(st.integers(-2, 6), max_size=6),
+    seq=st.lists(st.integers(-3, 10) | st.integers(-(2**70), 2**70), max_size=6),
+    full=st.lists(st.integers(-2, 6) | st.integers(-(2**70), 2**70), max_size=6),
     rows=st.integers(1, 6),
     width=st.integers(1, 4),
     held_rows=st.integers(1, 6),
@@ -269,7 +315,7 @@ def test_any_body_is_answered_or_refused_with_a_message(
 ) -> None:
     """Fuzz: a store that holds a stream gets arbitrary bodies; the only errors are the two the
     service turns into a 400 and a 409, and a refused body leaves what is held unchanged."""
-    store = StreamStore(max_bytes=1 << 20)
+    store = StreamStore(max_symbols=64, max_bytes=1 << 20)
     client, truth = Client("s"), History(["A", "B"], width, 0)
     for _ in range(held_rows - 1):  # the first request then has whole windows
         truth.advance("A")
@@ -281,7 +327,7 @@ def test_any_body_is_answered_or_refused_with_a_message(
     before = held_now(store, client, truth, held_rows)
     try:
         step = parse_step(raw, stream="s", symbols=symbols, seq=seq, full=full, rows=rows)
-        store.windows(step, rows=held_rows, width=width)
+        store.windows(step, rows=held_rows, features=names(width))
     except (InvalidInput, StreamMiss):
         np.testing.assert_array_equal(held_now(store, client, truth, held_rows), before)
 

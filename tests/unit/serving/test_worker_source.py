@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from serving.client import ServiceTimeout, ServiceUnavailable
+from serving.client import RejectedRequest, ServiceTimeout, ServiceUnavailable
 from serving.worker_source import HttpSignalSource
 
 
@@ -129,7 +129,7 @@ async def _scripted(paths: dict[str, list[int]], seen: list[tuple[str, dict]]) -
             script = paths.get(path, [])
             status = script.pop(0) if script else 200
             payload = _answer(meta["symbols"]) if status == 200 else b'{"error": "scripted"}'
-            reason = {200: "OK", 404: "Not Found", 409: "Conflict"}[status]
+            reason = {200: "OK", 404: "Not Found", 409: "Conflict", 503: "Service Unavailable"}[status]
             writer.write(
                 f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n".encode()
                 + f"content-length: {len(payload)}\r\n\r\n".encode()
@@ -183,3 +183,41 @@ def test_a_service_without_the_stream_path_gets_whole_windows_on_predict_batch()
         "/predict_batch",
     ]
     assert all(meta["rows"] == 4 and "seq" not in meta for _, meta in seen[1:])
+
+
+def _ticks_with_errors(script: dict[str, list[int]], n: int) -> tuple[list[tuple[str, dict]], list[str]]:
+    """As :func:`_ticks`, recording each tick's outcome: "ok" or the error's class name."""
+
+    async def scenario() -> tuple[list[tuple[str, dict]], list[str]]:
+        seen: list[tuple[str, dict]] = []
+        outcomes: list[str] = []
+        server = await _scripted(script, seen)
+        source = HttpSignalSource(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout_s=5.0)
+        windows = np.ones((2, 4, 3), dtype=np.float32)
+        for t in range(n):
+            try:
+                await source.signals(["A", "B"], windows, seq=np.array([10 + t, 20 + t]))
+                outcomes.append("ok")
+            except (RejectedRequest, ServiceUnavailable) as exc:
+                outcomes.append(type(exc).__name__)
+        await source.close()
+        server.close()
+        await server.wait_closed()
+        return seen, outcomes
+
+    return asyncio.run(scenario())
+
+
+def test_a_conflict_on_the_whole_resend_is_an_error_not_a_loop_and_the_next_tick_starts_whole() -> None:
+    seen, outcomes = _ticks_with_errors({"/predict_stream": [200, 409, 409]}, 3)
+    assert outcomes == ["ok", "RejectedRequest", "ok"]
+    # tick 2: steps -> 409 -> whole -> 409 (raised, no third try); tick 3: whole, nothing known held
+    assert [meta["full"] for _, meta in seen] == [[0, 1], [], [0, 1], [0, 1]]
+
+
+def test_an_answer_that_never_came_makes_the_next_tick_send_whole_windows() -> None:
+    """The service may or may not have applied a request whose answer failed: the client must
+    not assume either, so the symbols it covered go whole on the next tick."""
+    seen, outcomes = _ticks_with_errors({"/predict_stream": [200, 200, 503]}, 4)
+    assert outcomes == ["ok", "ok", "ServiceUnavailable", "ok"]
+    assert [meta["full"] for _, meta in seen] == [[0, 1], [], [], [0, 1]]
