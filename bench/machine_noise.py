@@ -12,12 +12,16 @@ I/O). These helpers let a bench tell the three apart per stretch of work:
 * :func:`probe_ms`: the wall time of a fixed piece of pure-Python work (about 0.2 ms on the
   development machine), run just before and after each timed stretch: when it comes out several
   times its median, the machine was slow then, whatever the code under test did;
+* :func:`thread_counts`: this thread's major page faults (a page read back from disk: the
+  thread blocked, neither running nor runnable) and voluntary and involuntary context switches
+  so far, from ``getrusage(RUSAGE_THREAD)``;
 * :func:`slow_ticks`: the slow stretches' medians of these against the others'.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,12 @@ def run_queue_wait_ns() -> int:
         return int(Path("/proc/thread-self/schedstat").read_text().split()[1])
     except (OSError, IndexError, ValueError):
         return 0
+
+
+def thread_counts() -> tuple[int, int, int]:
+    """This thread's major page faults, voluntary and involuntary context switches so far."""
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_majflt, usage.ru_nvcsw, usage.ru_nivcsw
 
 
 def steal_s() -> float:
@@ -60,6 +70,7 @@ def slow_ticks(
     queue: np.ndarray,
     waiting: np.ndarray,
     probe: np.ndarray,
+    counts: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Where the slow ticks' wall time went (medians over them, ms), against the other ticks.
 
@@ -67,7 +78,9 @@ def slow_ticks(
     process had the CPU; ``waiting_for_answer``: it was idle, its venue work done, waiting for the
     service; ``other``: the rest (blocked on I/O, or the virtual CPU not running at all).
     ``probe_ratio``: the slower of :func:`probe_ms` just before and after the tick,
-    over its median in the run (1: the machine ran as usual around that tick).
+    over its median in the run (1: the machine ran as usual around that tick). ``counts``: per
+    tick, the :func:`thread_counts` differences; their means over each group, and the share of
+    ticks with a major fault.
     """
     other = total - cpu - queue - waiting
     ratio = probe.max(axis=1) / np.median(probe)
@@ -85,5 +98,13 @@ def slow_ticks(
             "other": med(other, where),
             "probe_ratio": med(ratio, where),
         }
+        if counts is not None and where.any():
+            major, voluntary, involuntary = counts[where].mean(axis=0)
+            out[name] |= {
+                "major_faults_mean": float(major),
+                "share_with_major_fault": float((counts[where, 0] > 0).mean()),
+                "voluntary_switches_mean": float(voluntary),
+                "involuntary_switches_mean": float(involuntary),
+            }
     out["slow_with_probe_over_2x"] = int((slow & (ratio > 2)).sum())
     return out

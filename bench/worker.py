@@ -96,7 +96,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from machine_noise import probe_ms, run_queue_wait_ns, slow_ticks, steal_s  # noqa: E402
+from machine_noise import probe_ms, run_queue_wait_ns, slow_ticks, steal_s, thread_counts  # noqa: E402
 
 NAME = "mmops-BENCHWORKER-1m"
 LSTM = {"lookback": 32, "units": 32, "epochs": 1, "batch_size": 256, "patience": 1}
@@ -432,6 +432,7 @@ async def run_worker(
     cpu_ns: list[int] = []
     queue_ns: list[int] = []  # the worker's thread runnable but waiting for a CPU, in the tick
     probes: list[tuple[float, float]] = []  # machine_noise.probe_ms just before and after each tick
+    counts: list[tuple[int, int, int]] = []  # machine_noise.thread_counts' growth over each tick
     model_free: list[int] = []
     original_tick = worker.tick
     original_venue_work = worker._venue_work
@@ -440,10 +441,11 @@ async def run_worker(
         timer.ns = 0
         paper_early_ns.append(0)
         before = probe_ms()
-        c, q = time.thread_time_ns(), run_queue_wait_ns()
+        c, q, k = time.thread_time_ns(), run_queue_wait_ns(), thread_counts()
         await original_tick()
         cpu_ns.append(time.thread_time_ns() - c)
         queue_ns.append(run_queue_wait_ns() - q)
+        counts.append(tuple(np.subtract(thread_counts(), k).tolist()))
         probes.append((before, probe_ms()))
         paper_ns.append(timer.ns)
         model_free.append(len(worker.books[0].fallback))
@@ -565,7 +567,9 @@ async def run_worker(
             ),
         },
         "over_20ms": int((total > 20).sum()),
-        "over_20ms_ticks": slow_ticks(total > 20, total, cpu_ms, queue_ms, waiting, probe),
+        "over_20ms_ticks": slow_ticks(
+            total > 20, total, cpu_ms, queue_ms, waiting, probe, counts=np.array(counts[warmup_ticks:])
+        ),
         "machine_probe_ms": pct(probe.max(axis=1)),
         "over_1s": int((total > 1000).sum()),
         "model_free_ticks": int((free > 0).sum()),
