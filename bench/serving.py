@@ -271,28 +271,9 @@ def throughput(
                     return
                 done[i] += 1
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
-    server_cpu, client_cpu = tree_cpu_s(server_pid), time.process_time()
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    server_cpu, client_cpu = tree_cpu_s(server_pid) - server_cpu, time.process_time() - client_cpu
-    if errors:
-        raise RuntimeError(errors[0])
-    predictions = sum(done) * symbols
-    return {
-        "predictions_per_s": predictions / elapsed,
-        "requests_per_s": sum(done) / elapsed,
-        "symbols_per_request": symbols,
-        "concurrency": concurrency,
-        "seconds": elapsed,
-        # where the 2 cores went: the server's process tree and this (client) process, per prediction
-        "server_cpu_us_per_prediction": 1e6 * server_cpu / max(predictions, 1),
-        "client_cpu_us_per_prediction": 1e6 * client_cpu / max(predictions, 1),
-    }
+    return run_clients(
+        worker, concurrency=concurrency, server_pid=server_pid, symbols=symbols, done=done, errors=errors
+    )
 
 
 def stream_throughput(
@@ -344,6 +325,16 @@ def stream_throughput(
                     return
                 done[i] += 1
 
+    return run_clients(
+        worker, concurrency=concurrency, server_pid=server_pid, symbols=symbols, done=done, errors=errors
+    )
+
+
+def run_clients(
+    worker: Any, *, concurrency: int, server_pid: int, symbols: int, done: list[int], errors: list[str]
+) -> dict[str, float]:
+    """``worker(i)`` in ``concurrency`` threads until they return; their throughput and the CPU
+    of the server's process tree and of this (client) process per prediction."""
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
     server_cpu, client_cpu = tree_cpu_s(server_pid), time.process_time()
     start = time.perf_counter()
@@ -362,6 +353,7 @@ def stream_throughput(
         "symbols_per_request": symbols,
         "concurrency": concurrency,
         "seconds": elapsed,
+        # where the 2 cores went: the server's process tree and this (client) process, per prediction
         "server_cpu_us_per_prediction": 1e6 * server_cpu / max(predictions, 1),
         "client_cpu_us_per_prediction": 1e6 * client_cpu / max(predictions, 1),
     }

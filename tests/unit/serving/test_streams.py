@@ -137,13 +137,21 @@ def stepped(store: StreamStore, *, n: int = 3, rows: int = 4) -> tuple[Client, H
     return client, truth, symbols
 
 
-def test_a_step_only_sends_the_newest_row() -> None:
-    store = StreamStore(max_symbols=64, max_bytes=1 << 20)
-    client, truth, symbols = stepped(store)
+def next_step(
+    client: Client, truth: History, symbols: list[str]
+) -> tuple[bytes, np.ndarray, np.ndarray, int]:
+    """Every symbol one bar on: the client's next body, its windows and row numbers, how many whole."""
     for s in symbols:
         truth.advance(s)
     windows, seq = truth.request(symbols, 4)
     body, whole = encode_step(stream="c", symbols=symbols, windows=windows, seq=seq, held=client.held)
+    return body, windows, seq, whole
+
+
+def test_a_step_only_sends_the_newest_row() -> None:
+    store = StreamStore(max_symbols=64, max_bytes=1 << 20)
+    client, truth, symbols = stepped(store)
+    body, windows, _, whole = next_step(client, truth, symbols)
     step = parse(body)
     assert (
         whole == 0 and step.windows.shape == (0, 4, len(FEATURES)) and step.newest.shape == (3, len(FEATURES))
@@ -204,10 +212,7 @@ def test_a_refused_row_leaves_the_stream_as_it_was() -> None:
 def test_a_model_of_another_lookback_drops_what_is_held() -> None:
     store = StreamStore(max_symbols=64, max_bytes=1 << 20)
     client, truth, symbols = stepped(store, rows=4)
-    for s in symbols:
-        truth.advance(s)
-    windows, seq = truth.request(symbols, 4)
-    body, _ = encode_step(stream="c", symbols=symbols, windows=windows, seq=seq, held=client.held)
+    body, _, seq, _ = next_step(client, truth, symbols)
     with pytest.raises(StreamMiss, match="no windows held"):
         store.windows(parse(body), rows=3, features=names(len(FEATURES)))
     longer, seq = truth.request(symbols, 5)
@@ -238,10 +243,7 @@ def test_a_stream_over_the_cache_alone_is_answered_then_dropped() -> None:
 def test_models_with_other_features_of_the_same_count_drop_what_is_held() -> None:
     store = StreamStore(max_symbols=64, max_bytes=1 << 20)
     client, truth, symbols = stepped(store)
-    for s in symbols:
-        truth.advance(s)
-    windows, seq = truth.request(symbols, 4)
-    body, _ = encode_step(stream="c", symbols=symbols, windows=windows, seq=seq, held=client.held)
+    body, _, _, _ = next_step(client, truth, symbols)
     renamed = tuple(reversed(names(len(FEATURES))))
     with pytest.raises(StreamMiss, match="no windows held"):
         store.windows(parse(body), rows=4, features=renamed)
