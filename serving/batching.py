@@ -6,6 +6,16 @@ batch window to wait out), and under load the batch size grows with the arrival 
 are formed per model, after each request was validated on its own, so one bad request never
 fails another's batch. Small batches run on the event loop (a thread hop would cost more than
 the model); large ones in a worker thread, since onnxruntime releases the GIL.
+
+On the CPU, requests are merged only up to one model call's worth of input (``max_bytes``:
+:data:`training.artifact.CALL_BYTES`, past which the predictor splits a batch into calls anyway),
+so merging saves calls for small requests and costs no copy and no wait for large ones.
+
+The model thread is kept fed: while one batch runs, the next is already formed and queued behind
+it (at most ``PIPELINE_DEPTH`` batches handed over at once), so the thread goes from one to the
+next without waiting for the event loop, which is busy reading the next requests' bodies and
+answering the last ones (BENCHMARKS.md, issue 11's sixth round: the model thread busy 0.76 of the
+time under LSTM bulk load before, 0.97 after).
 """
 
 from __future__ import annotations
@@ -22,11 +32,31 @@ import numpy as np
 from serving.logic import LoadedModel
 
 BatchObserver = Callable[[LoadedModel, int, float], None]
+_Job = tuple[np.ndarray, "asyncio.Future[np.ndarray]"]
+PIPELINE_DEPTH = 2  # batches handed to the model thread at once: the one running and the next
+
+
+def _timed(predict: Callable[[np.ndarray], np.ndarray], parts: list[np.ndarray]) -> tuple[np.ndarray, float]:
+    """The model's outputs for the requests' windows in order, and the model's own time.
+
+    The parts are joined here, in the model thread (numpy copies without the GIL), not on the
+    event loop; the time is the model call's alone (what the model-call metric reports).
+    """
+    batch = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    start = time.perf_counter()
+    out = np.asarray(predict(batch))
+    return out, time.perf_counter() - start
+
+
+def _fail(jobs: list[_Job], exc: BaseException) -> None:
+    for _, fut in jobs:
+        if not fut.done():
+            fut.set_exception(exc)
 
 
 @dataclass(slots=True)
 class _Lane:
-    queue: deque[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = field(default_factory=deque)
+    queue: deque[_Job] = field(default_factory=deque)
     busy: bool = False
     task: asyncio.Task[None] | None = None  # the drain task (kept referenced until done)
 
@@ -36,12 +66,22 @@ class MicroBatcher:
 
     Args:
         max_windows: most windows per model call (a single larger request still runs whole).
+        max_bytes: most bytes of windows merged into one call (a single larger request still runs
+            whole); None: no byte bound.
         inline_max: batches up to this many windows run on the event loop.
-        observe: called after each model call with (model, windows, seconds).
+        observe: called after each model call with (model, windows, the call's own seconds).
     """
 
-    def __init__(self, *, max_windows: int, inline_max: int, observe: BatchObserver | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_windows: int,
+        inline_max: int,
+        max_bytes: int | None = None,
+        observe: BatchObserver | None = None,
+    ) -> None:
         self.max_windows = max_windows
+        self.max_bytes = max_bytes
         self.inline_max = inline_max
         self.observe = observe
         self._lanes: dict[int, _Lane] = {}
@@ -61,38 +101,65 @@ class MicroBatcher:
 
     async def _drain(self, key: int, model: LoadedModel, lane: _Lane) -> None:
         loop = asyncio.get_running_loop()
+        handed: deque[tuple[list[_Job], asyncio.Future[tuple[np.ndarray, float]]]] = deque()
         try:
-            while lane.queue:
-                jobs = [lane.queue.popleft()]
-                size = len(jobs[0][0])
-                while lane.queue and size + len(lane.queue[0][0]) <= self.max_windows:
-                    jobs.append(lane.queue.popleft())
-                    size += len(jobs[-1][0])
-                batch = jobs[0][0] if len(jobs) == 1 else np.concatenate([w for w, _ in jobs])
-                start = time.perf_counter()
-                try:
-                    if size <= self.inline_max:
-                        out = np.asarray(model.predictor.predict(batch))
+            while lane.queue or handed:
+                while lane.queue and len(handed) < PIPELINE_DEPTH:
+                    jobs, size = self._next_batch(lane.queue)
+                    parts = [windows for windows, _ in jobs]
+                    if not handed and size <= self.inline_max:
+                        self._run_inline(model, jobs, parts)
                     else:
-                        out = np.asarray(
-                            await loop.run_in_executor(self._executor, model.predictor.predict, batch)
-                        )
-                except Exception as exc:  # the callers get the model's own error
-                    for _, fut in jobs:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    continue
-                if self.observe is not None:
-                    self.observe(model, size, time.perf_counter() - start)
-                offset = 0
-                for windows, fut in jobs:
-                    if not fut.done():
-                        fut.set_result(out[offset : offset + len(windows)])
-                    offset += len(windows)
+                        call = loop.run_in_executor(self._executor, _timed, model.predictor.predict, parts)
+                        handed.append((jobs, call))
+                if handed:
+                    jobs, call = handed[0]
+                    try:
+                        out, seconds = await call
+                    except Exception as exc:  # the callers get the model's own error
+                        handed.popleft()
+                        _fail(jobs, exc)
+                        continue
+                    handed.popleft()
+                    self._answer(model, jobs, out, seconds)
         finally:
+            for jobs, call in handed:  # cancelled (the loop is closing) with calls handed over
+                call.cancel()
+                for _, fut in jobs:
+                    fut.cancel()
             lane.busy = False
             if not lane.queue and self._lanes.get(key) is lane:
                 del self._lanes[key]
+
+    def _next_batch(self, queue: deque[_Job]) -> tuple[list[_Job], int]:
+        """The queue's head and what follows it within both bounds (a larger head goes alone), and their windows."""
+        jobs = [queue.popleft()]
+        size, nbytes = len(jobs[0][0]), jobs[0][0].nbytes
+        max_bytes = self.max_bytes if self.max_bytes is not None else float("inf")
+        while (
+            queue and size + len(queue[0][0]) <= self.max_windows and nbytes + queue[0][0].nbytes <= max_bytes
+        ):
+            jobs.append(queue.popleft())
+            size, nbytes = size + len(jobs[-1][0]), nbytes + jobs[-1][0].nbytes
+        return jobs, size
+
+    def _run_inline(self, model: LoadedModel, jobs: list[_Job], parts: list[np.ndarray]) -> None:
+        try:
+            out, seconds = _timed(model.predictor.predict, parts)
+        except Exception as exc:  # the callers get the model's own error
+            _fail(jobs, exc)
+            return
+        self._answer(model, jobs, out, seconds)
+
+    def _answer(self, model: LoadedModel, jobs: list[_Job], out: np.ndarray, seconds: float) -> None:
+        """Hand each job its slice of the batch's outputs."""
+        if self.observe is not None:
+            self.observe(model, len(out), seconds)
+        offset = 0
+        for windows, fut in jobs:
+            if not fut.done():
+                fut.set_result(out[offset : offset + len(windows)])
+            offset += len(windows)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -43,7 +43,12 @@ class ServeConfig(BaseModel):
     )
     canary_salt: str = Field("mmops", description="changes which symbols fall in the canary share")
     poll_interval_s: float = Field(5.0, gt=0, description="how often the aliases are re-read, seconds")
-    max_batch_windows: int = Field(4096, ge=1, description="windows per model call under load (CPU)")
+    max_batch_windows: int = Field(
+        4096,
+        ge=1,
+        description="windows per model call under load (CPU); requests are merged only up to 1 MiB of "
+        "windows as well (the predictor's call size, training/artifact.py CALL_BYTES)",
+    )
     gpu_max_batch_windows: int = Field(
         16384, ge=1, description="windows per model call under load when the models run on CUDA"
     )

@@ -447,7 +447,7 @@ def engine_from_settings(
     import onnxruntime
 
     from serving.source import RegistrySource
-    from training.artifact import select_providers
+    from training.artifact import CALL_BYTES, select_providers
 
     config = settings.config
     choice = select_providers(config.device)  # serve.device cuda without a working GPU: refused here
@@ -463,6 +463,7 @@ def engine_from_settings(
         batcher=MicroBatcher(
             max_windows=config.batch_windows(choice.device),
             inline_max=config.inline_max_windows,
+            max_bytes=CALL_BYTES if choice.device == "cpu" else None,  # see serving/batching.py
             observe=observe_batch,
         ),
         log=log,
