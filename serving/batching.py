@@ -14,8 +14,8 @@ so merging saves calls for small requests and costs no copy and no wait for larg
 The model thread is kept fed: while one batch runs, the next is already formed and queued behind
 it (at most ``PIPELINE_DEPTH`` batches handed over at once), so the thread goes from one to the
 next without waiting for the event loop, which is busy reading the next requests' bodies and
-answering the last ones (BENCHMARKS.md, issue 11's sixth round: the model thread busy 0.76 of the
-time under LSTM bulk load before, 0.97 after).
+answering the last ones (BENCHMARKS.md, issue 11's sixth round: under LSTM bulk load the model
+thread was busy 0.76-0.78 of the wall with two requests merged per call, 0.97 with the 1 MiB bound).
 """
 
 from __future__ import annotations
