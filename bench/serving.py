@@ -40,6 +40,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -259,28 +261,19 @@ def throughput(
     concurrency: int,
     content_type: str = "application/json",
 ) -> dict[str, float]:
-    done = [0] * concurrency
-    errors: list[str] = []
     stop = time.monotonic() + seconds
 
-    def worker(i: int) -> None:
+    def worker(_i: int) -> ClientRun:
+        done = 0
         with httpx.Client(base_url=base, headers={"Content-Type": content_type}, timeout=30) as c:
             while time.monotonic() < stop:
                 r = c.post(path, content=batch_body)
                 if r.status_code != 200:
-                    errors.append(r.text[:200])
-                    return
-                done[i] += 1
+                    return ClientRun(done, r.text[:200])
+                done += 1
+        return ClientRun(done)
 
-    return run_clients(
-        worker,
-        base=base,
-        concurrency=concurrency,
-        server_pid=server_pid,
-        symbols=symbols,
-        done=done,
-        errors=errors,
-    )
+    return run_clients(worker, base=base, concurrency=concurrency, server_pid=server_pid, symbols=symbols)
 
 
 def stream_throughput(
@@ -305,11 +298,9 @@ def stream_throughput(
     first = batch_windows(symbols, rows, n_features, 1)
     # 8 blocks of next rows, cycled: the client's cost is the request, not the random numbers
     blocks = [rng.normal(size=(symbols, n_features)).astype(np.float32) for _ in range(8)]
-    done = [0] * concurrency
-    errors: list[str] = []
     stop = time.monotonic() + seconds
 
-    def worker(i: int) -> None:
+    def worker(i: int) -> ClientRun:
         stream = f"{stream_prefix}-{i}"
         with httpx.Client(base_url=base, headers={"Content-Type": RAW}, timeout=30) as c:
             meta = {
@@ -320,27 +311,18 @@ def stream_throughput(
             }
             r = c.post("/predict_stream", content=encode_raw_batch({**meta, "rows": rows}, first))
             if r.status_code != 200:
-                errors.append(r.text[:200])
-                return
-            seq = rows - 1
+                return ClientRun(0, r.text[:200])
+            seq, done = rows - 1, 0
             while time.monotonic() < stop:
                 seq += 1
                 meta = {"stream": stream, "symbols": names, "seq": [seq] * symbols}
                 r = c.post("/predict_stream", content=encode_raw_batch(meta, blocks[seq % len(blocks)]))
                 if r.status_code != 200:
-                    errors.append(r.text[:200])
-                    return
-                done[i] += 1
+                    return ClientRun(done, r.text[:200])
+                done += 1
+        return ClientRun(done)
 
-    return run_clients(
-        worker,
-        base=base,
-        concurrency=concurrency,
-        server_pid=server_pid,
-        symbols=symbols,
-        done=done,
-        errors=errors,
-    )
+    return run_clients(worker, base=base, concurrency=concurrency, server_pid=server_pid, symbols=symbols)
 
 
 def model_calls(base: str) -> tuple[float, float, float]:
@@ -357,20 +339,26 @@ def model_calls(base: str) -> tuple[float, float, float]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ClientRun:
+    """One client thread's requests answered, and the first failure's body if it stopped on one."""
+
+    requests: int
+    error: str | None = None
+
+
 def run_clients(
-    worker: Any,
-    *,
-    base: str,
-    concurrency: int,
-    server_pid: int,
-    symbols: int,
-    done: list[int],
-    errors: list[str],
+    worker: Callable[[int], ClientRun], *, base: str, concurrency: int, server_pid: int, symbols: int
 ) -> dict[str, float]:
     """``worker(i)`` in ``concurrency`` threads until they return; their throughput, the CPU of
     the server's process tree and of this (client) process per prediction, and how busy the
     service's model thread was (its model-call metric: the calls' own time)."""
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    runs: list[ClientRun] = [ClientRun(0)] * concurrency
+
+    def run(i: int) -> None:
+        runs[i] = worker(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(concurrency)]
     calls = model_calls(base)
     server_cpu, client_cpu = tree_cpu_s(server_pid), time.process_time()
     start = time.perf_counter()
@@ -381,12 +369,13 @@ def run_clients(
     elapsed = time.perf_counter() - start
     server_cpu, client_cpu = tree_cpu_s(server_pid) - server_cpu, time.process_time() - client_cpu
     model_s, n_calls, windows = (b - a for a, b in zip(calls, model_calls(base), strict=True))
-    if errors:
+    if errors := [r.error for r in runs if r.error is not None]:
         raise RuntimeError(errors[0])
-    predictions = sum(done) * symbols
+    requests = sum(r.requests for r in runs)
+    predictions = requests * symbols
     return {
         "predictions_per_s": predictions / elapsed,
-        "requests_per_s": sum(done) / elapsed,
+        "requests_per_s": requests / elapsed,
         "symbols_per_request": symbols,
         "concurrency": concurrency,
         "seconds": elapsed,
