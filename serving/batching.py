@@ -113,15 +113,14 @@ class MicroBatcher:
                         call = loop.run_in_executor(self._executor, _timed, model.predictor.predict, parts)
                         handed.append((jobs, call))
                 if handed:
-                    jobs, call = handed[0]
+                    jobs, call = handed[0]  # left in place while awaited: a cancel fails it below
                     try:
                         out, seconds = await call
                     except Exception as exc:  # the callers get the model's own error
-                        handed.popleft()
                         _fail(jobs, exc)
-                        continue
+                    else:
+                        self._answer(model, jobs, out, seconds)
                     handed.popleft()
-                    self._answer(model, jobs, out, seconds)
         finally:
             for jobs, call in handed:  # cancelled (the loop is closing) with calls handed over
                 call.cancel()
@@ -148,8 +147,8 @@ class MicroBatcher:
             out, seconds = _timed(model.predictor.predict, parts)
         except Exception as exc:  # the callers get the model's own error
             _fail(jobs, exc)
-            return
-        self._answer(model, jobs, out, seconds)
+        else:
+            self._answer(model, jobs, out, seconds)
 
     def _answer(self, model: LoadedModel, jobs: list[_Job], out: np.ndarray, seconds: float) -> None:
         """Hand each job its slice of the batch's outputs."""
