@@ -15,7 +15,7 @@ The model thread is kept fed: while one batch runs, the next is already formed a
 it (at most ``PIPELINE_DEPTH`` batches handed over at once), so the thread goes from one to the
 next without waiting for the event loop, which is busy reading the next requests' bodies and
 answering the last ones (BENCHMARKS.md, issue 11's sixth round: under LSTM bulk load the model
-thread was busy 0.76-0.78 of the wall with two requests merged per call, 0.97 with the 1 MiB bound).
+thread was busy 0.76-0.78 of the wall with two requests merged per call, 0.97 with merging bounded by the call size).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ class ServeConfig(BaseModel):
     max_batch_windows: int = Field(
         4096,
         ge=1,
-        description="windows per model call under load (CPU); requests are merged only up to 1 MiB of "
+        description="windows per model call under load (CPU); requests are merged only up to 4 MiB of "
         "windows as well (the predictor's call size, training/artifact.py CALL_BYTES)",
     )
     gpu_max_batch_windows: int = Field(

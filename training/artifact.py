@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,11 +48,14 @@ FAMILIES = ("rf", "sgd", "lstm")
 TASKS = ("classifier", "regressor")
 # Windows per ONNX call in predict_frame: bounds memory (batch * lookback * features float32).
 FRAME_CHUNK = 4096
-# Input bytes per ONNX call in Predictor.predict. A recurrent model walks its whole batch once per
-# timestep, so a batch larger than the core's cache re-reads memory every step: 2,048 LSTM windows
-# of 32 x 67 cost about twice as much per window as 128 (measured). Tabular windows are one row,
-# so this splits only batches of several thousand there.
-CALL_BYTES = 1 << 20
+# Input bytes per ONNX call in Predictor.predict (at most; a batch is split into equal calls). A
+# recurrent model walks its whole batch once per timestep, so a batch far larger than the core's
+# cache re-reads memory every step: 2,048 LSTM windows of 32 x 67 (17 MB) cost about twice as much
+# per window as 128. Between 2 and 8 MiB the cost is flat, and below it each call's fixed cost
+# shows (1 MiB: 0.92x the windows/s of 4 MiB); fewer calls also mean fewer returns to the GIL,
+# which the service's event loop holds for stretches (bench/predict_call.py). Tabular windows are
+# one row, so this splits only batches of tens of thousands there.
+CALL_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -306,9 +310,11 @@ class Predictor:
             )
         if windows.shape[1] != lookback:
             windows = windows[:, -lookback:, :]
-        step = max(1, CALL_BYTES // (4 * lookback * n_features)) if self._split else len(windows)
-        if len(windows) <= step:
+        per_call = max(1, CALL_BYTES // (4 * lookback * n_features)) if self._split else len(windows)
+        if len(windows) <= per_call:
             return self._run(windows)
+        calls = math.ceil(len(windows) / per_call)
+        step = math.ceil(len(windows) / calls)  # equal calls: 513 windows at 488 a call -> 257 + 256
         out = np.empty(len(windows), dtype=np.float32)
         for chunk in iter_chunks(len(windows), step):
             out[chunk] = self._run(windows[chunk])

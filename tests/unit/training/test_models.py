@@ -165,7 +165,10 @@ def test_predictor_splits_large_batches_without_changing_outputs(
         predictor.session, "run", lambda out, feed: calls.append(len(feed["windows"])) or run(out, feed)
     )
     np.testing.assert_array_equal(predictor.predict(windows), whole)
-    assert calls == [64, 64, 64, 64, len(windows) - 256]
+    # split into equal calls of at most 64: no short last call
+    n_calls = -(-len(windows) // 64)
+    assert len(calls) == n_calls and sum(calls) == len(windows) and max(calls) - min(calls) <= 1
+    assert max(calls) <= 64
 
 
 @pytest.mark.parametrize("family", FAMILIES)
