@@ -42,7 +42,7 @@ from serving.schemas import (
     Signal,
     SymbolWindow,
 )
-from serving.streams import StreamStep, StreamStore
+from serving.streams import StreamObserver, StreamStep, StreamStore
 from training.artifact import ProviderChoice
 
 logger = logging.getLogger(__name__)
@@ -87,6 +87,8 @@ class SignalEngine:
         choice: the providers the versions open on and why (:func:`training.artifact.select_providers`),
             reported by ``info`` and logged at start; None: the CPU, unsaid (unit tests).
         observe: called per model call with (model, role, n_symbols) for metrics.
+        observe_stream: told of each ``/predict_stream`` conflict and each stream dropped
+            (:data:`serving.streams.StreamObserver`), for metrics.
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class SignalEngine:
         providers: Sequence[str] = (),
         choice: ProviderChoice | None = None,
         observe: PredictionObserver | None = None,
+        observe_stream: StreamObserver | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -114,7 +117,9 @@ class SignalEngine:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._refresh_lock = threading.Lock()
-        self.streams = StreamStore(max_bytes=config.stream_cache_mb * 2**20, max_symbols=config.max_items)
+        self.streams = StreamStore(
+            max_bytes=config.stream_cache_mb * 2**20, max_symbols=config.max_items, observe=observe_stream
+        )
 
     @property
     def models(self) -> ModelSet:
@@ -442,6 +447,7 @@ def engine_from_settings(
     *,
     observe: PredictionObserver | None = None,
     observe_batch: BatchObserver | None = None,
+    observe_stream: StreamObserver | None = None,
 ) -> SignalEngine:
     """The production engine: registry source, micro-batcher, prediction log under ``log_dir``."""
     import onnxruntime
@@ -470,4 +476,5 @@ def engine_from_settings(
         providers=onnxruntime.get_available_providers(),
         choice=choice,
         observe=observe,
+        observe_stream=observe_stream,
     )

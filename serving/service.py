@@ -202,13 +202,24 @@ class SignalService:
             buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.5),
         )
 
+        streams = prom.Counter(
+            "mmops_stream_events",
+            "/predict_stream: conflicts (409, the client resends whole windows) and streams dropped",
+            ["event"],
+        )
+
         def observe(model: LoadedModel, role: str, n: int) -> None:
             calls.labels(model.name, model.version, model.alias, role).inc(n)
 
         def observe_batch(model: LoadedModel, _n: int, elapsed: float) -> None:
             seconds.labels(model.version).observe(elapsed)
 
-        self.engine = engine_from_settings(settings_from_env(), observe=observe, observe_batch=observe_batch)
+        def observe_stream(event: str) -> None:
+            streams.labels(event).inc()
+
+        self.engine = engine_from_settings(
+            settings_from_env(), observe=observe, observe_batch=observe_batch, observe_stream=observe_stream
+        )
         self.engine.start()
 
     @bentoml.api(input_spec=PredictInput)

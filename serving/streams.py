@@ -27,8 +27,9 @@ stream is held for the served models' lookback and feature names; models with ot
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -39,14 +40,27 @@ MAX_SEQ = 2**62
 wrapped."""
 
 
-class StreamMiss(Exception):  # noqa: N818 - reads as the answer it is (HTTP 409)
-    """The service does not hold what a step request builds on; nothing was changed."""
+MissKind = Literal["unknown_stream", "gap"]
+DropReason = Literal["evicted", "models_changed"]
+StreamObserver = Callable[[str], None]
+"""Called with ``conflict_<MissKind>`` for each 409 and ``dropped_<DropReason>`` for each stream
+the store lets go (the service counts them in ``mmops_stream_events_total``)."""
 
-    def __init__(self, stream: str, symbols: Sequence[str], why: str) -> None:
+
+class StreamMiss(Exception):  # noqa: N818 - reads as the answer it is (HTTP 409)
+    """The service does not hold what a step request builds on; nothing was changed.
+
+    ``kind``: ``unknown_stream`` (nothing held for the stream: a restart, an eviction, a model
+    change or another process behind the port) or ``gap`` (the stream is held, but not up to the
+    row before for some of the symbols, or not those symbols).
+    """
+
+    def __init__(self, stream: str, symbols: Sequence[str], why: str, *, kind: MissKind) -> None:
         shown = ", ".join(symbols[:5]) + (f" and {len(symbols) - 5} more" if len(symbols) > 5 else "")
         super().__init__(f"stream {stream!r}: {why} for {shown}; send those windows whole (in full)")
         self.stream = stream
         self.symbols = tuple(symbols)
+        self.kind: MissKind = kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,10 +224,12 @@ class StreamStore:
             and a stream over it alone is dropped after its answer (its next step is a miss).
         max_symbols: the most symbols one stream holds; a request that would hold more keeps
             only its own symbols (the others' next steps are misses).
+        observe: told of each miss and each stream dropped (see :data:`StreamObserver`).
     """
 
-    def __init__(self, *, max_bytes: int, max_symbols: int) -> None:
+    def __init__(self, *, max_bytes: int, max_symbols: int, observe: StreamObserver | None = None) -> None:
         self.max_bytes, self.max_symbols = max_bytes, max_symbols
+        self.observe = observe
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
         self._bytes = 0
 
@@ -239,18 +255,26 @@ class StreamStore:
                 NaN or infinite value (the message names the symbol).
             StreamMiss: a step row that does not extend the held window.
         """
-        features = tuple(features)
+        try:
+            return self._windows(step, rows=rows, features=tuple(features))
+        except StreamMiss as miss:
+            if self.observe is not None:
+                self.observe(f"conflict_{miss.kind}")
+            raise
+
+    def _windows(self, step: StreamStep, *, rows: int, features: tuple[str, ...]) -> np.ndarray:
         _check(step, rows=rows, width=len(features))
         held = self._streams.get(step.stream)
         if held is not None and (held.rows, held.features) != (rows, features):
-            self._drop(step.stream)  # the served models changed: nothing held fits
+            self._drop(step.stream, "models_changed")  # nothing held fits the served models
             held = None
         is_step = np.ones(len(step.symbols), dtype=bool)
         is_step[step.full] = False
         step_idx = np.flatnonzero(is_step)
         if held is None:
             if len(step_idx):
-                raise StreamMiss(step.stream, [step.symbols[i] for i in step_idx], "no windows held")
+                symbols = [step.symbols[i] for i in step_idx]
+                raise StreamMiss(step.stream, symbols, "no windows held", kind="unknown_stream")
             held = _Stream(rows, features)
         append = _appends(held, step, step_idx)
         self._bytes -= held.nbytes if step.stream in self._streams else 0
@@ -271,11 +295,13 @@ class StreamStore:
         self._streams.move_to_end(step.stream)
         self._bytes += held.nbytes
         while self._streams and self._bytes > self.max_bytes:
-            self._drop(next(iter(self._streams)))
+            self._drop(next(iter(self._streams)), "evicted")
         return answer
 
-    def _drop(self, stream: str) -> None:
+    def _drop(self, stream: str, reason: DropReason) -> None:
         self._bytes -= self._streams.pop(stream).nbytes
+        if self.observe is not None:
+            self.observe(f"dropped_{reason}")
 
 
 def _check(step: StreamStep, *, rows: int, width: int) -> None:
@@ -330,5 +356,6 @@ def _appends(held: _Stream, step: StreamStep, step_idx: np.ndarray) -> np.ndarra
             [step.symbols[i] for i in step_idx[missed]],
             f"the held window does not end at the row before seq "
             f"({step.symbols[step_idx[first]]}: {was}, got seq {step_seq[first]})",
+            kind="gap",
         )
     return append

@@ -451,6 +451,10 @@ def test_the_stream_path_answers_as_whole_windows_do_and_recovers_from_a_conflic
             got = await stream.signals(symbols, win, seq=seq)
             assert got.values.tolist() == (await whole.signals(symbols, win)).values.tolist()
             assert (stream.conflicts, stream.whole_windows) == (1, 2 * len(symbols))
+            metrics = httpx.get(f"{server['base']}/metrics", timeout=5).text
+            assert re.search(r'^mmops_stream_events_total\{event="conflict_gap"\} [1-9]', metrics, re.M), (
+                "the 409 is counted by kind"
+            )
 
             history[symbols[2]].append(rng.normal(size=len(FEATURES)))
             win, seq = now()

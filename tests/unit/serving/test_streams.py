@@ -222,7 +222,8 @@ def test_a_model_of_another_lookback_drops_what_is_held() -> None:
 
 def test_the_cache_drops_the_least_recently_used_stream() -> None:
     one_stream = 3 * 4 * len(FEATURES) * 4 + 3 * 8  # 3 symbols' windows and row numbers
-    store = StreamStore(max_symbols=64, max_bytes=2 * one_stream)
+    events: list[str] = []
+    store = StreamStore(max_symbols=64, max_bytes=2 * one_stream, observe=events.append)
     for name in ("a", "b", "c"):
         client, truth, symbols = stepped(store)
         client.stream = name
@@ -230,6 +231,27 @@ def test_the_cache_drops_the_least_recently_used_stream() -> None:
         client.ask(store, symbols, *truth.request(symbols, 4), rows=4)
     assert len(store) == 2 and store.nbytes <= 2 * one_stream
     assert store.nbytes == sum(held.nbytes for held in store._streams.values())
+    assert events == ["dropped_evicted"]  # "c" pushed out "a", the least recently used
+
+
+def test_each_conflict_is_reported_with_its_kind() -> None:
+    events: list[str] = []
+    store = StreamStore(max_symbols=64, max_bytes=1 << 20, observe=events.append)
+    client, truth, symbols = stepped(store)
+    assert events == []  # the first request was whole: no conflict
+    body, _, _, _ = next_step(client, truth, symbols)
+    with pytest.raises(StreamMiss, match="no windows held") as unknown:
+        store.windows(parse(body.replace(b'"c"', b'"x"', 1)), rows=4, features=names(len(FEATURES)))
+    assert unknown.value.kind == "unknown_stream"
+    truth.advance(symbols[0])  # a row the service never saw, and a client that believes it did
+    client.held[symbols[0]] += 1
+    windows, seq = truth.request(symbols, 4)
+    body, whole = encode_step(stream="c", symbols=symbols, windows=windows, seq=seq, held=client.held)
+    assert whole == 0
+    with pytest.raises(StreamMiss, match="does not end at the row before") as gap:
+        store.windows(parse(body), rows=4, features=names(len(FEATURES)))
+    assert gap.value.kind == "gap" and gap.value.symbols == (symbols[0],)
+    assert events == ["conflict_unknown_stream", "conflict_gap"]
 
 
 def test_a_stream_over_the_cache_alone_is_answered_then_dropped() -> None:
@@ -241,13 +263,15 @@ def test_a_stream_over_the_cache_alone_is_answered_then_dropped() -> None:
 
 
 def test_models_with_other_features_of_the_same_count_drop_what_is_held() -> None:
-    store = StreamStore(max_symbols=64, max_bytes=1 << 20)
+    events: list[str] = []
+    store = StreamStore(max_symbols=64, max_bytes=1 << 20, observe=events.append)
     client, truth, symbols = stepped(store)
     body, _, _, _ = next_step(client, truth, symbols)
     renamed = tuple(reversed(names(len(FEATURES))))
     with pytest.raises(StreamMiss, match="no windows held"):
         store.windows(parse(body), rows=4, features=renamed)
     assert len(store) == 0
+    assert events == ["dropped_models_changed", "conflict_unknown_stream"]
 
 
 def test_symbols_that_come_and_go_do_not_grow_a_stream_past_max_symbols() -> None:
