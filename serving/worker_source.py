@@ -10,6 +10,7 @@ holds the latency budget, so the HTTP source makes a single attempt with that ti
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -87,17 +88,25 @@ class HttpSignalSource:
     whole window only for a symbol the service may not hold: 27 KB a tick instead of 857 KB at
     100 symbols. A 409 (the service restarted, its models changed shape, or it dropped the
     stream) is answered at once with whole windows, in the same call; a service without the
-    path (404) gets ``/predict_batch`` from then on.
+    path (404: an older release) gets ``/predict_batch`` for ``stream_retry_s``, then the stream
+    path is tried again (the service may have been upgraded behind the same address).
 
     Args:
         base_url: e.g. ``http://127.0.0.1:3000``.
         token: the service's bearer token, or None.
         timeout_s: per request (the worker's budget also cancels the wait).
         stream: False: always whole windows on ``/predict_batch``.
+        stream_retry_s: after a 404 on the stream path, how long to stay on ``/predict_batch``.
     """
 
     def __init__(
-        self, base_url: str, *, token: str | None = None, timeout_s: float = 1.0, stream: bool = True
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout_s: float = 1.0,
+        stream: bool = True,
+        stream_retry_s: float = 60.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -107,6 +116,8 @@ class HttpSignalSource:
         self._rid = 0
         self.stream_id = f"worker-{uuid.uuid4().hex}"
         self._streaming = stream
+        self._stream_retry_s = stream_retry_s
+        self._stream_back_at = 0.0  # monotonic time before which a service without the path is not asked
         self._held: dict[str, int] = {}  # symbol -> the newest row the service holds for it (as far as known)
         self.conflicts = 0  # 409s answered by sending whole windows
         self.whole_windows = 0  # windows sent whole on /predict_stream (the rest: one row each)
@@ -152,7 +163,7 @@ class HttpSignalSource:
         self._rid += 1
         rid = f"worker-{self._rid}"
         windows = np.asarray(windows, dtype=np.float32)
-        if seq is None or not self._streaming:
+        if seq is None or not self._streaming or time.monotonic() < self._stream_back_at:
             meta = {"symbols": list(symbols), "rows": int(windows.shape[1]), "request_id": rid}
             body = _Body(encode_raw_batch(meta, windows), sent)
             return _batch(BatchPredictResponse.model_validate_json(await self._post("/predict_batch", body)))
@@ -160,8 +171,9 @@ class HttpSignalSource:
         try:
             content = await self._post("/predict_stream", self._step(symbols, windows, seq, rid, sent))
         except RejectedRequest as exc:
-            if exc.status == 404:  # a service without the stream path: whole windows from now on
-                self._streaming = False
+            if exc.status == 404:  # a service without the stream path: whole windows for a while
+                self._stream_back_at = time.monotonic() + self._stream_retry_s
+                self._held.clear()  # whatever answers next on the path holds nothing of this stream
                 return await self.signals(symbols, windows, sent=sent)
             if exc.status != 409:
                 raise

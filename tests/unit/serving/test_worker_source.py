@@ -141,11 +141,14 @@ async def _scripted(paths: dict[str, list[int]], seen: list[tuple[str, dict]]) -
     return await asyncio.start_server(handle, "127.0.0.1", 0)
 
 
-def _ticks(script: dict[str, list[int]], n: int) -> tuple[list[tuple[str, dict]], HttpSignalSource]:
+def _ticks(
+    script: dict[str, list[int]], n: int, **options: float
+) -> tuple[list[tuple[str, dict]], HttpSignalSource]:
     async def scenario() -> tuple[list[tuple[str, dict]], HttpSignalSource]:
         seen: list[tuple[str, dict]] = []
         server = await _scripted(script, seen)
-        source = HttpSignalSource(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout_s=5.0)
+        port = server.sockets[0].getsockname()[1]
+        source = HttpSignalSource(f"http://127.0.0.1:{port}", timeout_s=5.0, **options)
         windows = np.ones((2, 4, 3), dtype=np.float32)
         for t in range(n):
             batch = await source.signals(["A", "B"], windows, seq=np.array([10 + t, 20 + t]))
@@ -183,6 +186,20 @@ def test_a_service_without_the_stream_path_gets_whole_windows_on_predict_batch()
         "/predict_batch",
     ]
     assert all(meta["rows"] == 4 and "seq" not in meta for _, meta in seen[1:])
+
+
+def test_the_stream_path_is_tried_again_after_stream_retry_s() -> None:
+    """A service upgraded behind the same address gets the stream again: whole windows first
+    (nothing held there), then steps."""
+    seen, source = _ticks({"/predict_stream": [404]}, 3, stream_retry_s=0.0)
+    assert [path for path, _ in seen] == [
+        "/predict_stream",
+        "/predict_batch",
+        "/predict_stream",
+        "/predict_stream",
+    ]
+    assert [meta.get("full") for _, meta in seen] == [[0, 1], None, [0, 1], []]
+    assert source.conflicts == 0
 
 
 def _ticks_with_errors(script: dict[str, list[int]], n: int) -> tuple[list[tuple[str, dict]], list[str]]:
