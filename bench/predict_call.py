@@ -7,7 +7,7 @@ and measures, one thread, back to back:
 * ``by_call_size``: one call per batch, batches of 0.5 to 32 MiB of float32 windows;
 * ``bulk_request``: a 512-window request (4.4 MB, what ``bench/serving.py`` sends) through
   ``Predictor.predict`` at several ``CALL_BYTES``, alone and with a second Python thread that
-  holds the GIL 1 ms of every 2.5 (the service's event loop under bulk load is 0.36-0.44 of a
+  holds the GIL 1 ms of every 2.5 (the service's event loop under bulk load is 0.36-0.54 of a
   core, mostly Python). Every ONNX call returns to the GIL, so each extra call can wait there.
 
 Ratios are against the first size in the same run (machines here are shared).

@@ -26,6 +26,7 @@ stream is held for the served models' lookback and feature names; models with ot
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from typing import Literal
 import numpy as np
 
 from serving.logic import InvalidInput, encode_raw_batch
+
+logger = logging.getLogger(__name__)
 
 MAX_SEQ = 2**62
 """Row numbers stop below this (a bar a second for 10^11 years); larger ones are refused, not
@@ -52,7 +55,8 @@ class StreamMiss(Exception):  # noqa: N818 - reads as the answer it is (HTTP 409
 
     ``kind``: ``unknown_stream`` (nothing held for the stream: a restart, an eviction, a model
     change or another process behind the port) or ``gap`` (the stream is held, but not up to the
-    row before for some of the symbols, or not those symbols).
+    row before for some of the symbols, or not those symbols, or a retry of the newest row with
+    other values than held).
     """
 
     def __init__(self, stream: str, symbols: Sequence[str], why: str, *, kind: MissKind) -> None:
@@ -258,8 +262,7 @@ class StreamStore:
         try:
             return self._windows(step, rows=rows, features=tuple(features))
         except StreamMiss as miss:
-            if self.observe is not None:
-                self.observe(f"conflict_{miss.kind}")
+            self._tell(f"conflict_{miss.kind}")
             raise
 
     def _windows(self, step: StreamStep, *, rows: int, features: tuple[str, ...]) -> np.ndarray:
@@ -300,8 +303,16 @@ class StreamStore:
 
     def _drop(self, stream: str, reason: DropReason) -> None:
         self._bytes -= self._streams.pop(stream).nbytes
-        if self.observe is not None:
-            self.observe(f"dropped_{reason}")
+        self._tell(f"dropped_{reason}")
+
+    def _tell(self, event: str) -> None:
+        """The observer, which must not turn a 409 into a 500 or lose an answer already made."""
+        if self.observe is None:
+            return
+        try:
+            self.observe(event)
+        except Exception:
+            logger.exception("stream events: the observer failed on %s", event)
 
 
 def _check(step: StreamStep, *, rows: int, width: int) -> None:

@@ -50,11 +50,12 @@ TASKS = ("classifier", "regressor")
 FRAME_CHUNK = 4096
 # Input bytes per ONNX call in Predictor.predict (at most; a batch is split into equal calls). A
 # recurrent model walks its whole batch once per timestep, so a batch far larger than the core's
-# cache re-reads memory every step: 2,048 LSTM windows of 32 x 67 (17 MB) cost about twice as much
-# per window as 128. Between 2 and 8 MiB the cost is flat, and below it each call's fixed cost
-# shows (1 MiB: 0.92x the windows/s of 4 MiB); fewer calls also mean fewer returns to the GIL,
-# which the service's event loop holds for stretches (bench/predict_call.py). Tabular windows are
-# one row, so this splits only batches of tens of thousands there.
+# cache re-reads memory every step: LSTM windows of 32 x 67 run at 0.94x the windows/s of 0.5 MiB
+# calls at 8 MiB, 0.89x at 16 and 0.79x at 32, against 1.02-1.06x at 1-4 MiB (bench/predict_call.py).
+# What decides between 1 and 4 MiB is the GIL: each call gives it up and takes it back, and the
+# service's event loop holds it for stretches; a 512-window request beside a thread holding it
+# 1 ms of every 2.5 kept 0.66 of its rate in 1 MiB calls (5), 0.96-1.02 in 4 MiB ones (2).
+# Tabular windows are one row, so this splits only batches of tens of thousands there.
 CALL_BYTES = 4 << 20
 
 
@@ -146,6 +147,18 @@ def sliding_windows(X: npt.NDArray[Any], lookback: int) -> npt.NDArray[Any]:
     """
     view = np.lib.stride_tricks.sliding_window_view(X, lookback, axis=0)  # (m, f, lookback)
     return view.transpose(0, 2, 1)
+
+
+def iter_even_chunks(n: int, most: int) -> Iterator[slice]:
+    """As few consecutive slices of at most ``most`` covering ``range(n)`` as can be, their sizes
+    at most 1 apart (513 at 489 -> 257 + 256; 4096 at 489 -> 9 of 455-456)."""
+    calls = max(1, math.ceil(n / most))
+    size, extra = divmod(n, calls)
+    start = 0
+    for i in range(calls):
+        stop = start + size + (i < extra)
+        yield slice(start, stop)
+        start = stop
 
 
 def iter_chunks(n: int, size: int) -> Iterator[slice]:
@@ -313,10 +326,8 @@ class Predictor:
         per_call = max(1, CALL_BYTES // (4 * lookback * n_features)) if self._split else len(windows)
         if len(windows) <= per_call:
             return self._run(windows)
-        calls = math.ceil(len(windows) / per_call)
-        step = math.ceil(len(windows) / calls)  # equal calls: 513 windows at 488 a call -> 257 + 256
         out = np.empty(len(windows), dtype=np.float32)
-        for chunk in iter_chunks(len(windows), step):
+        for chunk in iter_even_chunks(len(windows), per_call):
             out[chunk] = self._run(windows[chunk])
         return out
 

@@ -173,8 +173,19 @@ def _ticks(journal: Path) -> int:
 def test_the_dashboard_shows_both_symbols_and_stops_one(
     webdriver: Any, worker: tuple[str, Path], tmp_path: Path
 ) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+
+    def settled(read: Callable[[], Any]) -> Any:
+        """``read()`` again when the page re-rendered a card under it (each poll redraws the cards,
+        so an element found a moment ago can be gone: seen on a slow machine)."""
+        for _ in range(20):
+            try:
+                return read()
+            except StaleElementReferenceException:
+                time.sleep(0.1)
+        return read()
 
     url, journal = worker
     _until(
@@ -211,8 +222,7 @@ def test_the_dashboard_shows_both_symbols_and_stops_one(
             ]
             return all(NUMBER.match(t.replace("−", "-")) for t in texts) and min(points) >= 30
 
-        for sym in ("BTCUSDT", "ETHUSDT"):
-            _until(lambda sym=sym: panels_full(sym), 30, lambda sym=sym: f"{sym}: a panel has no data")
+        def check_card(sym: str) -> None:
             c = card(sym)
             assert "bps" in c.find_element(By.CSS_SELECTOR, ".quote-spread").text  # the spread quoted
             risk = c.find_element(By.CSS_SELECTOR, ".pill.risk")
@@ -227,18 +237,30 @@ def test_the_dashboard_shows_both_symbols_and_stops_one(
             assert any(row.startswith("last ") and NUMBER.match(row.split()[1]) for row in ladder), ladder
             assert any(row.startswith(("buy ", "sell ")) for row in ladder), ladder  # our working orders
             assert c.get_attribute("data-quoting") == "true"
+
+        def text(sym: str, selector: str) -> str:
+            return str(settled(lambda: card(sym).find_element(By.CSS_SELECTOR, selector).text))
+
+        for sym in ("BTCUSDT", "ETHUSDT"):
+            _until(
+                lambda sym=sym: settled(lambda: panels_full(sym)),
+                30,
+                lambda sym=sym: f"{sym}: a panel has no data",
+            )
+            settled(lambda sym=sym: check_card(sym))
         assert driver.find_element(By.ID, "killstate").text == "kill switch off"
 
-        card("ETHUSDT").find_element(By.CSS_SELECTOR, "button.stop").click()
+        settled(lambda: card("ETHUSDT").find_element(By.CSS_SELECTOR, "button.stop").click())
         _until(
-            lambda: card("ETHUSDT").get_attribute("data-quoting") == "false",
+            lambda: settled(lambda: card("ETHUSDT").get_attribute("data-quoting")) == "false",
             30,
             lambda: "ETHUSDT never showed as stopped",
         )
-        assert card("ETHUSDT").find_element(By.CSS_SELECTOR, ".pill.state").text == "STOPPED"
-        assert card("BTCUSDT").get_attribute("data-quoting") == "true"
-        time.sleep(2.5)  # a poll later: the stopped symbol's quote panel is empty
-        assert card("ETHUSDT").find_element(By.CSS_SELECTOR, ".quote-bid").text == "–"
+        assert text("ETHUSDT", ".pill.state") == "STOPPED"
+        assert settled(lambda: card("BTCUSDT").get_attribute("data-quoting")) == "true"
+        _until(  # a poll later: the stopped symbol's quote panel is empty
+            lambda: text("ETHUSDT", ".quote-bid") == "–", 10, lambda: "ETHUSDT still shows a bid when stopped"
+        )
         height = driver.execute_script(
             "return Math.ceil(document.querySelector('main').getBoundingClientRect().bottom)"
         )

@@ -231,7 +231,8 @@ def test_the_cache_drops_the_least_recently_used_stream() -> None:
         client.ask(store, symbols, *truth.request(symbols, 4), rows=4)
     assert len(store) == 2 and store.nbytes <= 2 * one_stream
     assert store.nbytes == sum(held.nbytes for held in store._streams.values())
-    assert events == ["dropped_evicted"]  # "c" pushed out "a", the least recently used
+    assert set(store._streams) == {"b", "c"}  # the third stream pushed out "a", the least recently used
+    assert events == ["dropped_evicted"]
 
 
 def test_each_conflict_is_reported_with_its_kind() -> None:
@@ -252,6 +253,16 @@ def test_each_conflict_is_reported_with_its_kind() -> None:
         store.windows(parse(body), rows=4, features=names(len(FEATURES)))
     assert gap.value.kind == "gap" and gap.value.symbols == (symbols[0],)
     assert events == ["conflict_unknown_stream", "conflict_gap"]
+
+
+def test_an_observer_that_fails_changes_no_answer() -> None:
+    def broken(_event: str) -> None:
+        raise RuntimeError("metrics down")
+
+    one_stream = 3 * 4 * len(FEATURES) * 4 + 3 * 8
+    store = StreamStore(max_symbols=64, max_bytes=one_stream - 1, observe=broken)
+    client, _, _ = stepped(store)  # misses and drops on every step: still the right windows (Client.ask)
+    assert client.conflicts == 1 and len(store) == 0
 
 
 def test_a_stream_over_the_cache_alone_is_answered_then_dropped() -> None:

@@ -189,17 +189,18 @@ def test_a_service_without_the_stream_path_gets_whole_windows_on_predict_batch()
 
 
 def test_the_stream_path_is_tried_again_after_stream_retry_s() -> None:
-    """A service upgraded behind the same address gets the stream again: whole windows first
-    (nothing held there), then steps."""
-    seen, source = _ticks({"/predict_stream": [404]}, 3, stream_retry_s=0.0)
+    """A service replaced behind the same address (here: one without the path, then one with it)
+    gets the stream again: whole windows first, since the new one holds nothing of it, then steps."""
+    seen, source = _ticks({"/predict_stream": [200, 404]}, 4, stream_retry_s=0.0)
     assert [path for path, _ in seen] == [
+        "/predict_stream",
         "/predict_stream",
         "/predict_batch",
         "/predict_stream",
         "/predict_stream",
     ]
-    assert [meta.get("full") for _, meta in seen] == [[0, 1], None, [0, 1], []]
-    assert source.conflicts == 0
+    assert [meta.get("full") for _, meta in seen] == [[0, 1], [], None, [0, 1], []]
+    assert source.conflicts == 0  # no 409 round trip: the windows went whole at once
 
 
 def _ticks_with_errors(script: dict[str, list[int]], n: int) -> tuple[list[tuple[str, dict]], list[str]]:

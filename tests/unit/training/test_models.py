@@ -6,6 +6,7 @@ each family x task is fitted and saved once per module.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -164,11 +165,24 @@ def test_predictor_splits_large_batches_without_changing_outputs(
     monkeypatch.setattr(
         predictor.session, "run", lambda out, feed: calls.append(len(feed["windows"])) or run(out, feed)
     )
-    np.testing.assert_array_equal(predictor.predict(windows), whole)
-    # split into equal calls of at most 64: no short last call
-    n_calls = -(-len(windows) // 64)
-    assert len(calls) == n_calls and sum(calls) == len(windows) and max(calls) - min(calls) <= 1
-    assert max(calls) <= 64
+    for n in (len(windows), len(windows) - 7, 65, 64):  # counts that 64 divides and does not
+        calls.clear()
+        np.testing.assert_array_equal(predictor.predict(windows[:n]), whole[:n])
+        # as few calls of at most 64 as can be, equal to a window: no short last call
+        assert len(calls) == -(-n // 64) and sum(calls) == n and max(calls) - min(calls) <= 1, (n, calls)
+        assert max(calls) <= 64
+
+
+def test_even_chunks_cover_the_range_in_the_fewest_calls_at_most_one_apart() -> None:
+    from training.artifact import iter_even_chunks
+
+    for n in range(1, 400):
+        for most in (1, 2, 3, 7, 64, 489):
+            chunks = list(iter_even_chunks(n, most))
+            sizes = [c.stop - c.start for c in chunks]
+            assert chunks[0].start == 0 and chunks[-1].stop == n, (n, most)
+            assert all(a.stop == b.start for a, b in itertools.pairwise(chunks)), (n, most)
+            assert len(chunks) == -(-n // most) and max(sizes) <= most and max(sizes) - min(sizes) <= 1
 
 
 @pytest.mark.parametrize("family", FAMILIES)
