@@ -78,6 +78,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -205,15 +206,21 @@ def free_port() -> int:
 
 
 def start_server(
-    home: Path, uri: str, token: str, *, request_logging: bool = False
+    home: Path,
+    uri: str,
+    token: str,
+    *,
+    request_logging: bool = False,
+    serve: Mapping[str, Any] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """``mmops serve`` on a free 127.0.0.1 port, in its own process group; waits for /readyz.
     ``request_logging``: BentoML's access log and tracing spans on (``serve.access_log``,
-    ``serve.trace_requests``; both off in params.yaml)."""
+    ``serve.trace_requests``; both off in params.yaml). ``serve``: other ``serve`` settings."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["serve"].update(
         model=NAME, poll_interval_s=5.0, access_log=request_logging, trace_requests=request_logging
     )
+    params["serve"].update(serve or {})
     (home / "params.yaml").write_text(yaml.safe_dump(params))
     port = free_port()
     env = {
@@ -632,8 +639,16 @@ def main() -> None:
         help="also run the --symbols run with whole windows on /predict_batch, before or after the "
         "streamed one, on the same server (the baseline for stream_vs_batch)",
     )
+    parser.add_argument(
+        "--serve",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a serve setting for this run (YAML value), e.g. inline_max_windows=64; repeatable",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    serve_overrides = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in args.serve)}
 
     from flows.params import load_params
 
@@ -647,7 +662,9 @@ def main() -> None:
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
             uri, version, n_features = pool.submit(build_registry, name, args.train_rows).result()
         setup_s = time.perf_counter() - t0
-        proc, base_url = start_server(tmp, uri, token, request_logging=args.request_logging)
+        proc, base_url = start_server(
+            tmp, uri, token, request_logging=args.request_logging, serve=serve_overrides
+        )
         runs: dict[str, Any] = {}
         try:
             base = load_base()
@@ -692,6 +709,7 @@ def main() -> None:
         "model": {"family": "lstm", "version": version, "features": n_features, **LSTM},
         "setup_s": setup_s,
         "request_logging": args.request_logging,
+        "serve_overrides": serve_overrides,
         "runs": runs,
         "goals": {
             "p99_le_20ms": small["tick_ms"]["total"]["p99"] <= 20.0,
