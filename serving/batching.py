@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serving.logic import LoadedModel
+from serving.observers import BatchObserver, notify
 
-BatchObserver = Callable[[LoadedModel, int, float], None]
 _Job = tuple[np.ndarray, "asyncio.Future[np.ndarray]"]
 PIPELINE_DEPTH = 2  # batches handed to the model thread at once: the one running and the next
 
@@ -152,8 +152,7 @@ class MicroBatcher:
 
     def _answer(self, model: LoadedModel, jobs: list[_Job], out: np.ndarray, seconds: float) -> None:
         """Hand each job its slice of the batch's outputs."""
-        if self.observe is not None:
-            self.observe(model, len(out), seconds)
+        notify(self.observe, model, len(out), seconds, what="model call")
         offset = 0
         for windows, fut in jobs:
             if not fut.done():

@@ -15,13 +15,13 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
 
 from features.errors import ConfigError, OperationalError
-from serving.batching import BatchObserver, MicroBatcher
+from serving.batching import MicroBatcher
 from serving.config import ServeConfig, ServeSettings
 from serving.logic import (
     InvalidInput,
@@ -33,6 +33,7 @@ from serving.logic import (
     route,
     to_windows,
 )
+from serving.observers import BatchObserver, PredictionObserver, StreamObserver, notify
 from serving.prediction_log import PredictionLog, PredictionRecord
 from serving.schemas import (
     BatchPredictResponse,
@@ -42,12 +43,10 @@ from serving.schemas import (
     Signal,
     SymbolWindow,
 )
-from serving.streams import StreamObserver, StreamStep, StreamStore
+from serving.streams import StreamStep, StreamStore
 from training.artifact import ProviderChoice
 
 logger = logging.getLogger(__name__)
-
-PredictionObserver = Callable[[LoadedModel, str, int], None]
 
 
 class ModelSource(Protocol):
@@ -87,8 +86,8 @@ class SignalEngine:
         choice: the providers the versions open on and why (:func:`training.artifact.select_providers`),
             reported by ``info`` and logged at start; None: the CPU, unsaid (unit tests).
         observe: called per model call with (model, role, n_symbols) for metrics.
-        observe_stream: told of each ``/predict_stream`` conflict and each stream dropped
-            (:data:`serving.streams.StreamObserver`), for metrics.
+        observe_stream: told of each ``/predict_stream`` conflict and each stream dropped, for
+            metrics. A failing observer changes no answer (:mod:`serving.observers`).
     """
 
     def __init__(
@@ -417,8 +416,7 @@ class SignalEngine:
         the request's windows are never written to), and the log thread digests it."""
         at = dt.datetime.now(dt.UTC).isoformat()
         for (model, idx, role), x, out in zip(calls, inputs, outputs, strict=True):
-            if self.observe is not None:
-                self.observe(model, role, len(idx))
+            notify(self.observe, model, role, len(idx), what="prediction")
             if self.log is not None:
                 self.log.record(
                     PredictionRecord(

@@ -26,17 +26,15 @@ stream is held for the served models' lookback and feature names; models with ot
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from serving.logic import InvalidInput, encode_raw_batch
-
-logger = logging.getLogger(__name__)
+from serving.observers import StreamObserver, notify
 
 MAX_SEQ = 2**62
 """Row numbers stop below this (a bar a second for 10^11 years); larger ones are refused, not
@@ -45,9 +43,6 @@ wrapped."""
 
 MissKind = Literal["unknown_stream", "gap"]
 DropReason = Literal["evicted", "models_changed"]
-StreamObserver = Callable[[str], None]
-"""Called with ``conflict_<MissKind>`` for each 409 and ``dropped_<DropReason>`` for each stream
-the store lets go (the service counts them in ``mmops_stream_events_total``)."""
 
 
 class StreamMiss(Exception):  # noqa: N818 - reads as the answer it is (HTTP 409)
@@ -228,7 +223,8 @@ class StreamStore:
             and a stream over it alone is dropped after its answer (its next step is a miss).
         max_symbols: the most symbols one stream holds; a request that would hold more keeps
             only its own symbols (the others' next steps are misses).
-        observe: told of each miss and each stream dropped (see :data:`StreamObserver`).
+        observe: told of each miss (``conflict_<MissKind>``) and each stream dropped
+            (``dropped_<DropReason>``); see :mod:`serving.observers`.
     """
 
     def __init__(self, *, max_bytes: int, max_symbols: int, observe: StreamObserver | None = None) -> None:
@@ -306,13 +302,7 @@ class StreamStore:
         self._tell(f"dropped_{reason}")
 
     def _tell(self, event: str) -> None:
-        """The observer, which must not turn a 409 into a 500 or lose an answer already made."""
-        if self.observe is None:
-            return
-        try:
-            self.observe(event)
-        except Exception:
-            logger.exception("stream events: the observer failed on %s", event)
+        notify(self.observe, event, what=f"stream event {event!r}")
 
 
 def _check(step: StreamStep, *, rows: int, width: int) -> None:

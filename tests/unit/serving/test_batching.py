@@ -125,3 +125,18 @@ def test_small_batches_run_on_the_event_loop_thread() -> None:
     asyncio.run(gather(batcher, model(Where()), [2]))
     asyncio.run(gather(batcher, model(Where()), [5]))
     assert threads[0] == threading.main_thread().name and threads[1].startswith("mmops-model")
+
+
+def test_an_observer_that_fails_changes_no_answer() -> None:
+    """A metrics failure is the metrics' problem: every request still gets its rows, inline and
+    from the model thread (it used to leave the batch cancelled and the queue behind it waiting)."""
+
+    def broken(_m: LoadedModel, _n: int, _seconds: float) -> None:
+        raise RuntimeError("metrics down")
+
+    for inline_max in (0, 100):
+        batcher = MicroBatcher(max_windows=2, inline_max=inline_max, observe=broken)
+        sizes = [1, 1, 2, 1]
+        outs = asyncio.run(asyncio.wait_for(gather(batcher, model(SlowPredictor(seconds=0.01)), sizes), 5))
+        expected = np.split(np.arange(sum(sizes), dtype=np.float32), np.cumsum(sizes)[:-1])
+        assert all(np.array_equal(o, e) for o, e in zip(outs, expected, strict=True))

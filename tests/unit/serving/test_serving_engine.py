@@ -254,3 +254,32 @@ def test_a_version_whose_lookback_is_over_max_window_rows_is_not_served() -> Non
     with pytest.raises(ConfigError, match=r"raise serve\.max_window_rows"):
         eng.refresh()  # the poller logs this and keeps serving what is loaded
     assert eng.models.champion.version == "1" and predict(eng, items(["A"])).signals[0].value == 1.0
+
+
+def test_an_observer_that_fails_changes_no_answer(tmp_path: Path) -> None:
+    """The per-call metric failing (a label error, a full disk under the metrics' mmap files)
+    must not fail the request, nor lose its prediction-log line."""
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("metrics down")
+
+    eng = SignalEngine(
+        name="mmops-TEST-1m",
+        config=ServeConfig(mode="shadow"),
+        source=two_versions(),
+        batcher=MicroBatcher(max_windows=1024, inline_max=4, observe=broken),
+        log=PredictionLog(tmp_path / "predictions.jsonl", flush_s=0.05),
+        observe=broken,
+    )
+    eng.refresh()
+    eng.log.start()
+    out = predict(eng, items(["A", "B"]), request_id="r1")
+    eng.log.close()
+    assert [(s.value, s.version) for s in out.signals] == [(100.0, "1"), (101.0, "1")]
+    lines = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert [(r["symbol"], r["role"]) for r in lines] == [
+        ("A", "served"),
+        ("B", "served"),
+        ("A", "shadow"),
+        ("B", "shadow"),
+    ]
