@@ -69,6 +69,7 @@ test: install browser postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy bench  # the benchmarks too (scripts, not a package: checked on their own)
 	$(BIN)/pytest -q
 
 # The flake hunt: the model and numeric tests in shuffled orders with new seeds, on 1 and 2 threads.
@@ -81,7 +82,7 @@ flakes: install
 	    | sed "s/^/threads=$$threads run=$$i: /" || exit 1; done; done
 
 lint: install
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/mypy bench
 
 bench: install
 	$(BIN)/python bench/features.py --json

@@ -116,7 +116,9 @@ def baseline_child(npz: str, out: str) -> None:
 def run_baseline(arrays: BarArrays, m: int) -> tuple[float, float, int, np.ndarray]:
     with tempfile.TemporaryDirectory() as tmp:
         npz = os.path.join(tmp, "bars.npz")
-        np.savez(npz, **{f: np.asarray(getattr(arrays, f))[:m] for f in BarArrays._fields})
+        np.savez(
+            npz, allow_pickle=False, **{f: np.asarray(getattr(arrays, f))[:m] for f in BarArrays._fields}
+        )
         out = os.path.join(tmp, "equity.npy")
         code = f"import sys; sys.path.insert(0, {str(REPO / 'bench')!r}); import backtest as b; "
         code += f"b.baseline_child({npz!r}, {out!r})"

@@ -55,7 +55,8 @@ def chained_bars(rows: int) -> pd.DataFrame:
         os.environ.get("MMOPS_SOURCE_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
     )
     base = read_dumps(dump_files(source / "binance-spot-1m"))
-    copies, scale = [], 1.0
+    copies: list[pd.DataFrame] = []
+    scale = 1.0
     while sum(len(c) for c in copies) < rows:
         copy = base.copy()
         for column in ("open", "high", "low", "close"):

@@ -27,7 +27,7 @@ def pandas_features(bars: pd.DataFrame, windows: tuple[int, ...], k: float = 2.0
     up = (tp * v).where(tp > tp.shift(), 0.0)
     down = (tp * v).where(tp < tp.shift(), 0.0)
     lv = np.log1p(v)
-    out = {}
+    out: dict[str, pd.Series | np.ndarray] = {}  # np.log of a Series is typed as an ndarray
     for w in windows:
         vol = v.rolling(w).sum()
         mean, sd = c.rolling(w).mean(), c.rolling(w).std(ddof=0)

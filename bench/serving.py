@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -51,6 +51,9 @@ import yaml
 
 # This file is named like the `serving` package; run as a script, its own folder would shadow it.
 sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolve().parent]
+
+if TYPE_CHECKING:
+    from training.artifact import Device
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "mmops-BENCH-1m"
@@ -76,7 +79,7 @@ def build_registry(home: Path, n_features: int, rows: int) -> tuple[str, dict[st
     names = [f"feature_{i}" for i in range(n_features)]
     versions = {}
     for family, params in FAMILIES.items():
-        model = make_model(family, "regressor", **params).fit(x, y, feature_names=names)  # type: ignore[arg-type]
+        model = make_model(family, "regressor", **params).fit(x, y, feature_names=names)
         folder = model.save(home / "models" / family)
         with tracking.parent_run(experiment, run_name=family, tags={}):
             versions[family] = tracking.log_signal_model(
@@ -390,7 +393,7 @@ def run_clients(
     }
 
 
-def open_version(home: Path, uri: str, version: str, device: str) -> Any:
+def open_version(home: Path, uri: str, version: str, device: Device) -> Any:
     """The registered version's artifact, downloaded and opened the way the service opens it (on the
     providers ``serve.device`` picks, so the baseline runs on the service's device)."""
     from training.artifact import load_predictor, select_providers

@@ -96,8 +96,13 @@ def measure(storage: str, study: str, *, n: int, total: int, home: Path) -> dict
         if proc.returncode != 0:
             raise SystemExit(f"a tuner failed ({storage}, {n} processes):\n{errors[-3000:]}")
     trials = optuna.load_study(study_name=study, storage=storage).trials
-    start = min(t.datetime_start for t in trials if t.datetime_start)
-    end = max(t.datetime_complete for t in trials if t.datetime_complete)
+    timed = [
+        (t.datetime_start, t.datetime_complete)
+        for t in trials
+        if t.datetime_start is not None and t.datetime_complete is not None
+    ]
+    start = min(s for s, _ in timed)
+    end = max(e for _, e in timed)
     span = (end - start).total_seconds()
     states = sorted({t.state.name for t in trials})
     return {
@@ -106,9 +111,7 @@ def measure(storage: str, study: str, *, n: int, total: int, home: Path) -> dict
         "states": states,
         "span_s": round(span, 2),
         "trials_per_min": round(len(trials) / span * 60, 2),
-        "mean_trial_s": round(
-            sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials) / len(trials), 2
-        ),
+        "mean_trial_s": round(sum((e - s).total_seconds() for s, e in timed) / len(timed), 2),
     }
 
 

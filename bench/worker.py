@@ -368,7 +368,9 @@ async def floors(
     the run's figures."""
     from serving.client import ServiceUnavailable
 
-    info_ms, alone_ms, stream_ms = [], [], []
+    info_ms: list[float] = []
+    alone_ms: list[float] = []
+    stream_ms: list[float] = []
     late = 0
     calls = [(source.info, info_ms), (lambda: source.signals(symbols, windows), alone_ms)]
     if stream:

@@ -44,7 +44,7 @@ sys.path.insert(0, str(TREE))
 sys.path.insert(1, str(REPO / "bench"))
 sys.path.append(str(REPO))  # bench/worker.py puts its repo first unless it is on the path already
 
-STEPS = (
+STEPS: tuple[str, ...] = (
     "_update_features",
     "_write_pending",
     "_book_fills",
