@@ -35,7 +35,7 @@ import numpy as np
 # bench/features.py and bench/serving.py are named like packages: this folder goes last on the path
 sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolve().parent]
 sys.path.append(str(Path(__file__).resolve().parent))
-from worker import free_port, pct  # noqa: E402  (bench/worker.py's)
+from worker_setup import free_port, pct  # noqa: E402
 
 WARMUP = 50
 

@@ -1,7 +1,7 @@
 """What BentoML's access log and request tracing cost one 100-symbol ``/predict_batch``.
 
-A throw-away registry with the LSTM champion of ``bench/worker.py`` (its ``build_registry``, in
-a spawned child), then ``mmops serve`` started ``--rounds`` times with ``serve.access_log`` and
+A throw-away registry with the LSTM champion of ``bench/worker.py`` (``build_registry`` from
+``bench/worker_setup.py``, in a spawned child), then ``mmops serve`` started ``--rounds`` times with ``serve.access_log`` and
 ``serve.trace_requests`` on, then off, interleaved. Each start: 100 warm-up requests, then 10 s
 of the worker's request alone (100 symbols x 32 rows x 67 features of random float32, raw body,
 bearer token, through the worker's ``HttpSignalSource``, one at a time, 5 ms apart). Reports p50 / p99 ms per start, and the mean
@@ -28,7 +28,7 @@ import numpy as np
 # bench/features.py and bench/serving.py are named like packages: this folder goes last on the path
 sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolve().parent]
 sys.path.append(str(Path(__file__).resolve().parent))
-import worker as bench_worker  # noqa: E402  (bench/worker.py; it puts the repository first on the path)
+import worker_setup as bench_worker  # noqa: E402  (it puts the repository first on the path)
 
 
 async def measure(base: str, token: str, n_features: int, seconds: float) -> dict[str, float]:

@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 TREE = Path(os.environ.get("TREE", REPO))
 sys.path.insert(0, str(TREE))
 sys.path.insert(1, str(REPO / "bench"))
-sys.path.append(str(REPO))  # bench/worker.py puts its repo first unless it is on the path already
+sys.path.append(str(REPO))  # bench/worker_setup.py puts its repo first unless it is on the path already
 
 STEPS: tuple[str, ...] = (
     "_update_features",
@@ -142,7 +142,7 @@ class Sums:
 
 
 def run(symbols: int, ticks: int, warmup_ticks: int, parts: bool) -> dict[str, Any]:
-    import worker as bench_worker  # bench/worker.py: the same data and percentiles
+    import worker_setup as bench_worker  # bench/worker.py's data and percentiles
 
     pct = bench_worker.pct
 
