@@ -1,4 +1,4 @@
-"""Where the quoting worker's tick goes, without a service: N symbols, unpaced, an in-process source.
+"""Where the quoting worker's tick goes, without a service: N symbols, an in-process source.
 
 ``bench/worker.py`` measures tick-to-quote through a real ``mmops serve`` at 1 Hz; its model
 call hides part of the venue's work and its figures move with the service and the machine's
@@ -8,8 +8,15 @@ load. This bench takes the service out, to see the worker's own work: the same r
 source in this process whose answer is ready as soon as it is asked (a fixed function of each
 window's newest row, the one the unit tests use). So ``model`` is the venue work the worker does
 while a request would be out, ``total`` the tick's wall time and ``cpu`` the worker thread's CPU
-per tick. ``--parts`` also sums the time inside the worker's steps, the journal's writes, its
+per tick, ``run_queue`` its time runnable but waiting for a CPU, and ``machine_probe`` a fixed
+piece of pure-Python work timed after each tick (``bench/machine_noise.py``: how slow the machine
+was). ``--parts`` also sums the time inside the worker's steps, the journal's writes, its
 commits and the paper venue's calls (mean ms per tick; wrapping them costs a little).
+
+``--speed`` paces the replay as ``mmops trade --speed`` does (``max``, the default: the next
+tick starts as soon as one ends; ``60`` on 1m bars: one tick a second, as ``bench/worker.py``).
+The same tick costs more CPU when the worker sleeps between ticks on a shared machine (see
+BENCHMARKS.md, issue 11's ninth round), so compare runs at the same speed.
 
 ``TREE`` (environment) runs another checkout's code with this file (an A/B in one session:
 ``git worktree add /tmp/base <rev>``, then ``TREE=/tmp/base python bench/worker_parts.py``);
@@ -17,7 +24,7 @@ steps a tree does not have are left out of ``--parts``.
 
 Usage::
 
-    .venv/bin/python bench/worker_parts.py --symbols 100 --ticks 300 [--parts] [--json]
+    .venv/bin/python bench/worker_parts.py --symbols 100 --ticks 300 [--speed max|N] [--parts] [--json]
 """
 
 from __future__ import annotations
@@ -141,8 +148,9 @@ class Sums:
         journal.transaction = transaction
 
 
-def run(symbols: int, ticks: int, warmup_ticks: int, parts: bool) -> dict[str, Any]:
+def run(symbols: int, ticks: int, warmup_ticks: int, parts: bool, speed: float | None) -> dict[str, Any]:
     import worker_setup as bench_worker  # bench/worker.py's data and percentiles
+    from machine_noise import probe_ms, run_queue_wait_ns
 
     pct = bench_worker.pct
 
@@ -163,7 +171,7 @@ def run(symbols: int, ticks: int, warmup_ticks: int, parts: bool) -> dict[str, A
         backtest=params.backtest,
         trade=params.trade,
         features=fc,
-        speed=None,
+        speed=speed,
     )
     with tempfile.TemporaryDirectory(prefix="mmops-bench-parts-") as tmp:
         paper = PaperRun(
@@ -171,12 +179,16 @@ def run(symbols: int, ticks: int, warmup_ticks: int, parts: bool) -> dict[str, A
         )
         worker, journal, venues = build_worker(paper, InstantSource(feature_names(fc), 32), shadow=False)
         cpu: list[int] = []
+        queued: list[int] = []
+        probes: list[float] = []
         tick = worker.tick
 
         async def timed_tick() -> None:
-            c = time.thread_time_ns()
+            c, q = time.thread_time_ns(), run_queue_wait_ns()
             await tick()
             cpu.append(time.thread_time_ns() - c)
+            queued.append(run_queue_wait_ns() - q)
+            probes.append(probe_ms())  # after the tick, so that it warms nothing the tick uses
 
         worker.tick = timed_tick  # type: ignore[method-assign]
         sums = Sums()
@@ -203,10 +215,13 @@ def run(symbols: int, ticks: int, warmup_ticks: int, parts: bool) -> dict[str, A
     out: dict[str, Any] = {
         "tree": str(TREE),
         "symbols": symbols,
+        "speed": "max" if speed is None else speed,
         "ticks": len(kept),
         "fills": fills,
         "tick_ms": {p: pct(np.array([getattr(t, p) for t in kept]) / 1e6) for p in PARTS},
         "cpu_ms": pct(np.array(cpu[warmup_ticks:]) / 1e6),
+        "run_queue_ms": pct(np.array(queued[warmup_ticks:]) / 1e6),
+        "machine_probe_ms": pct(np.array(probes[warmup_ticks:])),
         "load_avg_1m": os.getloadavg()[0],
     }
     if parts:
@@ -218,23 +233,42 @@ def run(symbols: int, ticks: int, warmup_ticks: int, parts: bool) -> dict[str, A
     return out
 
 
+def speed_arg(text: str) -> float | None:
+    """``max`` or a positive number, as ``mmops trade --speed`` reads it."""
+    if text == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: 'max' or a number such as 60 (x real time)") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be > 0")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--symbols", type=int, default=100)
     parser.add_argument("--ticks", type=int, default=300)
     parser.add_argument("--warmup-ticks", type=int, default=10)
+    parser.add_argument("--speed", type=speed_arg, default=None, help="max (default) or N x real time")
     parser.add_argument("--parts", action="store_true", help="also sum the time inside steps and calls")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    r = run(args.symbols, args.ticks, args.warmup_ticks, args.parts)
+    r = run(args.symbols, args.ticks, args.warmup_ticks, args.parts, args.speed)
     if args.json:
         print(json.dumps(r, indent=2))
         return
     ms = r["tick_ms"]
-    print(f"{r['symbols']} symbols, {r['ticks']} ticks, {r['fills']} fills ({r['tree']}); ms p50 / p99:")
+    print(
+        f"{r['symbols']} symbols, {r['ticks']} ticks at speed {r['speed']}, {r['fills']} fills ({r['tree']});"
+        " ms p50 / p99:"
+    )
     for p in PARTS:
         print(f"  {p:9s} {ms[p]['p50']:7.2f} / {ms[p]['p99']:7.2f}")
     print(f"  {'cpu':9s} {r['cpu_ms']['p50']:7.2f} / {r['cpu_ms']['p99']:7.2f}")
+    print(f"  {'run queue':9s} {r['run_queue_ms']['p50']:7.2f} / {r['run_queue_ms']['p99']:7.2f}")
+    print(f"  machine probe p50 {r['machine_probe_ms']['p50']:.3f} ms (bench/machine_noise.py)")
     for k, v in r.get("mean_ms_per_tick", {}).items():
         print(f"    {k:26s} {v:6.2f} ms a tick")
     if "commits" in r:
