@@ -33,8 +33,6 @@ import json
 import os
 import platform
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +49,9 @@ import yaml
 
 # This file is named like the `serving` package; run as a script, its own folder would shadow it.
 sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolve().parent]
+sys.path.append(str(Path(__file__).resolve().parent))  # last: for worker_setup, behind the package
+
+import worker_setup  # noqa: E402  (mmops serve started and stopped as bench/worker.py does)
 
 if TYPE_CHECKING:
     from training.artifact import Device
@@ -86,69 +87,19 @@ def build_registry(home: Path, n_features: int, rows: int) -> tuple[str, dict[st
                 folder,
                 registered_name=NAME,
                 tags={"mmops.family": family, "mmops.task": "regressor"},
-                metrics={
-                    "forward_utility": 1.0,
-                    "forward_pnl_diff": 0.1,
-                    "forward_utility_diff": 0.1,
-                    "forward_sharpe": 1.0,
-                    "forward_max_drawdown_pct": 1.0,
-                    "forward_sharpe_diff": 0.1,
-                    "forward_n_trades": 100.0,
-                },
+                metrics=worker_setup.FORWARD_METRICS,
             )
     return uri, versions
 
 
 def promote(home: Path, uri: str, version: str) -> None:
-    from training.gate import GateConfig
-    from training.registry import Registry
-
-    reg = Registry(uri, audit_log=home / "logs" / "audit.jsonl", reports=home / "reports")
-    reg.gate(
-        NAME,
-        version,
-        config=GateConfig(min_utility_over_champion=-1e9),
-        evaluate=lambda _: {"utility": 0.0, "sharpe": 0.0},
-    )
-    reg.approve(NAME, version, by="bench", reason="benchmark")
+    worker_setup.approve(home, uri, NAME, version, reason="benchmark")
 
 
 def start_server(home: Path, uri: str, **serve: Any) -> tuple[subprocess.Popen[bytes], str]:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["serve"].update(model=NAME, poll_interval_s=0.5, **serve)
-    (home / "params.yaml").write_text(yaml.safe_dump(params))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "MMOPS_HOME": str(home),
-        "MMOPS_PARAMS": str(home / "params.yaml"),
-        "MLFLOW_TRACKING_URI": uri,
-        "BENTOML_HOME": str(home / "bentoml"),
-    }
-    env.pop("MMOPS_SERVE_TOKEN", None)
-    log = (home / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flows", "serve", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError((home / "server.log").read_text()[-3000:])
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError("server not ready in 240 s")
+    """``mmops serve`` without a token on this bench's model, polling the registry every 0.5 s
+    (a promotion between families is served within a second)."""
+    return worker_setup.start_server(home, uri, None, serve={"model": NAME, "poll_interval_s": 0.5, **serve})
 
 
 def body(symbols: int, rows: int, n_features: int, seed: int = 0) -> bytes:
@@ -581,8 +532,7 @@ def main() -> None:
                     "bulk_sweep": sweep,
                 }
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
+            worker_setup.stop_server(proc)
     import onnxruntime
 
     report = {
