@@ -21,6 +21,7 @@ thread was busy 0.76-0.78 of the wall with two requests merged per call, 0.97 wi
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from serving.logic import LoadedModel
 from serving.observers import BatchObserver, notify
 
 _Job = tuple[np.ndarray, "asyncio.Future[np.ndarray]"]
+logger = logging.getLogger(__name__)
 PIPELINE_DEPTH = 2  # batches handed to the model thread at once: the one running and the next
 
 
@@ -102,16 +104,18 @@ class MicroBatcher:
     async def _drain(self, key: int, model: LoadedModel, lane: _Lane) -> None:
         loop = asyncio.get_running_loop()
         handed: deque[tuple[list[_Job], asyncio.Future[tuple[np.ndarray, float]]]] = deque()
+        forming: list[_Job] = []  # taken from the queue, neither handed over nor answered yet
         try:
             while lane.queue or handed:
                 while lane.queue and len(handed) < PIPELINE_DEPTH:
-                    jobs, size = self._next_batch(lane.queue)
-                    parts = [windows for windows, _ in jobs]
+                    forming, size = self._next_batch(lane.queue)
+                    parts = [windows for windows, _ in forming]
                     if not handed and size <= self.inline_max:
-                        self._run_inline(model, jobs, parts)
+                        self._run_inline(model, forming, parts)
                     else:
                         call = loop.run_in_executor(self._executor, _timed, model.predictor.predict, parts)
-                        handed.append((jobs, call))
+                        handed.append((forming, call))
+                    forming = []
                 if handed:
                     jobs, call = handed[0]  # left in place while awaited: a cancel fails it below
                     try:
@@ -121,6 +125,20 @@ class MicroBatcher:
                     else:
                         self._answer(model, jobs, out, seconds)
                     handed.popleft()
+        except Exception as exc:  # not a model's error (each caller gets its own above): the model
+            # thread shut down under a request, or a bug here. Every request of this lane gets it,
+            # so that none waits for an answer that no task will give.
+            waiting = forming + [job for jobs, _ in handed for job in jobs] + list(lane.queue)
+            lane.queue.clear()
+            handed.clear()
+            logger.error(
+                "micro-batcher: %s v%s failed %d waiting requests: %r",
+                model.name,
+                model.version,
+                len(waiting),
+                exc,
+            )
+            _fail(waiting, exc)
         finally:
             for jobs, call in handed:  # cancelled (the loop is closing) with calls handed over
                 call.cancel()
@@ -151,8 +169,15 @@ class MicroBatcher:
             self._answer(model, jobs, out, seconds)
 
     def _answer(self, model: LoadedModel, jobs: list[_Job], out: np.ndarray, seconds: float) -> None:
-        """Hand each job its slice of the batch's outputs."""
+        """Hand each job its slice of the batch's outputs (all fail if the model gave another count)."""
         notify(self.observe, model, len(out), seconds, what="model call")
+        expected = sum(len(windows) for windows, _ in jobs)
+        if out.shape != (expected,):
+            _fail(
+                jobs,
+                RuntimeError(f"{model.name} v{model.version}: {out.shape} outputs for {expected} windows"),
+            )
+            return
         offset = 0
         for windows, fut in jobs:
             if not fut.done():

@@ -140,3 +140,44 @@ def test_an_observer_that_fails_changes_no_answer() -> None:
         outs = asyncio.run(asyncio.wait_for(gather(batcher, model(SlowPredictor(seconds=0.01)), sizes), 5))
         expected = np.split(np.arange(sum(sizes), dtype=np.float32), np.cumsum(sizes)[:-1])
         assert all(np.array_equal(o, e) for o, e in zip(outs, expected, strict=True))
+
+
+def test_requests_fail_rather_than_wait_when_the_model_thread_is_gone() -> None:
+    """After close() (the service stopping) the model thread takes no call: the batch being formed
+    and every request queued behind it get that error, where they used to wait for ever."""
+    batcher = MicroBatcher(max_windows=2, inline_max=0)
+    batcher.close()
+
+    async def run() -> list[object]:
+        m = model(SlowPredictor())
+        calls = (
+            batcher.predict(m, windows(2, 2 * i)) for i in range(3)
+        )  # three batches: one forming, two queued
+        return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 5)
+
+    outs = asyncio.run(run())
+    assert len(outs) == 3 and all(isinstance(o, RuntimeError) and "shutdown" in str(o) for o in outs)
+    assert batcher._lanes == {}  # nothing left queued
+
+
+@dataclass
+class ShortPredictor(SlowPredictor):
+    """A broken model: one output fewer than the windows it was given."""
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        return super().predict(windows)[1:]
+
+
+def test_a_model_that_gives_another_count_of_outputs_fails_its_batch_with_the_counts() -> None:
+    """Each request's rows are its slice of the batch's outputs: a miscount would hand requests
+    each other's (or short) rows, so the whole batch fails instead, inline and on the model thread."""
+    for inline_max in (0, 100):
+        batcher = MicroBatcher(max_windows=100, inline_max=inline_max)
+
+        async def run(b: MicroBatcher = batcher) -> list[object]:
+            m = model(ShortPredictor())
+            calls = (b.predict(m, windows(n)) for n in (2, 3))
+            return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 5)
+
+        outs = asyncio.run(run())
+        assert [str(o) for o in outs] == ["m v1: (4,) outputs for 5 windows"] * 2, inline_max
