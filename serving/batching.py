@@ -56,6 +56,12 @@ def _fail(jobs: list[_Job], exc: BaseException) -> None:
             fut.set_exception(exc)
 
 
+def _cancelling() -> bool:
+    """Whether this task has been asked to cancel (not merely an awaited future cancelled)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 @dataclass(slots=True)
 class _Lane:
     queue: deque[_Job] = field(default_factory=deque)
@@ -118,12 +124,7 @@ class MicroBatcher:
                     forming = []
                 if handed:
                     jobs, call = handed[0]  # left in place while awaited: a cancel fails it below
-                    try:
-                        out, seconds = await call
-                    except Exception as exc:  # the callers get the model's own error
-                        _fail(jobs, exc)
-                    else:
-                        self._answer(model, jobs, out, seconds)
+                    await self._finish(model, jobs, call)
                     handed.popleft()
         except Exception as exc:  # not a model's error (each caller gets its own above): the model
             # thread shut down under a request, or a bug here. Every request of this lane gets it,
@@ -160,6 +161,22 @@ class MicroBatcher:
             size, nbytes = size + len(jobs[-1][0]), nbytes + jobs[-1][0].nbytes
         return jobs, size
 
+    async def _finish(
+        self, model: LoadedModel, jobs: list[_Job], call: asyncio.Future[tuple[np.ndarray, float]]
+    ) -> None:
+        """Answer a batch handed to the model thread once its call is done."""
+        try:
+            out, seconds = await call
+        except asyncio.CancelledError:
+            if not call.cancelled() or _cancelling():
+                raise
+            # close() dropped the call before the model thread took it (not this task's cancel)
+            _fail(jobs, RuntimeError(f"{model.name} v{model.version}: the model thread shut down"))
+        except Exception as exc:  # the callers get the model's own error
+            _fail(jobs, exc)
+        else:
+            self._answer(model, jobs, out, seconds)
+
     def _run_inline(self, model: LoadedModel, jobs: list[_Job], parts: list[np.ndarray]) -> None:
         try:
             out, seconds = _timed(model.predictor.predict, parts)
@@ -170,7 +187,6 @@ class MicroBatcher:
 
     def _answer(self, model: LoadedModel, jobs: list[_Job], out: np.ndarray, seconds: float) -> None:
         """Hand each job its slice of the batch's outputs (all fail if the model gave another count)."""
-        notify(self.observe, model, len(out), seconds, what="model call")
         expected = sum(len(windows) for windows, _ in jobs)
         if out.shape != (expected,):
             _fail(
@@ -178,6 +194,7 @@ class MicroBatcher:
                 RuntimeError(f"{model.name} v{model.version}: {out.shape} outputs for {expected} windows"),
             )
             return
+        notify(self.observe, model, expected, seconds, what="model call")
         offset = 0
         for windows, fut in jobs:
             if not fut.done():

@@ -181,3 +181,38 @@ def test_a_model_that_gives_another_count_of_outputs_fails_its_batch_with_the_co
 
         outs = asyncio.run(run())
         assert [str(o) for o in outs] == ["m v1: (4,) outputs for 5 windows"] * 2, inline_max
+
+
+@dataclass
+class GatedPredictor(SlowPredictor):
+    """Says when a call has started in the model thread, and finishes it when let."""
+
+    started: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        self.started.set()
+        assert self.release.wait(5)
+        return super().predict(windows)
+
+
+def test_a_batch_that_close_drops_before_the_model_thread_runs_it_fails_with_a_reason() -> None:
+    """close() while one batch runs and the next waits for the model thread: the running one is
+    answered, the dropped one gets the shutdown as an error (it used to be a bare cancellation)."""
+    batcher = MicroBatcher(max_windows=2, inline_max=0)
+    predictor = GatedPredictor()
+
+    async def run() -> list[object]:
+        m = model(predictor)
+        calls = asyncio.gather(
+            *(batcher.predict(m, windows(2, 2 * i)) for i in range(2)), return_exceptions=True
+        )
+        assert await asyncio.to_thread(predictor.started.wait, 5)  # the first batch is in the model thread
+        batcher.close()  # the second, handed over behind it, is dropped
+        predictor.release.set()
+        return await asyncio.wait_for(calls, 5)
+
+    first, second = asyncio.run(run())
+    assert isinstance(first, np.ndarray) and np.array_equal(first, np.arange(2, dtype=np.float32))
+    assert isinstance(second, RuntimeError) and "shut down" in str(second), repr(second)
+    assert predictor.calls == [2]
