@@ -234,7 +234,8 @@ def run(symbols: int, ticks: int, warmup_ticks: int, parts: bool, speed: float |
 
 
 def speed_arg(text: str) -> float | None:
-    """``max`` or a positive number, as ``mmops trade --speed`` reads it."""
+    """``max`` or a positive number, as ``mmops trade --speed`` reads it (``flows.cli_worker._speed``;
+    not imported: with ``TREE`` the flows package is another checkout's, which may not have it)."""
     if text == "max":
         return None
     try:

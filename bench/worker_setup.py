@@ -77,6 +77,19 @@ def symbol_frames(
     return frames, history
 
 
+FORWARD_METRICS = {
+    "forward_utility": 1.0,
+    "forward_pnl_diff": 0.1,
+    "forward_utility_diff": 0.1,
+    "forward_sharpe": 1.0,
+    "forward_max_drawdown_pct": 1.0,
+    "forward_sharpe_diff": 0.1,
+    "forward_n_trades": 100.0,
+}
+"""The forward-test metrics a bench's version is registered with (what the gate reads; the benches
+measure speed, not the model)."""
+
+
 # ---- the registry (child process) ----------------------------------------------------------------
 def build_registry(home: str, train_rows: int) -> tuple[str, str, int]:
     """Fit the LSTM on real features, register it and approve it. Returns (uri, version, n features).
@@ -109,19 +122,6 @@ def build_registry(home: str, train_rows: int) -> tuple[str, str, int]:
         )
     approve(root, uri, NAME, version, reason="worker benchmark")
     return uri, version, x.shape[1]
-
-
-FORWARD_METRICS = {
-    "forward_utility": 1.0,
-    "forward_pnl_diff": 0.1,
-    "forward_utility_diff": 0.1,
-    "forward_sharpe": 1.0,
-    "forward_max_drawdown_pct": 1.0,
-    "forward_sharpe_diff": 0.1,
-    "forward_n_trades": 100.0,
-}
-"""The forward-test metrics a bench's version is registered with (what the gate reads; the benches
-measure speed, not the model)."""
 
 
 def approve(root: Path, uri: str, name: str, version: str, *, reason: str) -> None:

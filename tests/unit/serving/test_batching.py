@@ -150,9 +150,8 @@ def test_requests_fail_rather_than_wait_when_the_model_thread_is_gone() -> None:
 
     async def run() -> list[object]:
         m = model(SlowPredictor())
-        calls = (
-            batcher.predict(m, windows(2, 2 * i)) for i in range(3)
-        )  # three batches: one forming, two queued
+        # three batches (two windows each, at most two a call): one forming, two queued behind it
+        calls = (batcher.predict(m, windows(2, 2 * i)) for i in range(3))
         return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 5)
 
     outs = asyncio.run(run())
